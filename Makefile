@@ -1,0 +1,43 @@
+# hsspetsc: `make test` and `make demo` set up everything they need on a fresh
+# Debian/Ubuntu machine (system packages, .venv, the compiled kernels) and are
+# quick when that is already done.
+VENV    := .venv
+PY      := $(VENV)/bin/python
+SETUP   := $(VENV)/.setup-stamp
+BUILD   := $(VENV)/.build-stamp
+PYX     := $(wildcard hsspetsc/*.pyx)
+
+# OpenMPI as root, more ranks than cores, no core binding (it would silently turn
+# prange into one thread); ranks x threads <= cores.
+export OMPI_ALLOW_RUN_AS_ROOT := 1
+export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
+export OMPI_MCA_rmaps_base_oversubscribe := 1
+export OMPI_MCA_hwloc_base_binding_policy := none
+
+.PHONY: all setup test demo bench clean
+
+all: test
+
+setup: $(BUILD)
+
+$(SETUP): tools/bootstrap.sh pyproject.toml setup.py
+	bash tools/bootstrap.sh
+	$(PY) -m pip install -q --no-build-isolation --no-deps -e . 2>&1 | grep -v "^WARNING: Location" || true
+	$(PY) -c "import hsspetsc" 2>/dev/null || { echo "editable install of hsspetsc failed"; exit 1; }
+	touch $@
+
+$(BUILD): $(SETUP) $(PYX) setup.py
+	$(PY) setup.py -q build_ext --inplace
+	touch $@
+
+test: $(BUILD)
+	OMP_NUM_THREADS=2 $(PY) -m pytest -q tests
+
+demo: $(BUILD)
+	OMP_NUM_THREADS=2 $(PY) examples/demo_compress.py
+
+bench: $(BUILD)
+	OMP_NUM_THREADS=2 $(PY) bench/bench_compress.py
+
+clean:
+	rm -rf build hsspetsc/*.so hsspetsc/_*.c $(SETUP) $(BUILD)

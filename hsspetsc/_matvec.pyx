@@ -1,0 +1,182 @@
+# cython: language_level=3
+"""HSS/FMM matvec passes (private).
+
+All arrays are flat, in tree order, row-major. Node ``a`` of a complete binary tree
+with ``n_levels`` levels below the root: children ``2a+1, 2a+2``; level ``l`` holds
+nodes ``2**l - 1 .. 2**(l+1) - 2``; leaves are the last level.
+
+Per node: ``node_off/node_size`` (its rows of W), ``rank`` and ``skel_ptr`` (its rows
+of the skeleton buffers What/Uhat; siblings are adjacent, so ``[What_l; What_r]`` is
+one contiguous block), ``proj_ptr`` (its interpolation matrix P, row-major
+``rank x ncols``, ncols = node size at a leaf, rank_l + rank_r above).
+
+Interaction lists are CSR over targets: ``*_ptr[t] .. *_ptr[t+1]`` give source node
+``*_src``, block offset ``*_blk`` and ``*_trans``: 0 when the stored block is
+(target x source), 1 when it is (source x target) and is applied transposed. Each
+unordered pair is stored once.
+
+The kernels check nothing. BLAS runs inside prange: the caller holds BLAS to one
+thread (threadpoolctl) around the call.
+"""
+from cython.parallel cimport prange
+from libc.stdint cimport int64_t, int8_t
+from libc.string cimport memset
+from scipy.linalg.cython_blas cimport dgemm, dgemv
+
+
+cdef void _gemm_rm(char ta, char tb, int m, int n, int k, double alpha,
+                   const double* A, int lda, const double* B, int ldb,
+                   double beta, double* C, int ldc) noexcept nogil:
+    """Row-major C (m x n) = alpha op(A) op(B) + beta C; dgemv when n == 1."""
+    cdef char trans
+    cdef int inc_b, inc_c, i
+    if m == 0 or n == 0:
+        return
+    if k == 0:
+        if beta == 0.0:
+            for i in range(m):
+                memset(&C[i * ldc], 0, n * sizeof(double))
+        return
+    if n == 1 and tb == b'N':
+        inc_b = ldb
+        inc_c = ldc
+        if ta == b'N':      # A row-major m x k == col-major k x m
+            trans = b'T'
+            dgemv(&trans, &k, &m, &alpha, <double*>A, &lda, <double*>B, &inc_b,
+                  &beta, C, &inc_c)
+        else:               # A row-major k x m == col-major m x k
+            trans = b'N'
+            dgemv(&trans, &m, &k, &alpha, <double*>A, &lda, <double*>B, &inc_b,
+                  &beta, C, &inc_c)
+        return
+    # C^T = op(B)^T op(A)^T in column-major terms.
+    dgemm(&tb, &ta, &n, &m, &k, &alpha, <double*>B, &ldb, <double*>A, &lda,
+          &beta, C, &ldc)
+
+
+cdef void _apply_list(int64_t t, int64_t rows_t, double* out, const double* x,
+                      int k, const int64_t* ptr, const int64_t* src,
+                      const int64_t* blk, const int8_t* trans,
+                      const double* data, const int64_t* rows_of,
+                      const int64_t* xoff) noexcept nogil:
+    """out (rows_t x k) += sum over the list of target t of B x_src."""
+    cdef int64_t e, s, rs
+    for e in range(ptr[t], ptr[t + 1]):
+        s = src[e]
+        rs = rows_of[s]
+        if trans[e] == 0:   # stored rows_t x rs
+            _gemm_rm(b'N', b'N', <int>rows_t, k, <int>rs, 1.0, &data[blk[e]], <int>rs,
+                     &x[xoff[s] * k], k, 1.0, out, k)
+        else:               # stored rs x rows_t
+            _gemm_rm(b'T', b'N', <int>rows_t, k, <int>rs, 1.0, &data[blk[e]], <int>rows_t,
+                     &x[xoff[s] * k], k, 1.0, out, k)
+
+
+def hss_apply(const double[:, ::1] W,          # IN  N x k, tree order
+              double[:, ::1] U,                # OUT N x k, tree order (overwritten)
+              double[:, ::1] What,             # WORK sum(rank) x k
+              double[:, ::1] Uhat,             # WORK sum(rank) x k
+              int n_levels,
+              const int64_t[::1] node_off,     # IN per node
+              const int64_t[::1] node_size,
+              const int64_t[::1] rank,
+              const int64_t[::1] skel_ptr,
+              const int64_t[::1] proj_ptr,
+              const double[::1] proj,
+              const int64_t[::1] near_ptr,     # IN CSR over all nodes (leaves used)
+              const int64_t[::1] near_src,
+              const int64_t[::1] near_blk,
+              const int8_t[::1] near_trans,
+              const double[::1] near_data,
+              const int64_t[::1] far_ptr,      # IN CSR over all nodes
+              const int64_t[::1] far_src,
+              const int64_t[::1] far_blk,
+              const int8_t[::1] far_trans,
+              const double[::1] far_data,
+              int n_threads):
+    """U = K~ W: near field (L2L), upward pass (N2S), far field (S2S), downward (S2N)."""
+    cdef int k = <int>W.shape[1]
+    cdef Py_ssize_t n = W.shape[0]
+    cdef int64_t n_nodes = node_off.shape[0]
+    cdef int64_t first_leaf = (<int64_t>1 << n_levels) - 1
+    cdef int64_t a, lo, hi, lev, i
+    cdef int64_t ncols
+    cdef const double* Wp = &W[0, 0]
+    cdef double* Up = &U[0, 0]
+    cdef double* Wh = NULL
+    cdef double* Uh = NULL
+    cdef const double* Pp = NULL
+    cdef const double* nd = NULL
+    cdef const double* fd = NULL
+    cdef const int8_t* nt = NULL
+    cdef const int8_t* ft = NULL
+    cdef const int64_t* ns = NULL
+    cdef const int64_t* nb = NULL
+    cdef const int64_t* fs = NULL
+    cdef const int64_t* fb = NULL
+    cdef int64_t n_skel = What.shape[0]
+    if n == 0 or k == 0:
+        return
+    if n_skel > 0:
+        Wh = &What[0, 0]
+        Uh = &Uhat[0, 0]
+    if proj.shape[0] > 0:
+        Pp = &proj[0]
+    if near_src.shape[0] > 0:
+        nd = &near_data[0]
+        nt = &near_trans[0]
+        ns = &near_src[0]
+        nb = &near_blk[0]
+    if far_src.shape[0] > 0:
+        fd = &far_data[0]
+        ft = &far_trans[0]
+        fs = &far_src[0]
+        fb = &far_blk[0]
+
+    # L2L: U_b = sum_{a in Near(b)} K(b, a) W_a, one leaf per iteration.
+    for a in prange(first_leaf, n_nodes, nogil=True, num_threads=n_threads,
+                    schedule="dynamic"):
+        memset(&Up[node_off[a] * k], 0, node_size[a] * k * sizeof(double))
+        if near_ptr[a + 1] > near_ptr[a]:
+            _apply_list(a, node_size[a], &Up[node_off[a] * k], Wp, k, &near_ptr[0],
+                        ns, nb, nt, nd, &node_size[0], &node_off[0])
+    if n_levels == 0 or n_skel == 0:
+        return
+
+    # N2S, leaves then each level upward: What_a = P_a [W_a or What_children].
+    for lev in range(n_levels, 0, -1):
+        lo = (<int64_t>1 << lev) - 1
+        hi = (<int64_t>1 << (lev + 1)) - 1
+        for a in prange(lo, hi, nogil=True, num_threads=n_threads, schedule="dynamic"):
+            if lev == n_levels:
+                _gemm_rm(b'N', b'N', <int>rank[a], k, <int>node_size[a], 1.0,
+                         &Pp[proj_ptr[a]], <int>node_size[a], &Wp[node_off[a] * k], k,
+                         0.0, &Wh[skel_ptr[a] * k], k)
+            else:
+                ncols = rank[2 * a + 1] + rank[2 * a + 2]
+                _gemm_rm(b'N', b'N', <int>rank[a], k, <int>ncols, 1.0,
+                         &Pp[proj_ptr[a]], <int>ncols, &Wh[skel_ptr[2 * a + 1] * k], k,
+                         0.0, &Wh[skel_ptr[a] * k], k)
+
+    # S2S: Uhat_a = sum_{b in Far(a)} K(skel a, skel b) What_b, all nodes at once.
+    for a in prange(1, n_nodes, nogil=True, num_threads=n_threads, schedule="dynamic"):
+        if rank[a] > 0:
+            memset(&Uh[skel_ptr[a] * k], 0, rank[a] * k * sizeof(double))
+            if far_ptr[a + 1] > far_ptr[a]:
+                _apply_list(a, rank[a], &Uh[skel_ptr[a] * k], Wh, k, &far_ptr[0],
+                            fs, fb, ft, fd, &rank[0], &skel_ptr[0])
+
+    # S2N, each level downward: [Uhat_l; Uhat_r] or U_a += P_a^T Uhat_a.
+    for lev in range(1, n_levels + 1):
+        lo = (<int64_t>1 << lev) - 1
+        hi = (<int64_t>1 << (lev + 1)) - 1
+        for a in prange(lo, hi, nogil=True, num_threads=n_threads, schedule="dynamic"):
+            if lev == n_levels:
+                _gemm_rm(b'T', b'N', <int>node_size[a], k, <int>rank[a], 1.0,
+                         &Pp[proj_ptr[a]], <int>node_size[a], &Uh[skel_ptr[a] * k], k,
+                         1.0, &Up[node_off[a] * k], k)
+            else:
+                ncols = rank[2 * a + 1] + rank[2 * a + 2]
+                _gemm_rm(b'T', b'N', <int>ncols, k, <int>rank[a], 1.0,
+                         &Pp[proj_ptr[a]], <int>ncols, &Uh[skel_ptr[a] * k], k,
+                         1.0, &Uh[skel_ptr[2 * a + 1] * k], k)

@@ -1,0 +1,115 @@
+"""Parameter and array checks, done once in Python before any kernel runs.
+
+Messages follow one template: "The 'leaf_size' parameter of compress must be an
+int in the range [2, 4096]. Got 1 instead."
+"""
+import numbers
+import os
+
+import numpy as np
+
+
+def _fmt_range(lo, hi, lo_open, hi_open):
+    left = "(" if lo_open else "["
+    right = ")" if hi_open else "]"
+    lo_s = "-inf" if lo is None else repr(lo)
+    hi_s = "inf" if hi is None else repr(hi)
+    return f"{left}{lo_s}, {hi_s}{right}"
+
+
+def check_int(value, name, where, lo=None, hi=None):
+    """Return ``value`` as int, or raise TypeError/ValueError naming the parameter."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"The '{name}' parameter of {where} must be an int in the range "
+                        f"{_fmt_range(lo, hi, False, False)}. Got {value!r} instead.")
+    value = int(value)
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ValueError(f"The '{name}' parameter of {where} must be an int in the range "
+                         f"{_fmt_range(lo, hi, False, False)}. Got {value!r} instead.")
+    return value
+
+
+def check_float(value, name, where, lo=None, hi=None, lo_open=False, hi_open=False):
+    """Return ``value`` as a finite float inside the interval, or raise."""
+    rng = _fmt_range(lo, hi, lo_open, hi_open)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"The '{name}' parameter of {where} must be a float in the range "
+                        f"{rng}. Got {value!r} instead.")
+    value = float(value)
+    bad = not np.isfinite(value)
+    if lo is not None:
+        bad |= value <= lo if lo_open else value < lo
+    if hi is not None:
+        bad |= value >= hi if hi_open else value > hi
+    if bad:
+        raise ValueError(f"The '{name}' parameter of {where} must be a float in the range "
+                         f"{rng}. Got {value!r} instead.")
+    return value
+
+
+def check_choice(value, name, where, choices):
+    """Return ``value`` if it is one of ``choices`` (strings), or raise ValueError."""
+    if not isinstance(value, str) or value not in choices:
+        opts = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"The '{name}' parameter of {where} must be one of {opts}. "
+                         f"Got {value!r} instead.")
+    return value
+
+
+def check_finite(array, name, where):
+    """Raise ValueError when ``array`` holds NaN or Inf."""
+    if not np.all(np.isfinite(array)):
+        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+        raise ValueError(f"The '{name}' parameter of {where} contains {bad} NaN or Inf "
+                         f"value(s).")
+
+
+def as_float_array(value, name, where, ndim=None):
+    """Convert to a C-contiguous float64 array; refuse complex, object and strings."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"The '{name}' parameter of {where} must be a real numeric array. "
+                        f"Got dtype {arr.dtype} instead.")
+    if ndim is not None and arr.ndim not in np.atleast_1d(ndim):
+        raise ValueError(f"The '{name}' parameter of {where} must have "
+                         f"{' or '.join(str(d) for d in np.atleast_1d(ndim))} dimension(s). "
+                         f"Got shape {arr.shape} instead.")
+    return np.ascontiguousarray(arr, dtype=np.float64)
+
+
+def as_index_array(value, n, name, where):
+    """Convert to a 1-D int64 array of indices in [0, n)."""
+    arr = np.asarray(value)
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    if arr.size and arr.dtype.kind not in "iu":
+        raise TypeError(f"The '{name}' parameter of {where} must hold integer indices. "
+                        f"Got dtype {arr.dtype} instead.")
+    arr = np.ascontiguousarray(arr.ravel(), dtype=np.int64)
+    if arr.size and (arr.min() < 0 or arr.max() >= n):
+        raise ValueError(f"The '{name}' parameter of {where} must hold indices in "
+                         f"[0, {n}). Got values from {arr.min()} to {arr.max()}.")
+    return arr
+
+
+def effective_n_threads(n_threads=None):
+    """Threads for OpenMP kernels: the argument, else OMP_NUM_THREADS, else all cores."""
+    if n_threads is not None:
+        return check_int(n_threads, "n_threads", "hsspetsc", lo=1)
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    try:
+        value = int(env.split(",")[0])
+        if value >= 1:
+            return value
+    except ValueError:
+        pass
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+               else (os.cpu_count() or 1))
+
+
+def rng_from_seed(seed, where="hsspetsc"):
+    """numpy Generator from an int seed (or pass a Generator through)."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    seed = check_int(seed, "seed", where, lo=0)
+    return np.random.default_rng(seed)

@@ -1,0 +1,37 @@
+"""Accuracy of a compressed matrix against its source (DESIGN 3.8)."""
+import numpy as np
+
+from ._validation import check_int, rng_from_seed
+from .sources import as_source
+
+
+def relative_error(H, source, nrows=100, nrhs=8, seed=0, exact_max_n=4096):
+    """Relative error of ``H`` against the matrix it compresses.
+
+    Returns a dict:
+    - ``eps2``: mean over ``nrows`` sampled rows i of |(K~W)_i - (KW)_i| / |(KW)_i|,
+      W standard normal N x ``nrhs`` (rows of KW computed from entries);
+    - ``eps_fro``: |K~ - K|_F / |K|_F when N <= ``exact_max_n`` (K formed from
+      entries, K~ as H @ I), else None.
+    """
+    where = "relative_error"
+    src = as_source(source, where)
+    if src.n != H.n:
+        raise ValueError(f"relative_error: H has N = {H.n} but the source has N = {src.n}.")
+    nrows = check_int(nrows, "nrows", where, lo=1)
+    nrhs = check_int(nrhs, "nrhs", where, lo=1)
+    rng = rng_from_seed(seed, where)
+    n = H.n
+    rows = np.sort(rng.choice(n, min(nrows, n), replace=False))
+    W = rng.standard_normal((n, nrhs))
+    exact = src.entries(rows, np.arange(n)) @ W
+    approx = (H @ W)[rows]
+    num = np.linalg.norm(approx - exact, axis=1)
+    den = np.linalg.norm(exact, axis=1)
+    eps2 = float(np.mean(num / np.where(den > 0, den, 1.0)))
+    eps_fro = None
+    if n <= exact_max_n:
+        K = src.to_dense(max_n=exact_max_n) if hasattr(src, "to_dense") else None
+        Kt = H.to_dense(max_n=exact_max_n)
+        eps_fro = float(np.linalg.norm(Kt - K) / np.linalg.norm(K))
+    return {"eps2": eps2, "eps_fro": eps_fro, "nrows": int(rows.size), "nrhs": nrhs}

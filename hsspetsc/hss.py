@@ -1,0 +1,223 @@
+"""HSSMatrix: the compressed matrix, immutable, stored as flat arrays.
+
+Construction lives in :mod:`hsspetsc.compress`; this module holds the storage, the
+matvec (Cython kernels in :mod:`hsspetsc._matvec`) and the figures a user looks at.
+"""
+import numpy as np
+
+from ._validation import as_float_array, check_finite, effective_n_threads
+
+_controller = None
+
+
+def _blas_single_thread():
+    """Context holding BLAS to one thread (kernels call BLAS inside prange)."""
+    global _controller
+    if _controller is None:
+        from threadpoolctl import ThreadpoolController
+        _controller = ThreadpoolController()
+    return _controller.limit(limits=1, user_api="blas")
+
+
+def _csr_from_pairs(pairs, offsets, n_nodes):
+    """Both directions of every unordered pair as CSR over targets.
+
+    Returns (ptr, src, blk, trans): pair (a, b) with block offset o gives
+    target a -> (b, o, 0) and, when a != b, target b -> (a, o, 1)."""
+    a, b = pairs[:, 0], pairs[:, 1]
+    off = offsets
+    offdiag = a != b
+    tgt = np.concatenate([a, b[offdiag]])
+    src = np.concatenate([b, a[offdiag]])
+    blk = np.concatenate([off, off[offdiag]])
+    trans = np.concatenate([np.zeros(a.size, np.int8), np.ones(int(offdiag.sum()), np.int8)])
+    order = np.lexsort((src, tgt))
+    tgt, src, blk, trans = tgt[order], src[order], blk[order], trans[order]
+    ptr = np.zeros(n_nodes + 1, dtype=np.int64)
+    np.add.at(ptr, tgt + 1, 1)
+    ptr = np.cumsum(ptr)
+    return (ptr, np.ascontiguousarray(src, np.int64), np.ascontiguousarray(blk, np.int64),
+            np.ascontiguousarray(trans, np.int8))
+
+
+class HSSMatrix:
+    """A hierarchically compressed symmetric matrix K~ ~= K.
+
+    Built by :func:`hsspetsc.compress`. Apply it with ``H @ W`` (a vector of length
+    N or an N x k block, user index order), ``H.matvec(W, n_threads=...)`` or
+    ``H.as_linear_operator()``. ``repr(H)`` prints the per-level table and
+    ``H.stats()`` returns the figures as a dict.
+
+    Storage (all flat, tree order; see :mod:`hsspetsc._matvec`): the tree
+    (``perm``, node offsets and sizes), per node its skeleton (``skel_ptr``,
+    ``skel_idx``) and interpolation matrix (``proj_ptr``, ``proj``), the near
+    blocks K(leaf, leaf) and the far blocks K(skel, skel), each unordered pair
+    stored once.
+    """
+
+    def __init__(self, tree, inter, skels, near_data, near_offsets, far_data, far_offsets,
+                 params, info):
+        self.tree = tree
+        self.n = tree.n
+        self.n_levels = tree.n_levels
+        self.rank = skels.rank.astype(np.int64)
+        n_nodes = tree.n_nodes
+        self.skel_ptr = np.zeros(n_nodes + 1, dtype=np.int64)
+        self.skel_ptr[1:] = np.cumsum(self.rank)
+        self.skel_idx = (np.concatenate(skels.skel) if n_nodes > 1 else np.zeros(0, np.int64))
+        sizes = np.array([p.size for p in skels.proj], dtype=np.int64)
+        self.proj_ptr = np.zeros(n_nodes + 1, dtype=np.int64)
+        self.proj_ptr[1:] = np.cumsum(sizes)
+        self.proj = (np.concatenate([p.ravel() for p in skels.proj]) if sizes.sum()
+                     else np.zeros(0))
+        self.near_pairs = inter.near_pairs
+        self.far_pairs = inter.far_pairs
+        self.near_data = near_data
+        self.far_data = far_data
+        (self.near_ptr, self.near_src, self.near_blk,
+         self.near_trans) = _csr_from_pairs(inter.near_pairs, near_offsets, n_nodes)
+        (self.far_ptr, self.far_src, self.far_blk,
+         self.far_trans) = _csr_from_pairs(inter.far_pairs, far_offsets, n_nodes)
+        self.truncated = skels.truncated
+        self.params = dict(params)
+        self._info = dict(info)
+
+    # ------------------------------------------------------------------ shape
+    @property
+    def shape(self):
+        return (self.n, self.n)
+
+    @property
+    def dtype(self):
+        return np.dtype(np.float64)
+
+    @property
+    def perm(self):
+        """Tree order: ``perm[t]`` is the original index at tree position t."""
+        return self.tree.perm
+
+    # ----------------------------------------------------------------- matvec
+    def matvec(self, W, n_threads=None):
+        """Return K~ W for W of shape (N,) or (N, k), in the user's index order."""
+        W = as_float_array(W, "W", "HSSMatrix.matvec", ndim=(1, 2))
+        if W.shape[0] != self.n:
+            raise ValueError(f"The 'W' parameter of HSSMatrix.matvec must have {self.n} "
+                             f"rows. Got shape {W.shape} instead.")
+        check_finite(W, "W", "HSSMatrix.matvec")
+        vec = W.ndim == 1
+        W2 = W.reshape(self.n, -1)
+        k = W2.shape[1]
+        if k == 0:
+            return np.zeros_like(W)
+        nt = effective_n_threads(n_threads)
+        Wt = np.ascontiguousarray(W2[self.tree.perm])
+        U = np.empty_like(Wt)
+        What = np.empty((int(self.skel_ptr[-1]), k))
+        Uhat = np.empty_like(What)
+        from ._matvec import hss_apply
+        with _blas_single_thread():
+            hss_apply(Wt, U, What, Uhat, self.n_levels, self.tree.node_off,
+                      self.tree.node_size, self.rank, self.skel_ptr, self.proj_ptr,
+                      self.proj, self.near_ptr, self.near_src, self.near_blk,
+                      self.near_trans, self.near_data, self.far_ptr, self.far_src,
+                      self.far_blk, self.far_trans, self.far_data, nt)
+        out = np.empty_like(U)
+        out[self.tree.perm] = U
+        return out[:, 0] if vec else out
+
+    def __matmul__(self, W):
+        return self.matvec(W)
+
+    def as_linear_operator(self):
+        """The matrix as a ``scipy.sparse.linalg.LinearOperator`` (symmetric)."""
+        from scipy.sparse.linalg import LinearOperator
+        return LinearOperator(self.shape, matvec=self.matvec, rmatvec=self.matvec,
+                              matmat=self.matvec, rmatmat=self.matvec, dtype=np.float64)
+
+    def to_dense(self, max_n=8192):
+        """K~ as a dense array (H @ I); refused above ``max_n``."""
+        if self.n > max_n:
+            raise ValueError(f"to_dense: N = {self.n} is larger than max_n = {max_n}.")
+        return self.matvec(np.eye(self.n))
+
+    # ---------------------------------------------------------------- figures
+    def _ncols(self, a):
+        if a >= self.tree.first_leaf:
+            return int(self.tree.node_size[a])
+        return int(self.rank[2 * a + 1] + self.rank[2 * a + 2])
+
+    def _level_rows(self):
+        rows = []
+        far_lev = (np.floor(np.log2(self.far_pairs[:, 0] + 1)).astype(int)
+                   if self.far_pairs.size else np.zeros(0, int))
+        far_bytes = (8 * self.rank[self.far_pairs[:, 0]] * self.rank[self.far_pairs[:, 1]]
+                     if self.far_pairs.size else np.zeros(0, np.int64))
+        for lev in range(1, self.n_levels + 1):
+            nodes = self.tree.level_nodes(lev)
+            r = self.rank[nodes]
+            proj_b = 8 * int((self.proj_ptr[nodes + 1] - self.proj_ptr[nodes]).sum())
+            fb = int(far_bytes[far_lev == lev].sum())
+            rows.append({"level": lev, "nodes": int(nodes.size), "rank_min": int(r.min()),
+                         "rank_mean": float(r.mean()), "rank_max": int(r.max()),
+                         "far_pairs": int((far_lev == lev).sum()),
+                         "bytes": proj_b + fb})
+        return rows
+
+    def stats(self):
+        """Figures of the compressed matrix as a dict (see README for each key)."""
+        n = self.n
+        ns = self.tree.node_size
+        a, b = self.near_pairs[:, 0], self.near_pairs[:, 1]
+        near_entries = int(np.sum(ns[a] * ns[b] * np.where(a == b, 1, 2)))
+        index_bytes = sum(x.nbytes for x in (
+            self.tree.perm, self.tree.iperm, self.tree.node_off, self.tree.node_size,
+            self.rank, self.skel_ptr, self.skel_idx, self.proj_ptr, self.near_ptr,
+            self.near_src, self.near_blk, self.near_trans, self.far_ptr, self.far_src,
+            self.far_blk, self.far_trans))
+        data_bytes = self.proj.nbytes + self.near_data.nbytes + self.far_data.nbytes
+        nonroot = self.rank[1:]
+        rank_implied = 8 * (sum(int(self.rank[x]) * self._ncols(x)
+                                for x in range(1, self.tree.n_nodes))
+                            + int(np.sum(self.rank[self.far_pairs[:, 0]]
+                                         * self.rank[self.far_pairs[:, 1]]))
+                            + int(np.sum(ns[a] * ns[b])))
+        out = {
+            "N": n,
+            "levels": self.n_levels,
+            "leaf_size": int(self.params["leaf_size"]),
+            "rank_min": int(nonroot.min()) if nonroot.size else 0,
+            "rank_mean": float(nonroot.mean()) if nonroot.size else 0.0,
+            "rank_max": int(nonroot.max()) if nonroot.size else 0,
+            "ranks_by_level": self._level_rows(),
+            "stored_bytes": int(data_bytes + index_bytes),
+            "data_bytes": int(data_bytes),
+            "rank_implied_bytes": int(rank_implied),
+            "dense_bytes": 8 * n * n,
+            "near_fraction": near_entries / float(n) ** 2,
+            "near_blocks": int(self.near_pairs.shape[0]),
+            "far_pairs": int(self.far_pairs.shape[0]),
+            "truncated_nodes": list(self.truncated),
+            "params": dict(self.params),
+        }
+        out.update(self._info)
+        return out
+
+    def __repr__(self):
+        s = self.stats()
+        p = self.params
+        lines = [f"HSSMatrix  N={s['N']}  levels={s['levels']}  leaf_size={p['leaf_size']}  "
+                 f"tol={p['tol']:.0e}  max_rank={p['max_rank']}  budget={p['budget']:g}  "
+                 f"distance={p['distance']}",
+                 f"{'level':>5} {'nodes':>6} {'rank min':>8} {'mean':>7} {'max':>5} "
+                 f"{'far pairs':>9} {'MB':>8}"]
+        for r in s["ranks_by_level"]:
+            lines.append(f"{r['level']:>5} {r['nodes']:>6} {r['rank_min']:>8} "
+                         f"{r['rank_mean']:>7.1f} {r['rank_max']:>5} {r['far_pairs']:>9} "
+                         f"{r['bytes'] / 1e6:>8.2f}")
+        lines.append(f"{'near':>5} {s['near_blocks']:>6} {'':>8} {'':>7} {'':>5} {'':>9} "
+                     f"{self.near_data.nbytes / 1e6:>8.2f}   (near field {100 * s['near_fraction']:.2f}% of N^2)")
+        lines.append(f"total {s['stored_bytes'] / 1e6:.2f} MB (dense {s['dense_bytes'] / 1e6:.1f} MB, "
+                     f"{s['dense_bytes'] / max(s['stored_bytes'], 1):.1f}x smaller); entries "
+                     f"evaluated {100 * s.get('entries_fraction', 0):.2f}% of N^2; "
+                     f"{len(self.truncated)} node(s) capped at max_rank")
+        return "\n".join(lines)

@@ -1,0 +1,235 @@
+"""Matrix sources: what the compressor reads a matrix through.
+
+A source gives ``entries(I, J)`` (the block K[I][:, J]) and ``diagonal()``; nothing
+else is needed (geometry-oblivious). Optional: ``points`` (enables the geometric
+distance) and ``to_dense()``.
+"""
+import numpy as np
+
+from .._validation import (as_float_array, as_index_array, check_finite,
+                           check_int, effective_n_threads)
+
+__all__ = ["Source", "DenseSource", "EntrySource", "KernelSource", "as_source"]
+
+
+class Source:
+    """Base class of matrix sources. Subclasses implement ``_block(I, J)`` and
+    ``diagonal()``; ``entries`` validates the indices and calls ``_block``."""
+
+    n = 0
+    points = None
+
+    @property
+    def shape(self):
+        return (self.n, self.n)
+
+    def entries(self, I, J):
+        """Return the dense block K[I][:, J] as a float64 array (len(I), len(J))."""
+        I = as_index_array(I, self.n, "I", f"{type(self).__name__}.entries")
+        J = as_index_array(J, self.n, "J", f"{type(self).__name__}.entries")
+        return self._block(I, J)
+
+    def _block(self, I, J):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def diagonal(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def to_dense(self, max_n=20000):
+        """The whole matrix as an ndarray (refused above ``max_n`` rows)."""
+        if self.n > max_n:
+            raise ValueError(f"to_dense: N = {self.n} is larger than max_n = {max_n}; "
+                             f"a dense copy would need {8 * self.n ** 2 / 2 ** 30:.1f} GiB.")
+        idx = np.arange(self.n, dtype=np.int64)
+        return self._block(idx, idx)
+
+    def __repr__(self):
+        return f"{type(self).__name__}(n={self.n})"
+
+
+class DenseSource(Source):
+    """A dense symmetric ndarray as a source.
+
+    Parameters
+    ----------
+    A : (n, n) array_like, real, symmetric, finite.
+    check_symmetric : bool
+        Refuse matrices with max|A - A^T| > 1e-10 max|A| (default True).
+    """
+
+    def __init__(self, A, check_symmetric=True):
+        A = np.asarray(A)
+        where = "DenseSource"
+        A = as_float_array(A, "A", where, ndim=2)
+        if A.shape[0] != A.shape[1]:
+            raise ValueError(f"The 'A' parameter of {where} must be a square matrix. "
+                             f"Got shape {A.shape} instead.")
+        if A.shape[0] < 1:
+            raise ValueError(f"The 'A' parameter of {where} must not be empty.")
+        check_finite(A, "A", where)
+        if check_symmetric:
+            scale = float(np.max(np.abs(A))) or 1.0
+            asym = float(np.max(np.abs(A - A.T)))
+            if asym > 1e-10 * scale:
+                raise ValueError(f"The 'A' parameter of {where} must be symmetric. Got "
+                                 f"max|A - A^T| = {asym:.3g} (max|A| = {scale:.3g}).")
+        self.A = A
+        self.n = A.shape[0]
+
+    def _block(self, I, J):
+        return self.A[np.ix_(I, J)]
+
+    def diagonal(self):
+        return np.diagonal(self.A).copy()
+
+    def to_dense(self, max_n=None):
+        return self.A.copy()
+
+
+class EntrySource(Source):
+    """A matrix given by a user callback.
+
+    Parameters
+    ----------
+    n : int
+        Order of the matrix.
+    entries : callable ``entries(I, J) -> (len(I), len(J)) ndarray``
+        Receives int64 index arrays; must return the block K[I][:, J].
+    diagonal : callable ``diagonal() -> (n,)`` or an (n,) array
+        The diagonal of K.
+    points : optional (n, d) array, enables ``distance="geometric"``.
+    """
+
+    def __init__(self, n, entries, diagonal, points=None):
+        where = "EntrySource"
+        self.n = check_int(n, "n", where, lo=1)
+        if not callable(entries):
+            raise TypeError(f"The 'entries' parameter of {where} must be callable. "
+                            f"Got {type(entries).__name__} instead.")
+        self._entries = entries
+        if callable(diagonal):
+            diag = diagonal()
+        else:
+            diag = diagonal
+        diag = as_float_array(diag, "diagonal", where, ndim=1)
+        if diag.shape != (self.n,):
+            raise ValueError(f"The 'diagonal' parameter of {where} must have length "
+                             f"{self.n}. Got shape {diag.shape} instead.")
+        check_finite(diag, "diagonal", where)
+        self._diag = diag
+        if points is not None:
+            points = as_float_array(points, "points", where, ndim=2)
+            if points.shape[0] != self.n:
+                raise ValueError(f"The 'points' parameter of {where} must have {self.n} "
+                                 f"rows. Got shape {points.shape} instead.")
+            check_finite(points, "points", where)
+        self.points = points
+
+    def _block(self, I, J):
+        out = np.asarray(self._entries(I, J), dtype=np.float64)
+        if out.shape != (len(I), len(J)):
+            raise ValueError(f"EntrySource: the entries callback returned shape {out.shape} "
+                             f"for a ({len(I)}, {len(J)}) block.")
+        check_finite(out, "entries (callback result)", "EntrySource")
+        return out
+
+    def diagonal(self):
+        return self._diag.copy()
+
+
+KERNEL_CODES = {"gaussian": 0, "laplace": 1, "matern32": 2, "imq": 3, "polynomial": 4,
+                "invpower": 5, "multiquadric": 6}
+PUBLIC_KERNELS = ("gaussian", "laplace", "matern32", "imq", "polynomial")
+
+
+class KernelSource(Source):
+    """Kernel matrix K_ij = scale * k(x_i, x_j), entries evaluated in a Cython prange
+    kernel. Built by :func:`hsspetsc.gallery.kernel_matrix`; ``diag`` overrides the
+    diagonal (used by the test suite, whose diagonal is 2 x the off-diagonal row sum).
+    """
+
+    def __init__(self, points, kernel, bandwidth, shift=0.0, param=0.0, diag=None,
+                 scale=1.0, n_threads=None):
+        self.points = np.ascontiguousarray(points, dtype=np.float64)
+        self.n = self.points.shape[0]
+        self.kernel = kernel
+        self._code = KERNEL_CODES[kernel]
+        self.bandwidth = float(bandwidth)
+        self.param = float(param)
+        self.shift = float(shift)
+        self.scale = float(scale)
+        self.n_threads = n_threads
+        if diag is None:
+            # k(x, x): constant for radial kernels, (|x|^2 + h)^2 for the polynomial
+            k0 = self._raw(np.zeros(1, np.int64), np.zeros(1, np.int64))[0, 0]
+            if kernel == "polynomial":
+                sq = np.einsum("ij,ij->i", self.points, self.points)
+                d = (sq + self.bandwidth) ** 2
+            else:
+                d = np.full(self.n, k0)
+            diag = self.scale * d + self.shift
+        self._diag = np.ascontiguousarray(diag, dtype=np.float64)
+
+    def _raw(self, I, J):
+        from .._kernels import kernel_block
+        out = np.empty((len(I), len(J)), dtype=np.float64)
+        kernel_block(self.points, I, J, self._code, self.bandwidth, self.param, out,
+                     effective_n_threads(self.n_threads))
+        return out
+
+    def _block(self, I, J):
+        out = self._raw(I, J)
+        if self.scale != 1.0:
+            out *= self.scale
+        # Diagonal entries come from the stored diagonal (shift, suite's fix).
+        ii, jj = np.nonzero(I[:, None] == J[None, :])
+        if ii.size:
+            out[ii, jj] = self._diag[I[ii]]
+        return out
+
+    def diagonal(self):
+        return self._diag.copy()
+
+    def __repr__(self):
+        return (f"KernelSource(n={self.n}, d={self.points.shape[1]}, kernel={self.kernel!r}, "
+                f"bandwidth={self.bandwidth:.4g}, shift={self.shift:.4g})")
+
+
+def as_source(obj, where="compress"):
+    """Return ``obj`` as a Source: Sources pass through, ndarrays become DenseSource,
+    and any object with callable ``entries`` and ``diagonal`` and an ``n``/``shape``
+    is wrapped in an EntrySource."""
+    if isinstance(obj, Source):
+        return obj
+    if isinstance(obj, np.ndarray) or isinstance(obj, (list, tuple)):
+        return DenseSource(obj)
+    if callable(getattr(obj, "entries", None)) and callable(getattr(obj, "diagonal", None)):
+        n = getattr(obj, "n", None)
+        if n is None and getattr(obj, "shape", None) is not None:
+            n = obj.shape[0]
+        if n is not None:
+            return EntrySource(int(n), obj.entries, obj.diagonal,
+                               points=getattr(obj, "points", None))
+    raise TypeError(f"The 'source' parameter of {where} must be a square ndarray or an "
+                    f"object with entries(I, J) and diagonal(). Got "
+                    f"{type(obj).__name__} instead.")
+
+
+class CountingSource(Source):
+    """Wraps a source and counts the entries it evaluates (for ``entries_fraction``)."""
+
+    def __init__(self, source):
+        self.inner = source
+        self.n = source.n
+        self.points = source.points
+        self.count = 0
+
+    def _block(self, I, J):
+        self.count += len(I) * len(J)
+        return self.inner._block(I, J)
+
+    def entries(self, I, J):
+        return self._block(np.asarray(I, dtype=np.int64), np.asarray(J, dtype=np.int64))
+
+    def diagonal(self):
+        return self.inner.diagonal()
