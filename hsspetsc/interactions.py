@@ -2,8 +2,8 @@
 
 Near: each leaf is near itself; with ``budget > 0`` leaves vote for the leaves that
 hold their indices' neighbours (weight 1/(dist + eps), floats), and each leaf takes
-leaves in vote order until it has ``ceil(budget * n_leaves)``; the relation is then
-symmetrized. ``budget = 0`` is plain HSS.
+leaves in vote order until it has ``ceil(budget * n_leaves)`` (if the votes run out,
+the leaves closest in the tree fill the rest); the relation is then symmetrized. ``budget = 0`` is plain HSS.
 
 Far: a symmetric dual traversal from (root, root), one level at a time. A pair of
 same-level nodes is admissible (far) when no leaf under one is near a leaf under the
@@ -56,9 +56,15 @@ def near_leaf_matrix(tree, nbrs, budget):
         c, v = V.indices[lo:hi], V.data[lo:hi]
         mask = c != b
         c, v = c[mask], v[mask]
-        order = np.lexsort((c, -v))[: target - 1]
-        keep_r.append(np.full(order.size, b))
-        keep_c.append(c[order])
+        chosen = c[np.lexsort((c, -v))[: target - 1]]
+        if chosen.size < target - 1:
+            # Fewer voted leaves than the budget asks: fill with the leaves closest
+            # in the tree (deepest common ancestor first: smallest b XOR c).
+            rest = np.setdiff1d(np.arange(nl), np.r_[chosen, b])
+            rest = rest[np.lexsort((rest, rest ^ b))][: target - 1 - chosen.size]
+            chosen = np.r_[chosen, rest]
+        keep_r.append(np.full(chosen.size, b))
+        keep_c.append(chosen)
     r = np.concatenate(keep_r)
     c = np.concatenate(keep_c)
     N = sp.csr_matrix((np.ones(r.size, dtype=bool), (r, c)), shape=(nl, nl))

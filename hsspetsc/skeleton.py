@@ -2,7 +2,9 @@
 
 Columns of node a: its indices at a leaf, the union of its children's skeletons
 above. Rows: the columns' neighbours outside a and outside its near list, closest
-first, then uniform random rows from the same set, about max(2 #cols, 2 m) in all.
+first (up to 3/4 of them), then uniform random rows from the same set,
+max(4 #cols, 4 m) in all. (Twice the 2x oversampling of the reference: on K02 it
+takes the matvec error from 9e-4 to 2e-5 at tol 1e-5 for 30% more time.)
 The sampled block is factored by QR with column pivoting; the rank r is the first
 k with |R_kk| < tol |R_11| (capped by max_rank). Skeleton = the r pivot columns;
 P = [I, R11^-1 R12] (in pivot order) so that K(:, cols) ~= K(:, skel) P.
@@ -11,6 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.linalg as sla
+
+
+ROW_FACTOR = 4      # sampled rows per column (see module docstring)
 
 
 @dataclass
@@ -29,6 +34,10 @@ def interpolative_decomposition(B, tol, max_rank):
     ncols = B.shape[1]
     if B.size == 0 or ncols == 0:
         return np.zeros(0, np.int64), np.zeros((0, ncols)), 0, 0.0
+    if B.shape[0] > B.shape[1] + B.shape[1] // 4:
+        # Tall block: an unpivoted (BLAS-3) QR first; the pivoted QR of its R makes
+        # the same choices as that of B (column norms are kept) at a fraction of the cost.
+        B = sla.qr(B, mode="r", check_finite=False)[0][:B.shape[1]]
     R, piv = sla.qr(B, mode="r", pivoting=True, check_finite=False)
     d = np.abs(np.diagonal(R))
     if d.size == 0 or d[0] == 0.0:
@@ -56,6 +65,7 @@ class _RowSampler:
         self.leaf_of = tree.leaf_of_original()
         self.leaf_off = tree.node_off[tree.first_leaf:]
         self.leaf_size = tree.node_size[tree.first_leaf:]
+        self.nbr_share = 0.75
 
     def rows(self, a, n_rows):
         tree = self.tree
@@ -70,7 +80,7 @@ class _RowSampler:
                                  or [np.zeros(0, np.int64)])
             return tree.perm[pos]
         chosen = np.zeros(0, dtype=np.int64)
-        n_nbr_max = (3 * n_rows) // 4
+        n_nbr_max = int(self.nbr_share * n_rows)
         if self.nbrs is not None and self.nbrs.index.shape[1] > 0:
             members = tree.indices(a)
             cand = self.nbrs.index[members].ravel()
@@ -119,7 +129,7 @@ def skeletonize(tree, source, nbrs, inter, tol, max_rank, rng):
             if cols.size == 0:
                 proj[a] = np.zeros((0, 0))
                 continue
-            rows = sampler.rows(a, max(2 * cols.size, 2 * m))
+            rows = sampler.rows(a, ROW_FACTOR * max(cols.size, m))
             B = source.entries(rows, cols)
             piv, P, r, achieved = interpolative_decomposition(B, tol, max_rank)
             if r == max_rank and achieved >= tol:
