@@ -39,8 +39,8 @@ def main():
     show("K02: inverse squared 2-D Poisson, N = 16384",
          hsspetsc.gallery.testsuite("K02", 16384), leaf_size=128, tol=1e-5)
     X = np.random.default_rng(0).random((16384, 3))
-    show("Matern-3/2 kernel on 16384 points in the unit cube (h = 0.2)",
-         hsspetsc.gallery.kernel_matrix(X, "matern32", bandwidth=0.2, shift=1e-2),
+    show("Gaussian kernel on 16384 points in the unit cube (h = 0.2)",
+         hsspetsc.gallery.kernel_matrix(X, "gaussian", bandwidth=0.2, shift=1e-2),
          leaf_size=128, tol=1e-5, distance="geometric")
 
 
