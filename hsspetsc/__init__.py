@@ -6,6 +6,7 @@ Public API::
     H = hsspetsc.compress(source, leaf_size=128, max_rank=256, tol=1e-5,
                           neighbors=32, budget=0.0, distance="angle", seed=0)
     U = H @ W                       # O(N s) per column
+    F = H.factorize(shift=1e-2)     # O(N s^2); F.solve(B), F.logdet()
     hsspetsc.relative_error(H, source)
     hsspetsc.gallery.kernel_matrix(points, "gaussian", bandwidth=1.0)
     hsspetsc.gallery.testsuite("K02", 4096)
@@ -14,10 +15,11 @@ Public API::
 from . import gallery
 from .accuracy import relative_error
 from .compress import compress
+from .factor import FactorizationError, HSSFactorization
 from .hss import HSSMatrix
 from .sources import DenseSource, EntrySource, KernelSource, Source
 
 __version__ = "0.1.0"
 
-__all__ = ["compress", "HSSMatrix", "relative_error", "EntrySource", "DenseSource",
+__all__ = ["compress", "HSSMatrix", "HSSFactorization", "FactorizationError", "relative_error", "EntrySource", "DenseSource",
            "KernelSource", "Source", "gallery", "__version__"]

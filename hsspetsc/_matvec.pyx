@@ -21,7 +21,7 @@ thread (threadpoolctl) around the call.
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t, int8_t
 from libc.string cimport memset
-from scipy.linalg.cython_blas cimport dgemm, dgemv
+include "_blas.pxi"
 
 cdef bint OWN_GEMV = True   # one right-hand side: plain loops (see _gemv_rm)
 

@@ -134,6 +134,14 @@ def compress(source, leaf_size=128, max_rank=256, tol=1e-5, neighbors=32, budget
     far_data, far_off = _cache_blocks(
         counted, inter.far_pairs, lambda a: skels.skel[a], lambda b: skels.skel[b],
         lambda a: int(skels.rank[a]), lambda b: int(skels.rank[b]))
+    # Sibling couplings K(skel l, skel r) that are not far pairs (budget > 0): the
+    # factorization of the HSS part needs one per sibling pair.
+    far_set = {(int(a), int(b)) for a, b in inter.far_pairs}
+    sib_pairs = np.array([(l, l + 1) for l in range(1, tree.n_nodes, 2)
+                          if (l, l + 1) not in far_set], dtype=np.int64).reshape(-1, 2)
+    sib_data, sib_off = _cache_blocks(
+        counted, sib_pairs, lambda a: skels.skel[a], lambda b: skels.skel[b],
+        lambda a: int(skels.rank[a]), lambda b: int(skels.rank[b]))
     phase("caching", t0)
     times["total"] = sum(times.values())
 
@@ -145,7 +153,8 @@ def compress(source, leaf_size=128, max_rank=256, tol=1e-5, neighbors=32, budget
             "neighbor_recall": None if nbrs is None else nbrs.recall,
             "neighbor_iterations": 0 if nbrs is None else nbrs.iterations,
             "time": times}
-    H = HSSMatrix(tree, inter, skels, near_data, near_off, far_data, far_off, params, info)
+    H = HSSMatrix(tree, inter, skels, near_data, near_off, far_data, far_off, params, info,
+                  sibling=(sib_pairs, sib_data, sib_off))
     if verbose:
         print(repr(H), flush=True)
     return H

@@ -56,7 +56,7 @@ class HSSMatrix:
     """
 
     def __init__(self, tree, inter, skels, near_data, near_offsets, far_data, far_offsets,
-                 params, info):
+                 params, info, sibling=None):
         self.tree = tree
         self.n = tree.n
         self.n_levels = tree.n_levels
@@ -74,11 +74,19 @@ class HSSMatrix:
         self.far_pairs = inter.far_pairs
         self.near_data = near_data
         self.far_data = far_data
+        self.far_pair_off = far_offsets      # block offset of each far pair
         (self.near_ptr, self.near_src, self.near_blk,
          self.near_trans) = _csr_from_pairs(inter.near_pairs, near_offsets, n_nodes)
         (self.far_ptr, self.far_src, self.far_blk,
          self.far_trans) = _csr_from_pairs(inter.far_pairs, far_offsets, n_nodes)
+        self.skel_pos = (np.concatenate(skels.pos).astype(np.int64) if n_nodes > 1
+                         else np.zeros(0, np.int64))
+        if sibling is None:
+            sibling = (np.zeros((0, 2), np.int64), np.zeros(0), np.zeros(0, np.int64))
+        # sibling couplings that are not far pairs (only when budget > 0)
+        self.sib_pairs, self.sib_data, self.sib_off = sibling
         self.truncated = skels.truncated
+        self._factor_layout = None
         self.params = dict(params)
         self._info = dict(info)
 
@@ -140,6 +148,15 @@ class HSSMatrix:
             raise ValueError(f"to_dense: N = {self.n} is larger than max_n = {max_n}.")
         return self.matvec(np.eye(self.n))
 
+    def factorize(self, shift=0.0, n_threads=None):
+        """Factor ``shift*I + H~`` (its HSS part; see :mod:`hsspetsc.factor`).
+
+        O(N s^2), no new entries: call again with another shift to re-factor.
+        Raises :class:`hsspetsc.FactorizationError` (naming the node and the shift)
+        when the matrix is not positive definite."""
+        from .factor import HSSFactorization
+        return HSSFactorization(self, shift=shift, n_threads=n_threads)
+
     # ---------------------------------------------------------------- figures
     def _ncols(self, a):
         if a >= self.tree.first_leaf:
@@ -173,14 +190,16 @@ class HSSMatrix:
             self.tree.perm, self.tree.iperm, self.tree.node_off, self.tree.node_size,
             self.rank, self.skel_ptr, self.skel_idx, self.proj_ptr, self.near_ptr,
             self.near_src, self.near_blk, self.near_trans, self.far_ptr, self.far_src,
-            self.far_blk, self.far_trans))
-        data_bytes = self.proj.nbytes + self.near_data.nbytes + self.far_data.nbytes
+            self.far_blk, self.far_trans, self.skel_pos, self.sib_pairs, self.sib_off))
+        data_bytes = (self.proj.nbytes + self.near_data.nbytes + self.far_data.nbytes
+                      + self.sib_data.nbytes)
         nonroot = self.rank[1:]
         rank_implied = 8 * (sum(int(self.rank[x]) * self._ncols(x)
                                 for x in range(1, self.tree.n_nodes))
                             + int(np.sum(self.rank[self.far_pairs[:, 0]]
                                          * self.rank[self.far_pairs[:, 1]]))
-                            + int(np.sum(ns[a] * ns[b])))
+                            + int(np.sum(ns[a] * ns[b]))
+                            + int(self.sib_data.size))
         out = {
             "N": n,
             "levels": self.n_levels,

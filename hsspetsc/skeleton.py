@@ -23,6 +23,7 @@ class Skeletons:
     rank: np.ndarray                  # (n_nodes,) int64; the root has rank 0
     skel: list                        # per node: original indices (rank,)
     proj: list                        # per node: P (rank x ncols) row-major
+    pos: list                         # per node: skeleton positions among its columns
     truncated: list = field(default_factory=list)   # nodes capped at max_rank
 
 
@@ -117,6 +118,7 @@ def skeletonize(tree, source, nbrs, inter, tol, max_rank, rng):
     rank = np.zeros(n_nodes, dtype=np.int64)
     skel = [np.zeros(0, np.int64) for _ in range(n_nodes)]
     proj = [np.zeros((0, 0)) for _ in range(n_nodes)]
+    pos = [np.zeros(0, np.int64) for _ in range(n_nodes)]
     truncated = []
     sampler = _RowSampler(tree, nbrs, inter, rng)
     m = int(tree.node_size[tree.first_leaf:].max())
@@ -137,5 +139,6 @@ def skeletonize(tree, source, nbrs, inter, tol, max_rank, rng):
                                   "achieved": achieved})
             rank[a] = r
             skel[a] = cols[piv]
+            pos[a] = piv
             proj[a] = np.ascontiguousarray(P)
-    return Skeletons(rank=rank, skel=skel, proj=proj, truncated=truncated)
+    return Skeletons(rank=rank, skel=skel, proj=proj, pos=pos, truncated=truncated)

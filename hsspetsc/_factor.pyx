@@ -1,0 +1,377 @@
+# cython: language_level=3
+"""ULV-type factorization of shift*I + H~ (HSS part) and its solve (private).
+
+Everything here is column-major (Fortran order). Per node a: active size c[a]
+(leaf: its indices; inner: the children's skeletons), skeleton positions
+sk_pos[sk_ptr[a]:sk_ptr[a+1]] (r[a] of them, pivot order) and redundant positions
+rd_pos[rd_ptr[a]:rd_ptr[a+1]] (red[a] = c[a] - r[a]); T (r x red) are the ID
+coefficients, K(out, red) ~= K(out, skel) T.
+
+Factor (per node, A the active block):
+    M    = A_rs - T^T A_ss                       (stored in G)
+    A'rr = A_rr - (A_rs T)^T - M T  = L L^T       (stored in L)
+    G    = L^-1 M
+    Z    = A_ss - G^T G                           (handed to the parent)
+Parent active block: [[Z_l, B], [B^T, Z_r]] with B = K(skel l, skel r).
+
+Kernels take raw arrays and check nothing; a failed Cholesky leaves its LAPACK
+info in info[a]. BLAS/LAPACK run inside prange: the caller holds BLAS to one thread.
+"""
+from cython.parallel cimport prange
+from libc.stdint cimport int64_t
+from libc.math cimport log
+include "_blas.pxi"
+
+
+cdef inline int _mx(int a) noexcept nogil:
+    return a if a > 1 else 1
+
+
+cdef void _gemm(char ta, char tb, int m, int n, int k, double alpha, const double* A,
+                int lda, const double* B, int ldb, double beta, double* C,
+                int ldc) noexcept nogil:
+    cdef int i, j
+    if m == 0 or n == 0:
+        return
+    if k == 0:
+        if beta != 1.0:
+            for j in range(n):
+                for i in range(m):
+                    C[i + <Py_ssize_t>j * ldc] = beta * C[i + <Py_ssize_t>j * ldc] if beta != 0.0 else 0.0
+        return
+    lda = _mx(lda)
+    ldb = _mx(ldb)
+    ldc = _mx(ldc)
+    dgemm(&ta, &tb, &m, &n, &k, &alpha, <double*>A, &lda, <double*>B, &ldb, &beta, C, &ldc)
+
+
+cdef void _trsm_lower(char trans, int m, int n, const double* L, int ldl, double* B,
+                      int ldb) noexcept nogil:
+    """B = L^-1 B (trans 'N') or L^-T B (trans 'T'), L lower m x m."""
+    cdef char side = b'L'
+    cdef char uplo = b'L'
+    cdef char diag = b'N'
+    cdef double one = 1.0
+    if m == 0 or n == 0:
+        return
+    ldl = _mx(ldl)
+    ldb = _mx(ldb)
+    dtrsm(&side, &uplo, &trans, &diag, &m, &n, &one, <double*>L, &ldl, B, &ldb)
+
+
+cdef int _chol(int n, double* A) noexcept nogil:
+    """Lower Cholesky in place (upper part zeroed); returns LAPACK info."""
+    cdef char uplo = b'L'
+    cdef int info = 0, i, j, lda = _mx(n)
+    if n == 0:
+        return 0
+    dpotrf(&uplo, &n, A, &lda, &info)
+    if info == 0:
+        for j in range(1, n):
+            for i in range(j):
+                A[i + <Py_ssize_t>j * n] = 0.0
+    return info
+
+
+cdef void _assemble(int64_t a, bint leaf, int c, double shift,
+                    const double* near_data, const int64_t* diag_off,
+                    const int64_t* r, const int64_t* Z_ptr, const double* Z_data,
+                    const int64_t* B_ptr, const double* B_data, double* A) noexcept nogil:
+    """Active block of node a (c x c, column-major) into A."""
+    cdef Py_ssize_t i, j, rl, rr
+    cdef const double* D
+    cdef const double* Zl
+    cdef const double* Zr
+    cdef const double* B
+    if leaf:
+        D = &near_data[diag_off[a]]          # symmetric, any order
+        for j in range(c):
+            for i in range(c):
+                A[i + j * c] = D[i + j * c]
+            A[j + j * c] += shift
+        return
+    rl = r[2 * a + 1]
+    rr = r[2 * a + 2]
+    Zl = &Z_data[Z_ptr[2 * a + 1]]
+    Zr = &Z_data[Z_ptr[2 * a + 2]]
+    B = &B_data[B_ptr[a]]                    # rl x rr, column-major
+    for j in range(rl):
+        for i in range(rl):
+            A[i + j * c] = Zl[i + j * rl]
+        for i in range(rr):
+            A[rl + i + j * c] = B[j + i * rl]
+    for j in range(rr):
+        for i in range(rl):
+            A[i + (rl + j) * c] = B[i + j * rl]
+        for i in range(rr):
+            A[rl + i + (rl + j) * c] = Zr[i + j * rr]
+
+
+def factor_level(const int64_t[::1] nodes, bint leaf, double shift,
+                 const int64_t[::1] c, const int64_t[::1] r, const int64_t[::1] red,
+                 const int64_t[::1] sk_ptr, const int64_t[::1] sk_pos,
+                 const int64_t[::1] rd_ptr, const int64_t[::1] rd_pos,
+                 const int64_t[::1] T_ptr, const double[::1] T_data,
+                 const double[::1] near_data, const int64_t[::1] diag_off,
+                 const int64_t[::1] B_ptr, const double[::1] B_data,
+                 const int64_t[::1] L_ptr, double[::1] L_data,          # OUT
+                 const int64_t[::1] G_ptr, double[::1] G_data,          # OUT
+                 const int64_t[::1] Z_ptr, double[::1] Z_data,          # OUT (and IN: children)
+                 const int64_t[::1] work_ptr, double[::1] work,         # WORK, per node of level
+                 int64_t[::1] info,                                     # OUT per node
+                 int n_threads):
+    """Eliminate the redundant indices of every node of one level."""
+    cdef Py_ssize_t q, i, j, nq = nodes.shape[0]
+    cdef int64_t a
+    cdef int ci, ra, rd
+    cdef double* A
+    cdef double* X
+    cdef double* Lb
+    cdef double* Gb
+    cdef double* Zb
+    cdef const double* T
+    cdef const int64_t* skp
+    cdef const int64_t* rdp
+    cdef const double* nd = &near_data[0] if near_data.shape[0] > 0 else NULL
+    cdef const double* bd = &B_data[0] if B_data.shape[0] > 0 else NULL
+    cdef const double* td = &T_data[0] if T_data.shape[0] > 0 else NULL
+    cdef double* ld = &L_data[0] if L_data.shape[0] > 0 else NULL
+    cdef double* gd = &G_data[0] if G_data.shape[0] > 0 else NULL
+    cdef double* zd = &Z_data[0] if Z_data.shape[0] > 0 else NULL
+    cdef const int64_t* skd = &sk_pos[0] if sk_pos.shape[0] > 0 else NULL
+    cdef const int64_t* rdd = &rd_pos[0] if rd_pos.shape[0] > 0 else NULL
+    for q in prange(nq, nogil=True, num_threads=n_threads, schedule="dynamic"):
+        a = nodes[q]
+        ci = <int>c[a]
+        ra = <int>r[a]
+        rd = <int>red[a]
+        A = &work[work_ptr[q]]
+        X = &work[work_ptr[q] + <int64_t>ci * ci]
+        _assemble(a, leaf, ci, shift, nd, &diag_off[0], &r[0], &Z_ptr[0], zd,
+                  &B_ptr[0], bd, A)
+        Lb = &ld[L_ptr[a]] if rd > 0 else NULL
+        Gb = &gd[G_ptr[a]] if rd > 0 and ra > 0 else NULL
+        Zb = &zd[Z_ptr[a]] if ra > 0 else NULL
+        T = &td[T_ptr[a]] if rd > 0 and ra > 0 else NULL
+        skp = &skd[sk_ptr[a]]
+        rdp = &rdd[rd_ptr[a]]
+        for j in range(ra):
+            for i in range(ra):
+                Zb[i + j * ra] = A[skp[i] + skp[j] * ci]
+        if rd == 0:
+            info[a] = 0
+            continue
+        for j in range(rd):
+            for i in range(rd):
+                Lb[i + j * rd] = A[rdp[i] + rdp[j] * ci]
+        for j in range(ra):
+            for i in range(rd):
+                Gb[i + j * rd] = A[rdp[i] + skp[j] * ci]
+        # X = A_rs T ; M = A_rs - T^T A_ss ; A'rr = A_rr - X^T - M T
+        _gemm(b'N', b'N', rd, rd, ra, 1.0, Gb, rd, T, ra, 0.0, X, rd)
+        _gemm(b'T', b'N', rd, ra, ra, -1.0, T, ra, Zb, ra, 1.0, Gb, rd)
+        for j in range(rd):
+            for i in range(rd):
+                Lb[i + j * rd] = Lb[i + j * rd] - X[j + i * rd]
+        _gemm(b'N', b'N', rd, rd, ra, -1.0, Gb, rd, T, ra, 1.0, Lb, rd)
+        info[a] = _chol(rd, Lb)
+        if info[a] != 0:
+            continue
+        _trsm_lower(b'N', rd, ra, Lb, rd, Gb, rd)
+        _gemm(b'T', b'N', ra, ra, rd, -1.0, Gb, rd, Gb, rd, 1.0, Zb, ra)
+
+
+def factor_root(bint leaf, double shift, const int64_t[::1] c, const int64_t[::1] r,
+                const double[::1] near_data, const int64_t[::1] diag_off,
+                const int64_t[::1] Z_ptr, const double[::1] Z_data,
+                const int64_t[::1] B_ptr, const double[::1] B_data,
+                double[::1] Lroot):                                     # OUT c0 x c0
+    """Cholesky of the root's active block; returns LAPACK info."""
+    cdef int c0 = <int>c[0]
+    cdef const double* nd = &near_data[0] if near_data.shape[0] > 0 else NULL
+    cdef const double* zd = &Z_data[0] if Z_data.shape[0] > 0 else NULL
+    cdef const double* bd = &B_data[0] if B_data.shape[0] > 0 else NULL
+    if c0 == 0:
+        return 0
+    _assemble(0, leaf, c0, shift, nd, &diag_off[0], &r[0], &Z_ptr[0], zd, &B_ptr[0], bd,
+              &Lroot[0])
+    return _chol(c0, &Lroot[0])
+
+
+def logdet_sum(const double[::1] L_data, const int64_t[::1] L_ptr,
+               const int64_t[::1] red, const double[::1] Lroot, int c0):
+    """Sum of log of the Cholesky diagonals (all nodes and the root)."""
+    cdef Py_ssize_t a, i, n = red.shape[0]
+    cdef double s = 0.0
+    for a in range(n):
+        for i in range(red[a]):
+            s += log(L_data[L_ptr[a] + i + i * red[a]])
+    for i in range(c0):
+        s += log(Lroot[i + i * c0])
+    return s
+
+
+def solve_up_level(const int64_t[::1] nodes, bint leaf, int k,
+                   const double[:, ::1] Bt,                 # IN  N x k, tree order (leaves)
+                   const int64_t[::1] node_off,
+                   const int64_t[::1] c, const int64_t[::1] r, const int64_t[::1] red,
+                   const int64_t[::1] sk_ptr, const int64_t[::1] sk_pos,
+                   const int64_t[::1] rd_ptr, const int64_t[::1] rd_pos,
+                   const int64_t[::1] T_ptr, const double[::1] T_data,
+                   const int64_t[::1] L_ptr, const double[::1] L_data,
+                   const int64_t[::1] G_ptr, const double[::1] G_data,
+                   double[::1] bhat,                        # IN children / OUT node: r x k at sk_ptr*k
+                   double[::1] wbuf,                        # OUT red x k at rd_ptr*k
+                   const int64_t[::1] work_ptr, double[::1] work,
+                   int n_threads):
+    """Upward solve pass on one level: b'_r = b_r - T^T b_s, w = L^-1 b'_r,
+    bhat_s = b_s - G^T w."""
+    cdef Py_ssize_t q, i, t, nq = nodes.shape[0]
+    cdef int64_t a
+    cdef int ci, ra, rd, rl
+    cdef double* bact
+    cdef double* bs
+    cdef double* br
+    cdef const int64_t* skp
+    cdef const int64_t* rdp
+    cdef double* bh = &bhat[0] if bhat.shape[0] > 0 else NULL
+    cdef double* wb = &wbuf[0] if wbuf.shape[0] > 0 else NULL
+    cdef const double* td = &T_data[0] if T_data.shape[0] > 0 else NULL
+    cdef const double* ld = &L_data[0] if L_data.shape[0] > 0 else NULL
+    cdef const double* gd = &G_data[0] if G_data.shape[0] > 0 else NULL
+    cdef const int64_t* skd = &sk_pos[0] if sk_pos.shape[0] > 0 else NULL
+    cdef const int64_t* rdd = &rd_pos[0] if rd_pos.shape[0] > 0 else NULL
+    for q in prange(nq, nogil=True, num_threads=n_threads, schedule="dynamic"):
+        a = nodes[q]
+        ci = <int>c[a]
+        ra = <int>r[a]
+        rd = <int>red[a]
+        bact = &work[work_ptr[q]]
+        if leaf:
+            for t in range(k):
+                for i in range(ci):
+                    bact[i + t * ci] = Bt[node_off[a] + i, t]
+        else:
+            rl = <int>r[2 * a + 1]
+            for t in range(k):
+                for i in range(rl):
+                    bact[i + t * ci] = bh[sk_ptr[2 * a + 1] * k + i + t * rl]
+                for i in range(ci - rl):
+                    bact[rl + i + t * ci] = bh[sk_ptr[2 * a + 2] * k + i + t * (ci - rl)]
+        skp = &skd[sk_ptr[a]]
+        rdp = &rdd[rd_ptr[a]]
+        bs = &bh[sk_ptr[a] * k] if ra > 0 else NULL
+        br = &wb[rd_ptr[a] * k] if rd > 0 else NULL
+        for t in range(k):
+            for i in range(ra):
+                bs[i + t * ra] = bact[skp[i] + t * ci]
+            for i in range(rd):
+                br[i + t * rd] = bact[rdp[i] + t * ci]
+        if rd == 0:
+            continue
+        if ra > 0:
+            _gemm(b'T', b'N', rd, k, ra, -1.0, &td[T_ptr[a]], ra, bs, ra, 1.0, br, rd)
+        _trsm_lower(b'N', rd, k, &ld[L_ptr[a]], rd, br, rd)
+        if ra > 0:
+            _gemm(b'T', b'N', ra, k, rd, -1.0, &gd[G_ptr[a]], rd, br, rd, 1.0, bs, ra)
+
+
+def solve_root(bint leaf, int k, const double[:, ::1] Bt, double[:, ::1] Xt,
+               const int64_t[::1] c, const int64_t[::1] r, const int64_t[::1] sk_ptr,
+               double[::1] bhat, const double[::1] Lroot, double[::1] work):
+    """Root solve; writes the children's skeleton solutions into bhat (or Xt when the
+    root is the only leaf)."""
+    cdef int c0 = <int>c[0]
+    cdef Py_ssize_t i, t
+    cdef int rl
+    cdef double* y = &work[0]
+    if c0 == 0:
+        return
+    if leaf:
+        for t in range(k):
+            for i in range(c0):
+                y[i + t * c0] = Bt[i, t]
+    else:
+        rl = <int>r[1]
+        for t in range(k):
+            for i in range(rl):
+                y[i + t * c0] = bhat[sk_ptr[1] * k + i + t * rl]
+            for i in range(c0 - rl):
+                y[rl + i + t * c0] = bhat[sk_ptr[2] * k + i + t * (c0 - rl)]
+    _trsm_lower(b'N', c0, k, &Lroot[0], c0, y, c0)
+    _trsm_lower(b'T', c0, k, &Lroot[0], c0, y, c0)
+    if leaf:
+        for t in range(k):
+            for i in range(c0):
+                Xt[i, t] = y[i + t * c0]
+    else:
+        for t in range(k):
+            for i in range(rl):
+                bhat[sk_ptr[1] * k + i + t * rl] = y[i + t * c0]
+            for i in range(c0 - rl):
+                bhat[sk_ptr[2] * k + i + t * (c0 - rl)] = y[rl + i + t * c0]
+
+
+def solve_down_level(const int64_t[::1] nodes, bint leaf, int k,
+                     double[:, ::1] Xt,                     # OUT N x k, tree order (leaves)
+                     const int64_t[::1] node_off,
+                     const int64_t[::1] c, const int64_t[::1] r, const int64_t[::1] red,
+                     const int64_t[::1] sk_ptr, const int64_t[::1] sk_pos,
+                     const int64_t[::1] rd_ptr, const int64_t[::1] rd_pos,
+                     const int64_t[::1] T_ptr, const double[::1] T_data,
+                     const int64_t[::1] L_ptr, const double[::1] L_data,
+                     const int64_t[::1] G_ptr, const double[::1] G_data,
+                     double[::1] ys,                        # IN node y_s / OUT children
+                     double[::1] wbuf,                      # IN w (overwritten)
+                     const int64_t[::1] work_ptr, double[::1] work,
+                     int n_threads):
+    """Downward pass: y_r = L^-T (w - G y_s), x_r = y_r, x_s = y_s - T y_r."""
+    cdef Py_ssize_t q, i, t, nq = nodes.shape[0]
+    cdef int64_t a
+    cdef int ci, ra, rd, rl
+    cdef double* xact
+    cdef double* tmp
+    cdef double* ysa
+    cdef double* w
+    cdef const int64_t* skp
+    cdef const int64_t* rdp
+    cdef double* yd = &ys[0] if ys.shape[0] > 0 else NULL
+    cdef double* wb = &wbuf[0] if wbuf.shape[0] > 0 else NULL
+    cdef const double* td = &T_data[0] if T_data.shape[0] > 0 else NULL
+    cdef const double* ld = &L_data[0] if L_data.shape[0] > 0 else NULL
+    cdef const double* gd = &G_data[0] if G_data.shape[0] > 0 else NULL
+    cdef const int64_t* skd = &sk_pos[0] if sk_pos.shape[0] > 0 else NULL
+    cdef const int64_t* rdd = &rd_pos[0] if rd_pos.shape[0] > 0 else NULL
+    for q in prange(nq, nogil=True, num_threads=n_threads, schedule="dynamic"):
+        a = nodes[q]
+        ci = <int>c[a]
+        ra = <int>r[a]
+        rd = <int>red[a]
+        xact = &work[work_ptr[q]]
+        tmp = &work[work_ptr[q] + <int64_t>ci * k]
+        ysa = &yd[sk_ptr[a] * k] if ra > 0 else NULL
+        w = &wb[rd_ptr[a] * k] if rd > 0 else NULL
+        skp = &skd[sk_ptr[a]]
+        rdp = &rdd[rd_ptr[a]]
+        if rd > 0:
+            if ra > 0:
+                _gemm(b'N', b'N', rd, k, ra, -1.0, &gd[G_ptr[a]], rd, ysa, ra, 1.0, w, rd)
+            _trsm_lower(b'T', rd, k, &ld[L_ptr[a]], rd, w, rd)
+            if ra > 0:
+                _gemm(b'N', b'N', ra, k, rd, 1.0, &td[T_ptr[a]], ra, w, rd, 0.0, tmp, ra)
+        for t in range(k):
+            for i in range(ra):
+                xact[skp[i] + t * ci] = ysa[i + t * ra] - (tmp[i + t * ra] if rd > 0 else 0.0)
+            for i in range(rd):
+                xact[rdp[i] + t * ci] = w[i + t * rd]
+        if leaf:
+            for t in range(k):
+                for i in range(ci):
+                    Xt[node_off[a] + i, t] = xact[i + t * ci]
+        else:
+            rl = <int>r[2 * a + 1]
+            for t in range(k):
+                for i in range(rl):
+                    yd[sk_ptr[2 * a + 1] * k + i + t * rl] = xact[i + t * ci]
+                for i in range(ci - rl):
+                    yd[sk_ptr[2 * a + 2] * k + i + t * (ci - rl)] = xact[rl + i + t * ci]

@@ -1,0 +1,233 @@
+"""Factorization of shift*I + H~ (the HSS part) and its solve (DESIGN 3.7).
+
+Recursive skeletonization in interpolative form: at every node the redundant
+indices are decoupled from the rest by the congruence [[I, 0], [-T, I]] built from
+the node's own ID coefficients, eliminated by a Cholesky factorization, and the
+Schur complement on the skeleton goes to the parent. No new entries are needed: a
+new shift is one O(N s^2) pass over blocks already stored.
+
+For budget = 0 the factored matrix is exactly the HSSMatrix (the solve inverts
+``H @`` to round-off). With a near field (budget > 0) only its HSS part (diagonal
+leaf blocks, sibling couplings, bases) is factored: a preconditioner for CG on the
+full matrix.
+"""
+import time
+
+import numpy as np
+
+from ._validation import as_float_array, check_finite, check_float, effective_n_threads
+
+
+class FactorizationError(ValueError):
+    """shift*I + H~ is not positive definite at some node."""
+
+    def __init__(self, message, node, level, shift):
+        super().__init__(message)
+        self.node = node
+        self.level = level
+        self.shift = shift
+
+
+class _Layout:
+    """Shift-independent arrays of the factorization, built once per HSSMatrix."""
+
+    def __init__(self, H):
+        tree = H.tree
+        n_nodes = tree.n_nodes
+        fl = tree.first_leaf
+        r = H.rank.astype(np.int64).copy()
+        r[0] = 0
+        c = np.empty(n_nodes, dtype=np.int64)
+        c[fl:] = tree.node_size[fl:]
+        if fl > 0:
+            inner = np.arange(fl)
+            c[inner] = H.rank[2 * inner + 1] + H.rank[2 * inner + 2]
+        red = c - r
+        red[0] = 0
+        self.c, self.r, self.red = c, r, red
+        self.sk_ptr = H.skel_ptr
+        self.sk_pos = H.skel_pos
+        self.rd_ptr = np.zeros(n_nodes + 1, dtype=np.int64)
+        self.rd_ptr[1:] = np.cumsum(red)
+        rd_pos, T_parts = [], []
+        for a in range(1, n_nodes):
+            sk = H.skel_pos[H.skel_ptr[a]:H.skel_ptr[a + 1]]
+            mask = np.ones(c[a], dtype=bool)
+            mask[sk] = False
+            rd = np.flatnonzero(mask)
+            rd_pos.append(rd)
+            P = H.proj[H.proj_ptr[a]:H.proj_ptr[a + 1]].reshape(r[a], c[a])
+            T_parts.append(np.asfortranarray(P[:, rd]).ravel(order="F"))
+        self.rd_pos = (np.concatenate(rd_pos).astype(np.int64) if rd_pos
+                       else np.zeros(0, np.int64))
+        sizes = r * red
+        self.T_ptr = np.zeros(n_nodes + 1, dtype=np.int64)
+        self.T_ptr[1:] = np.cumsum(sizes)
+        self.T_data = (np.concatenate([np.zeros(0)] + T_parts))
+        self.L_ptr = _ptr(red * red)
+        self.G_ptr = _ptr(red * r)
+        self.Z_ptr = _ptr(r * r)
+        # diagonal near block of every leaf
+        self.diag_off = np.zeros(n_nodes, dtype=np.int64)
+        for a in range(fl, n_nodes):
+            lo, hi = H.near_ptr[a], H.near_ptr[a + 1]
+            e = lo + int(np.flatnonzero(H.near_src[lo:hi] == a)[0])
+            self.diag_off[a] = H.near_blk[e]
+        # sibling couplings B = K(skel l, skel r), column-major, per parent
+        self.B_ptr = _ptr(np.r_[[r[2 * a + 1] * r[2 * a + 2] for a in range(fl)],
+                                np.zeros(n_nodes - fl, np.int64)].astype(np.int64))
+        far = {(int(x), int(y)): int(o) for (x, y), o in zip(
+            H.far_pairs, H.far_pair_off)}
+        sib = {(int(x), int(y)): int(o) for (x, y), o in zip(H.sib_pairs, H.sib_off)}
+        parts = []
+        for a in range(fl):
+            rl, rr = int(H.rank[2 * a + 1]), int(H.rank[2 * a + 2])
+            key = (2 * a + 1, 2 * a + 2)
+            if key in far:
+                blk = H.far_data[far[key]:far[key] + rl * rr]
+            else:
+                blk = H.sib_data[sib[key]:sib[key] + rl * rr]
+            parts.append(blk.reshape(rl, rr).ravel(order="F"))
+        self.B_data = np.concatenate([np.zeros(0)] + parts)
+        self.levels = [tree.level_nodes(lev).astype(np.int64)
+                       for lev in range(tree.n_levels + 1)]
+
+    def work(self, nodes, per_node):
+        sizes = per_node[nodes]
+        ptr = np.zeros(nodes.size, dtype=np.int64)
+        ptr[1:] = np.cumsum(sizes)[:-1]
+        return ptr, np.empty(int(sizes.sum()) + 1)
+
+
+def _ptr(sizes):
+    p = np.zeros(sizes.size + 1, dtype=np.int64)
+    p[1:] = np.cumsum(sizes)
+    return p
+
+
+class HSSFactorization:
+    """Factorization of ``shift*I + H~`` (HSS part). Built by
+    :meth:`HSSMatrix.factorize`; ``solve(B)``, ``logdet()``, ``as_linear_operator()``.
+    """
+
+    def __init__(self, H, shift=0.0, n_threads=None):
+        from ._factor import factor_level, factor_root, logdet_sum
+        from .hss import _blas_single_thread
+        self.H = H
+        self.n = H.n
+        self.shift = check_float(shift, "shift", "factorize")
+        nt = effective_n_threads(n_threads)
+        t0 = time.perf_counter()
+        if H._factor_layout is None:
+            H._factor_layout = _Layout(H)
+        lay = self._lay = H._factor_layout
+        t1 = time.perf_counter()
+        self.L_data = np.empty(int(lay.L_ptr[-1]))
+        self.G_data = np.empty(int(lay.G_ptr[-1]))
+        Z_data = np.empty(int(lay.Z_ptr[-1]))
+        tree = H.tree
+        L = tree.n_levels
+        info = np.zeros(tree.n_nodes, dtype=np.int64)
+        with _blas_single_thread():
+            for lev in range(L, 0, -1):
+                nodes = lay.levels[lev]
+                wptr, work = lay.work(nodes, lay.c * lay.c + lay.red * lay.red)
+                factor_level(nodes, lev == L, self.shift, lay.c, lay.r, lay.red,
+                             lay.sk_ptr, lay.sk_pos, lay.rd_ptr, lay.rd_pos, lay.T_ptr,
+                             lay.T_data, H.near_data, lay.diag_off, lay.B_ptr, lay.B_data,
+                             lay.L_ptr, self.L_data, lay.G_ptr, self.G_data, lay.Z_ptr,
+                             Z_data, wptr, work, info, nt)
+                bad = np.flatnonzero(info[nodes] != 0)
+                if bad.size:
+                    a = int(nodes[bad[0]])
+                    raise FactorizationError(
+                        f"factorize: the pivot block of node {a} (level {lev}) is not "
+                        f"positive definite for shift = {self.shift:g}: shift*I + H~ is "
+                        f"not SPD. Use a larger shift (or a tighter tol)"
+                        f"{self._budget_hint()}.", a, lev, self.shift)
+            self.Lroot = np.empty(max(int(lay.c[0]) ** 2, 1))
+            rinfo = factor_root(L == 0, self.shift, lay.c, lay.r, H.near_data,
+                                lay.diag_off, lay.Z_ptr, Z_data, lay.B_ptr, lay.B_data,
+                                self.Lroot)
+        if rinfo != 0:
+            raise FactorizationError(
+                f"factorize: the root block is not positive definite for shift = "
+                f"{self.shift:g}: shift*I + H~ is not SPD. Use a larger shift"
+                f"{self._budget_hint()}.", 0, 0, self.shift)
+        self._logdet = 2.0 * logdet_sum(self.L_data, lay.L_ptr, lay.red, self.Lroot,
+                                        int(lay.c[0]))
+        t2 = time.perf_counter()
+        self.times = {"layout": t1 - t0, "factor": t2 - t1}
+
+    def _budget_hint(self):
+        if self.H.params.get("budget", 0.0) > 0:
+            return ("; this H has a near field (budget > 0), whose skeletons do not "
+                    "represent sibling blocks: compress with budget=0 to factor")
+        return ""
+
+    # ------------------------------------------------------------------ solve
+    def solve(self, B, n_threads=None):
+        """X = (shift*I + H~)^-1 B for B of shape (N,) or (N, k), user order."""
+        from ._factor import solve_down_level, solve_root, solve_up_level
+        from .hss import _blas_single_thread
+        B = as_float_array(B, "B", "HSSFactorization.solve", ndim=(1, 2))
+        if B.shape[0] != self.n:
+            raise ValueError(f"The 'B' parameter of HSSFactorization.solve must have "
+                             f"{self.n} rows. Got shape {B.shape} instead.")
+        check_finite(B, "B", "HSSFactorization.solve")
+        vec = B.ndim == 1
+        B2 = B.reshape(self.n, -1)
+        k = B2.shape[1]
+        if k == 0:
+            return np.zeros_like(B)
+        nt = effective_n_threads(n_threads)
+        lay = self._lay
+        tree = self.H.tree
+        L = tree.n_levels
+        Bt = np.ascontiguousarray(B2[tree.perm])
+        Xt = np.empty_like(Bt)
+        bhat = np.empty(int(lay.sk_ptr[-1]) * k + 1)
+        wbuf = np.empty(int(lay.rd_ptr[-1]) * k + 1)
+        args = (tree.node_off, lay.c, lay.r, lay.red, lay.sk_ptr, lay.sk_pos, lay.rd_ptr,
+                lay.rd_pos, lay.T_ptr, lay.T_data, lay.L_ptr, self.L_data, lay.G_ptr,
+                self.G_data)
+        with _blas_single_thread():
+            for lev in range(L, 0, -1):
+                nodes = lay.levels[lev]
+                wptr, work = lay.work(nodes, lay.c * k)
+                solve_up_level(nodes, lev == L, k, Bt, *args, bhat, wbuf, wptr, work, nt)
+            solve_root(L == 0, k, Bt, Xt, lay.c, lay.r, lay.sk_ptr, bhat, self.Lroot,
+                       np.empty(int(lay.c[0]) * k + 1))
+            for lev in range(1, L + 1):
+                nodes = lay.levels[lev]
+                wptr, work = lay.work(nodes, lay.c * k + lay.r * k)
+                solve_down_level(nodes, lev == L, k, Xt, *args, bhat, wbuf, wptr, work, nt)
+        X = np.empty_like(Xt)
+        X[tree.perm] = Xt
+        return X[:, 0] if vec else X
+
+    def logdet(self):
+        """log det(shift*I + H~) = sum of 2 log diag of all Cholesky factors."""
+        return self._logdet
+
+    def as_linear_operator(self):
+        """The inverse as a scipy LinearOperator (e.g. a preconditioner for cg)."""
+        from scipy.sparse.linalg import LinearOperator
+        return LinearOperator((self.n, self.n), matvec=self.solve, rmatvec=self.solve,
+                              matmat=self.solve, rmatmat=self.solve, dtype=np.float64)
+
+    @property
+    def nbytes(self):
+        lay = self._lay
+        return int(self.L_data.nbytes + self.G_data.nbytes + self.Lroot.nbytes
+                   + lay.T_data.nbytes + lay.B_data.nbytes)
+
+    def stats(self):
+        return {"N": self.n, "shift": self.shift, "bytes": self.nbytes,
+                "root_size": int(self._lay.c[0]), "logdet": self._logdet,
+                "time": dict(self.times)}
+
+    def __repr__(self):
+        return (f"HSSFactorization(N={self.n}, shift={self.shift:g}, "
+                f"root {int(self._lay.c[0])}x{int(self._lay.c[0])}, "
+                f"{self.nbytes / 1e6:.1f} MB, factor {self.times['factor']:.3f} s)")
