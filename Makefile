@@ -30,8 +30,13 @@ $(BUILD): $(SETUP) $(PYX) setup.py
 	$(PY) setup.py -q build_ext --inplace
 	touch $@
 
+MPITEST := timeout 900 mpiexec --oversubscribe -n
+MPIPYTEST := $(PY) -m pytest -q -p no:cacheprovider --color=no tests/mpi
+
 test: $(BUILD)
-	OMP_NUM_THREADS=2 $(PY) -m pytest -q tests
+	OMP_NUM_THREADS=2 $(PY) -m pytest -q --ignore=tests/mpi tests
+	OMP_NUM_THREADS=1 $(MPITEST) 2 $(MPIPYTEST)
+	OMP_NUM_THREADS=1 $(MPITEST) 4 $(MPIPYTEST)
 
 demo: $(BUILD)
 	OMP_NUM_THREADS=2 $(PY) examples/demo_compress.py

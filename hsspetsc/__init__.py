@@ -21,5 +21,12 @@ from .sources import DenseSource, EntrySource, KernelSource, Source
 
 __version__ = "0.1.0"
 
+
+def validate_ranks(H, source, nodes=8, **kwargs):
+    """Chosen skeleton ranks against SLEPc numerical ranks (needs slepc4py); see
+    :func:`hsspetsc.petsc.validate_ranks`."""
+    from .petsc import validate_ranks as _validate
+    return _validate(H, source, nodes=nodes, **kwargs)
+
 __all__ = ["compress", "HSSMatrix", "HSSFactorization", "FactorizationError", "relative_error", "EntrySource", "DenseSource",
-           "KernelSource", "Source", "gallery", "__version__"]
+           "KernelSource", "Source", "gallery", "validate_ranks", "__version__"]

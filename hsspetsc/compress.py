@@ -42,6 +42,20 @@ def _cache_blocks(source, pairs, rows_of, cols_of, rows_len, cols_len):
     return data, offsets
 
 
+def validate_params(n, leaf_size=128, max_rank=256, tol=1e-5, neighbors=32, budget=0.0,
+                    distance="angle", seed=0, where="compress"):
+    """Check the compression parameters (see :func:`compress`); returns them cleaned,
+    the seed as a numpy Generator."""
+    leaf_size = check_int(leaf_size, "leaf_size", where, lo=2, hi=n)
+    max_rank = check_int(max_rank, "max_rank", where, lo=1)
+    tol = check_float(tol, "tol", where, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+    neighbors = check_int(neighbors, "neighbors", where, lo=0)
+    budget = check_float(budget, "budget", where, lo=0.0, hi=1.0)
+    distance = check_choice(distance, "distance", where, DISTANCES)
+    rng = rng_from_seed(seed, where)
+    return leaf_size, max_rank, tol, neighbors, budget, distance, rng
+
+
 def compress(source, leaf_size=128, max_rank=256, tol=1e-5, neighbors=32, budget=0.0,
              distance="angle", seed=0, verbose=False):
     """Compress a symmetric (SPD) matrix from its entries into an HSSMatrix.
@@ -76,13 +90,8 @@ def compress(source, leaf_size=128, max_rank=256, tol=1e-5, neighbors=32, budget
     n = src.n
     if n < 2:
         raise ValueError(f"compress needs a matrix of order >= 2. Got N = {n}.")
-    leaf_size = check_int(leaf_size, "leaf_size", where, lo=2, hi=n)
-    max_rank = check_int(max_rank, "max_rank", where, lo=1)
-    tol = check_float(tol, "tol", where, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
-    neighbors = check_int(neighbors, "neighbors", where, lo=0)
-    budget = check_float(budget, "budget", where, lo=0.0, hi=1.0)
-    distance = check_choice(distance, "distance", where, DISTANCES)
-    rng = rng_from_seed(seed, where)
+    leaf_size, max_rank, tol, neighbors, budget, distance, rng = validate_params(
+        n, leaf_size, max_rank, tol, neighbors, budget, distance, seed, where)
     if distance == "geometric" and src.points is None:
         raise ValueError("The 'distance' parameter of compress is 'geometric' but the "
                          "source has no points; use 'angle' or 'kernel'.")

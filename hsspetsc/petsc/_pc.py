@@ -1,0 +1,172 @@
+"""HSSPC: a python PC that factors shift*I + H~ and applies its inverse.
+
+Options (through the PC's prefix, e.g. -tao_nls_pc_hss_tol under TAO):
+    -pc_hss_leaf_size  -pc_hss_max_rank  -pc_hss_tol  -pc_hss_neighbors
+    -pc_hss_budget     -pc_hss_distance  -pc_hss_seed
+    -pc_hss_shift      extra shift added to the operator's own shift (default 0)
+    -pc_hss_validate   n: check the ranks of n sampled nodes with SLEPc (default 0)
+"""
+import time
+
+import numpy as np
+from petsc4py import PETSc
+
+from ..compress import compress, validate_params
+from ..hss import HSSMatrix
+from ..sources import DenseSource, EntrySource
+from ._comm import collective
+from ._mat import HSSMatContext
+from ._vec import Gatherer, check_vec, set_local
+
+_DEFAULTS = {"leaf_size": 128, "max_rank": 256, "tol": 1e-5, "neighbors": 32,
+             "budget": 0.0, "distance": "angle", "seed": 0}
+_GETTERS = {"leaf_size": "getInt", "max_rank": "getInt", "tol": "getReal",
+            "neighbors": "getInt", "budget": "getReal", "distance": "getString",
+            "seed": "getInt"}
+
+
+def _read_options(pc):
+    opts = PETSc.Options(pc.getOptionsPrefix())
+    params, explicit = {}, set()
+    for key, default in _DEFAULTS.items():
+        name = f"pc_hss_{key}"
+        if opts.hasName(name):
+            explicit.add(key)
+        params[key] = getattr(opts, _GETTERS[key])(name, default)
+    shift = opts.getReal("pc_hss_shift", 0.0)
+    validate = opts.getInt("pc_hss_validate", 0)
+    return params, explicit, shift, validate
+
+
+def _check(params, n, prefix):
+    """Validate the -pc_hss_* values (same rules as compress)."""
+    where = f"HSSPC (options -{prefix or ''}pc_hss_*)"
+    validate_params(n, where=where, **params)
+
+
+def _assembled_source(P):
+    """Entries of an assembled Mat (dense or AIJ), gathered on every rank."""
+    m, n = P.getSize()
+    rs, re = P.getOwnershipRange()
+    rows = np.arange(rs, re, dtype=PETSc.IntType)
+    cols = np.arange(n, dtype=PETSc.IntType)
+    local = P.getValues(rows, cols).reshape(re - rs, n)
+    mpi = P.getComm().tompi4py()
+    full = np.vstack(mpi.allgather(local)) if mpi.Get_size() > 1 else local
+    return DenseSource(full)
+
+
+class HSSPC:
+    """Python PC: ``-pc_type python -pc_python_type hsspetsc.petsc.HSSPC``.
+
+    In ``setUp`` it takes the preconditioning Mat of the PC:
+    - an hsspetsc shell Mat (:func:`as_petsc_mat`): factors its HSSMatrix with the
+      Mat's shift (+ ``-pc_hss_shift``); if the operator has a near field
+      (budget > 0) or compression options are given, it compresses the Mat's
+      source again with the PC's options;
+    - a python Mat whose context has ``entries(I, J)`` and ``diagonal()``, or an
+      assembled Mat (dense, AIJ): compresses it with the PC's options, then factors.
+    ``apply`` solves with the factorization; ``view`` prints what was built.
+    """
+
+    def __init__(self):
+        self.H = None
+        self.F = None
+        self.info = {}
+        self._gather = Gatherer()
+
+    # -- protocol -----------------------------------------------------------
+    def setFromOptions(self, pc):
+        _read_options(pc)  # parse early so bad values fail at setFromOptions too
+
+    def setUp(self, pc):
+        collective(pc.getComm(), self._setup, pc)
+
+    def _setup(self, pc):
+        A, P = pc.getOperators()
+        m, n = P.getSize()
+        if m != n:
+            raise ValueError(f"HSSPC: the preconditioning matrix must be square. Got {m} x {n}.")
+        am, an = A.getSize()
+        if (am, an) != (m, n):
+            raise ValueError(f"HSSPC: operator ({am} x {an}) and preconditioning matrix "
+                             f"({m} x {n}) differ in size.")
+        params, explicit, extra_shift, validate = _read_options(pc)
+        _check(params, n, pc.getOptionsPrefix())
+        t0 = time.perf_counter()
+        ctx = P.getPythonContext() if P.getType() == PETSc.Mat.Type.PYTHON else None
+        base_shift, source, H = 0.0, None, None
+        if isinstance(ctx, HSSMatContext):
+            base_shift = ctx.shift
+            op_budget = ctx.H.params.get("budget", 0.0)
+            if op_budget == 0.0 and not explicit:
+                H = ctx.H
+                how = "reused the operator's HSSMatrix"
+            elif ctx.source is not None:
+                source = ctx.source
+                how = "compressed the operator's source with the PC options"
+            elif op_budget == 0.0:
+                raise ValueError(
+                    f"HSSPC: compression options ({', '.join(sorted(explicit))}) were given "
+                    f"but the operator has no source to compress again; pass source= to "
+                    f"as_petsc_mat, or drop the options to reuse the operator's HSSMatrix.")
+            else:
+                raise ValueError("HSSPC: the operator has a near field (budget > 0) and "
+                                 "no source; pass source= to as_petsc_mat so the PC can "
+                                 "compress with budget 0.")
+        elif ctx is not None and callable(getattr(ctx, "entries", None)) and callable(
+                getattr(ctx, "diagonal", None)):
+            source = EntrySource(n, ctx.entries, ctx.diagonal)
+            how = f"compressed the entries of a python Mat ({type(ctx).__name__})"
+        elif ctx is None:
+            source = _assembled_source(P)
+            how = f"compressed an assembled Mat ({P.getType()})"
+        else:
+            raise TypeError(f"HSSPC: cannot read entries of the python Mat context "
+                            f"{type(ctx).__name__}; give it entries(I, J) and diagonal().")
+        if H is None:
+            H = compress(source, **params)
+        t1 = time.perf_counter()
+        shift = base_shift + extra_shift
+        F = H.factorize(shift=shift)
+        t2 = time.perf_counter()
+        self.H, self.F = H, F
+        self.info = {"how": how, "shift": shift, "compress_s": t1 - t0,
+                     "factor_s": t2 - t1, "params": dict(H.params)}
+        if validate > 0:
+            from ._validate import format_rank_table, validate_ranks
+            recs = validate_ranks(H, source if source is not None else ctx.source,
+                                  nodes=validate, comm=pc.getComm())
+            PETSc.Sys.Print(format_rank_table(recs), comm=pc.getComm())
+            self.info["validation"] = recs
+
+    def apply(self, pc, x, y):
+        if self.F is None:
+            raise RuntimeError("HSSPC.apply before setUp")
+        check_vec(x, self.F.n, "HSSPC apply (x)")
+        xf = self._gather.full(x)
+        set_local(y, self.F.solve(xf))
+
+    def applyTranspose(self, pc, x, y):   # symmetric
+        self.apply(pc, x, y)
+
+    def view(self, pc, viewer):
+        if viewer.getType() != PETSc.Viewer.Type.ASCII:
+            return
+        if self.F is None:
+            viewer.printfASCII("HSSPC: not set up\n")
+            return
+        i = self.info
+        viewer.printfASCII(f"HSSPC: {i['how']}; shift = {i['shift']:g}\n")
+        viewer.printfASCII(f"  build {i['compress_s']:.3f} s, factor {i['factor_s']:.3f} s, "
+                           f"factorization {self.F.nbytes / 1e6:.2f} MB, "
+                           f"root block {self.F.stats()['root_size']}\n")
+        for line in repr(self.H).splitlines():
+            viewer.printfASCII("  " + line + "\n")
+
+    def reset(self, pc):
+        self.H = self.F = None
+        self._gather.destroy()
+
+    def destroy(self, pc):
+        self.reset(pc)

@@ -1,0 +1,163 @@
+"""Run under mpiexec (make test runs it with 2 and 4 ranks):
+
+    mpiexec -n 2 .venv/bin/python -m pytest -q -p no:cacheprovider tests/mpi
+"""
+import numpy as np
+import pytest
+
+from petsc4py import PETSc
+
+import hsspetsc
+import hsspetsc.petsc as hp
+
+COMM = PETSc.COMM_WORLD
+RANK = COMM.getRank()
+SIZE = COMM.getSize()
+
+
+@pytest.fixture(scope="module")
+def problem():
+    src = hsspetsc.gallery.testsuite("K02", 1024)
+    H = hsspetsc.compress(src, leaf_size=64, tol=1e-7, seed=0)
+    return src, H
+
+
+def _vec_from(full, template):
+    v = template.duplicate()
+    rs, re = v.getOwnershipRange()
+    v.setArray(full[rs:re])
+    return v
+
+
+def _cg(A, prefix, opts_dict, comm):
+    opts = PETSc.Options()
+    for k, v in opts_dict.items():
+        opts[prefix + k] = v
+    ksp = PETSc.KSP().create(comm=comm)
+    b, x = A.createVecs()
+    try:
+        ksp.setOptionsPrefix(prefix)
+        ksp.setOperators(A)
+        ksp.setType("cg")
+        ksp.setTolerances(rtol=1e-10, max_it=1000)
+        ksp.setFromOptions()
+        full_b = np.random.default_rng(3).standard_normal(A.getSize()[0])
+        rs, re = b.getOwnershipRange()
+        b.setArray(full_b[rs:re])
+        ksp.solve(b, x)
+        g = hp._vec.Gatherer()
+        xf = g.full(x)
+        g.destroy()
+        return ksp.getIterationNumber(), ksp.getConvergedReason(), xf
+    finally:
+        for k in opts_dict:
+            opts.delValue(prefix + k)
+        ksp.destroy()
+        b.destroy()
+        x.destroy()
+
+
+def test_running_in_parallel():
+    assert SIZE >= 2, "run this directory under mpiexec -n 2 (or 4)"
+
+
+def test_mat_mult_matches_serial(problem):
+    src, H = problem
+    A = hp.as_petsc_mat(H, comm=COMM, shift=0.25)
+    try:
+        x, y = A.createVecs()
+        assert x.getLocalSize() < H.n
+        xs = np.random.default_rng(1).standard_normal(H.n)
+        xv = _vec_from(xs, x)
+        A.mult(xv, y)
+        rs, re = y.getOwnershipRange()
+        np.testing.assert_allclose(y.getArray(), (H @ xs + 0.25 * xs)[rs:re], rtol=1e-13,
+                                   atol=1e-13)
+        d = A.getDiagonal()
+        np.testing.assert_allclose(d.getArray(), (src.diagonal() + 0.25)[rs:re], rtol=1e-14)
+        for v in (x, y, xv, d):
+            v.destroy()
+    finally:
+        A.destroy()
+
+
+def test_pcg_with_hsspc_matches_one_rank(problem):
+    src, H = problem
+    opts = {"pc_type": "python", "pc_python_type": "hsspetsc.petsc.HSSPC"}
+    A = hp.as_petsc_mat(H, comm=COMM, shift=1e-4)
+    A1 = hp.as_petsc_mat(H, comm=PETSc.COMM_SELF, shift=1e-4)
+    try:
+        it, reason, x = _cg(A, "mpi_", opts, COMM)
+        it1, reason1, x1 = _cg(A1, "self_", opts, PETSc.COMM_SELF)
+        itn, reasonn, _ = _cg(A, "mpin_", {"pc_type": "none"}, COMM)
+    finally:
+        A.destroy()
+        A1.destroy()
+    assert reason > 0 and reason1 > 0 and reasonn > 0
+    assert it == it1 and it <= 3 < itn / 5
+    np.testing.assert_allclose(x, x1, rtol=1e-10, atol=1e-12 * np.abs(x1).max())
+    # every rank ends with the same solution
+    allx = COMM.tompi4py().allgather(x)
+    for other in allx:
+        assert np.array_equal(other, x)
+
+
+def test_pc_compressing_the_source_under_mpi(problem):
+    src, _ = problem
+    H = hsspetsc.compress(src, leaf_size=64, tol=1e-7, budget=0.05)
+    A = hp.as_petsc_mat(H, comm=COMM, shift=1e-4, source=src)
+    try:
+        it, reason, _ = _cg(A, "mpis_", {"pc_type": "python",
+                                         "pc_python_type": "hsspetsc.petsc.HSSPC",
+                                         "pc_hss_tol": "1e-6"}, COMM)
+    finally:
+        A.destroy()
+    assert reason > 0 and it <= 10
+
+
+def test_bad_option_raises_on_every_rank_without_hanging(problem):
+    src, H = problem
+    A = hp.as_petsc_mat(H, comm=COMM, shift=1e-4, source=src)
+    try:
+        with pytest.raises(ValueError, match="'distance'"):
+            _cg(A, "mpibad_", {"pc_type": "python", "pc_python_type": "hsspetsc.petsc.HSSPC",
+                               "pc_hss_distance": "cosine"}, COMM)
+    finally:
+        A.destroy()
+
+
+def test_one_rank_error_is_raised_everywhere():
+    def fail_on_last():
+        if RANK == SIZE - 1:
+            raise ValueError("only the last rank fails")
+        return RANK
+
+    with pytest.raises((ValueError, RuntimeError), match="only the last rank fails"):
+        hp.collective(COMM, fail_on_last)
+    assert hp.collective(COMM, lambda: RANK) == RANK       # and still in step
+
+
+def test_mismatched_layout_is_an_error(problem):
+    _, H = problem
+    A = hp.as_petsc_mat(H, comm=COMM)
+    x = PETSc.Vec().createMPI((PETSc.DECIDE, H.n + 3), comm=COMM)
+    y = PETSc.Vec().createMPI((PETSc.DECIDE, H.n + 3), comm=COMM)
+    try:
+        with pytest.raises(PETSc.Error):
+            A.mult(x, y)
+    finally:
+        for o in (A, x, y):
+            o.destroy()
+
+
+def test_validate_ranks_under_mpi(problem):
+    src, H = problem
+    recs = hp.validate_ranks(H, src, nodes=[3, 9], comm=COMM)
+    K = src.to_dense()
+    for r in recs:
+        cols = H.tree.indices(r["node"])
+        rows = np.setdiff1d(np.arange(H.n), cols)
+        s = np.linalg.svd(K[np.ix_(rows, cols)], compute_uv=False)
+        assert r["svd_rank"] == int(np.sum(s > H.params["tol"] * s[0]))
+    allrecs = COMM.tompi4py().allgather(recs)
+    assert all(x == recs for x in allrecs)
