@@ -43,6 +43,8 @@ demo: $(BUILD)
 
 bench: $(BUILD)
 	OMP_NUM_THREADS=2 $(PY) bench/bench_compress.py
+	OMP_NUM_THREADS=2 $(PY) bench/bench_factor.py
+	OMP_NUM_THREADS=2 $(PY) bench/bench_pcg.py
 
 clean:
 	rm -rf build hsspetsc/*.so hsspetsc/_*.c $(SETUP) $(BUILD)

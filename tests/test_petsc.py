@@ -219,3 +219,44 @@ def test_validate_ranks_against_dense_svd(gauss3d):
     table = hp.format_rank_table(recs)
     assert str(recs[0]["svd_rank"]) in table
     assert hsspetsc.validate_ranks(H, gauss3d, nodes=[4])[0] == recs[1]
+
+
+def test_pc_validate_option_checks_ranks(k02, k02_H):
+    A = hp.as_petsc_mat(k02_H, shift=SHIFT, source=k02)
+    try:
+        its, reason, _, ctx = _solve(A, "val_", {**HSSPC_OPTS, "pc_hss_validate": "3"})
+    finally:
+        A.destroy()
+    recs = ctx.info["validation"]
+    assert len(recs) == 3 and reason > 0
+    for r in recs:
+        assert r["chosen_rank"] == k02_H.rank[r["node"]]
+        assert r["sigma_ratio"] < 10 * k02_H.params["tol"]
+
+
+def test_pc_with_mismatched_operator_sizes(k02_H, dense_spd):
+    A = hp.as_petsc_mat(k02_H, shift=SHIFT)
+    n = dense_spd.shape[0]
+    P = PETSc.Mat().createDense((n, n), array=dense_spd.copy(), comm=PETSc.COMM_SELF)
+    P.assemble()
+    try:
+        with pytest.raises((PETSc.Error, ValueError)):
+            _solve(A, "mis_", HSSPC_OPTS, P=P)
+    finally:
+        A.destroy()
+        P.destroy()
+
+
+def test_pc_on_non_square_mat_is_an_error():
+    P = PETSc.Mat().createDense((6, 4), array=np.ones((6, 4)), comm=PETSc.COMM_SELF)
+    P.assemble()
+    pc = PETSc.PC().create(comm=PETSc.COMM_SELF)
+    try:
+        pc.setOperators(P, P)
+        pc.setType("python")
+        pc.setPythonType("hsspetsc.petsc.HSSPC")
+        with pytest.raises((PETSc.Error, ValueError), match="square|"):
+            pc.setUp()
+    finally:
+        pc.destroy()
+        P.destroy()

@@ -1,5 +1,22 @@
 """Collective error handling: one rank's exception is raised on every rank."""
+import functools
+
 from petsc4py import PETSc
+
+
+def release_refs(method):
+    """Decorator for python Mat/PC protocol methods: an exception leaves without the
+    frames (and so without the PETSc objects they hold). A traceback that keeps a
+    python PC or Mat alive past PetscFinalize segfaults the interpreter at exit."""
+    @functools.wraps(method)
+    def wrapper(self, *args):
+        try:
+            return method(self, *args)
+        except Exception as exc:  # noqa: BLE001 - re-raised without its frames
+            err = exc.with_traceback(None)
+        args = None
+        raise err
+    return wrapper
 
 
 def collective(comm, fn, *args, **kwargs):

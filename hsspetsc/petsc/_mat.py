@@ -3,7 +3,7 @@ import numpy as np
 from petsc4py import PETSc
 
 from ..hss import HSSMatrix
-from ._comm import collective
+from ._comm import collective, release_refs
 from ._vec import Gatherer, check_vec, set_local
 
 
@@ -25,6 +25,7 @@ class HSSMatContext:
         self._diag = None
 
     # -- protocol -----------------------------------------------------------
+    @release_refs
     def mult(self, mat, x, y):
         check_vec(x, self.n, "HSS Mat mult (x)")
         check_vec(y, self.n, "HSS Mat mult (y)")
@@ -37,6 +38,7 @@ class HSSMatContext:
     def multTranspose(self, mat, x, y):   # symmetric
         self.mult(mat, x, y)
 
+    @release_refs
     def getDiagonal(self, mat, d):
         check_vec(d, self.n, "HSS Mat getDiagonal")
         if self._diag is None:

@@ -14,7 +14,7 @@ from petsc4py import PETSc
 from ..compress import compress, validate_params
 from ..hss import HSSMatrix
 from ..sources import DenseSource, EntrySource
-from ._comm import collective
+from ._comm import collective, release_refs
 from ._mat import HSSMatContext
 from ._vec import Gatherer, check_vec, set_local
 
@@ -76,9 +76,11 @@ class HSSPC:
         self._gather = Gatherer()
 
     # -- protocol -----------------------------------------------------------
+    @release_refs
     def setFromOptions(self, pc):
         _read_options(pc)  # parse early so bad values fail at setFromOptions too
 
+    @release_refs
     def setUp(self, pc):
         collective(pc.getComm(), self._setup, pc)
 
@@ -135,11 +137,15 @@ class HSSPC:
                      "factor_s": t2 - t1, "params": dict(H.params)}
         if validate > 0:
             from ._validate import format_rank_table, validate_ranks
-            recs = validate_ranks(H, source if source is not None else ctx.source,
-                                  nodes=validate, comm=pc.getComm())
+            vsrc = source if source is not None else getattr(ctx, "source", None)
+            if vsrc is None:
+                raise ValueError("HSSPC: -pc_hss_validate needs the matrix entries; pass "
+                                 "source= to as_petsc_mat.")
+            recs = validate_ranks(H, vsrc, nodes=validate, comm=pc.getComm())
             PETSc.Sys.Print(format_rank_table(recs), comm=pc.getComm())
             self.info["validation"] = recs
 
+    @release_refs
     def apply(self, pc, x, y):
         if self.F is None:
             raise RuntimeError("HSSPC.apply before setUp")

@@ -1,0 +1,148 @@
+"""Write bench/RESULTS.md from the JSON files the benchmarks wrote.
+
+    .venv/bin/python bench/make_results.py
+"""
+import json
+import os
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def load(name):
+    path = os.path.join(HERE, name)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def compress_section(d):
+    out = ["## Compression and matvec (`bench/bench_compress.py`)", "",
+           "Command: `OMP_NUM_THREADS=2 .venv/bin/python bench/bench_compress.py`,",
+           f"run {d['meta']['date']}; JSON `bench/bench_compress.json`. tol = 1e-5, leaf 128,",
+           "neighbors 32, budget 0; max_rank 256 (K02, K05) and 128 (Gaussian, as in the",
+           "reference's m = s = 128). Dense: numpy `K @ W` (OpenBLAS, 2 threads), same run.",
+           "",
+           "| matrix | N | compress s | tree / nbrs / skel / cache s | ε₂ | rank mean/max | stored MB | 1-vec HSS ms | dense ms | × | 16-vec HSS ms | dense ms | × | 1-vec / read |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in d["rows"]:
+        p = r["phases_s"]
+        out.append(
+            f"| {r['matrix']} | {r['N']} | {r['compress_s']:.2f} | {p['tree']:.2f} / "
+            f"{p['neighbors']:.2f} / {p['skeletons']:.2f} / {p['caching']:.2f} | "
+            f"{r['eps2']:.1e} | {r['rank_mean']:.0f}/{r['rank_max']} | {r['stored_MB']:.1f} | "
+            f"{1e3 * r['hss_matvec1_s']:.2f} | {1e3 * r['dense_matvec1_s']:.1f} | "
+            f"{r['speedup1']:.1f} | {1e3 * r['hss_matvec16_s']:.2f} | "
+            f"{1e3 * r['dense_matvec16_s']:.1f} | {r['speedup16']:.1f} | "
+            f"{r['matvec1_over_stream']:.2f} |")
+    out += ["", "\"1-vec / read\": the 1-vector matvec time over the time to read the stored",
+            "bytes once (a numpy sum over a filled buffer of that size, ≈ 29 GB/s here).", ""]
+    return out
+
+
+def factor_section(d):
+    out = ["## Factorization and solve (`bench/bench_factor.py`)", "",
+           "Command: `OMP_NUM_THREADS=2 .venv/bin/python bench/bench_factor.py`,",
+           f"run {d['meta']['date']}; JSON `bench/bench_factor.json`. Factor = one call of",
+           "`H.factorize(shift)` after the first (the shift-independent layout is built once",
+           "per HSSMatrix); solve error = |x − w|/|w| for x = F.solve(shift·w + H~w). Dense:",
+           "scipy `cho_factor` / `cho_solve` of shift·I + K (OpenBLAS, 2 threads), same run.",
+           "", "| matrix | N | shift | ε₂ | factor s | ×(2N) | solve 1 ms | ×(2N) | solve 16 ms | solve err | factor MB | dense factor s | dense/HSS | dense solve ms |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in d["rows"]:
+        fg = f"{r['factor_growth']:.2f}" if "factor_growth" in r else "–"
+        sg = f"{r['solve_growth']:.2f}" if "solve_growth" in r else "–"
+        df = f"{r['dense_factor_s']:.2f}" if "dense_factor_s" in r else "–"
+        ratio = f"{r['dense_factor_s'] / r['factor_s']:.0f}×" if "dense_factor_s" in r else "–"
+        ds = f"{1e3 * r['dense_solve1_s']:.1f}" if "dense_solve1_s" in r else "–"
+        out.append(f"| {r['matrix']} | {r['N']} | {r['shift']:.1e} | {r['eps2']:.1e} | "
+                   f"{r['factor_s']:.3f} | {fg} | {1e3 * r['solve1_s']:.2f} | {sg} | "
+                   f"{1e3 * r['solve16_s']:.2f} | {r['solve_err']:.1e} | {r['factor_MB']:.1f} | "
+                   f"{df} | {ratio} | {ds} |")
+    out.append("")
+    return out
+
+
+def pcg_section(d):
+    out = ["## PCG experiment (`bench/bench_pcg.py`)", "",
+           "Command: `OMP_NUM_THREADS=2 .venv/bin/python bench/bench_pcg.py`,",
+           f"run {d['meta']['date']}; JSON `bench/bench_pcg.json`. (shift·I + K~)x = b by PETSc",
+           "KSP CG (relative residual 1e-8), operator compressed with tol 1e-7 and near-field",
+           "correction %K = 0 or 1 (budget), b = (shift·I + K~)w; PC none or HSSPC (budget 0,",
+           "tol 1e-5, re-compressed from the source when the operator has a near field).",
+           "PC shift+: extra -pc_hss_shift needed for shift·I + H~ to be SPD (0 = none).",
+           f"shift = {d['rows'][0]['shift']:g}; reason: KSP converged reason (2 = rtol, −10 =",
+           "indefinite matrix).",
+           "", "| matrix | N | %K (budget) | near % | PC | MATVEC ε | SOLVE ε | CG its | reason | PC shift+ | setup s | solve s |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in d["rows"]:
+        out.append(f"| {r['matrix']} | {r['N']} | {100 * r['budget']:.0f} | "
+                   f"{r['near_percent']:.2f} | {r['pc']} | {r['matvec_eps']:.1e} | "
+                   f"{r['solve_eps']:.1e} | {r['iterations']} | {r['reason']} | "
+                   f"{r.get('pc_extra_shift', 0):g} | {r['setup_s']:.2f} | "
+                   f"{r['solve_s']:.2f} |")
+    out.append("")
+    return out
+
+
+NOTES = {
+    "bench_compress.json": [
+        "Against the targets of issue 2: K02 at N = 16384, tol 1e-5: ε₂ ≈ 2e-5 (target",
+        "≤ 1e-3) in about 1.4 s (target < 3 s; the C++ reference: ~6 s and 1.5e-2). The",
+        "16-vector matvec is 45–50× dense at N = 16384 on K02 (target ≥ 20×) and 42–53×",
+        "on the Gaussian at N = 32768 over runs (target ≥ 50×: met in some runs only; the",
+        "dense GEMM with 16 columns varies between 1.4 and 1.7 s on this machine). Stored",
+        "data equals what the ranks imply (each symmetric block once; index arrays add",
+        "< 1 %). The 1-vector matvec is within 1.5–1.9× of reading its bytes once (≤ 3×).",
+        "",
+        "The 6-D Gaussian with h = 1 is nearly full rank at leaf level: the block row of a",
+        "128-point leaf has numerical rank 71 at 1e-2 and 128 (full) at 1e-3 (dense SVD,",
+        "N = 4096), so no HSS form with s = 128 gets ε₂ below ~1e-1; the table shows",
+        "what s = 128 reaches. K05 (6-D Gaussian, h = median distance, diagonal 2 × row",
+        "sum, |K| = 1) compresses to 1e-6.", ""],
+    "bench_factor.json": [
+        "Targets of issue 3: time growth per doubling of N ≤ 2.3 for factor and solve:",
+        "met on gauss3d (1.2–1.7 factor, 1.5–2.1 solve) and K05 except one step (2.4 /",
+        "2.9 from 4096 to 8192, where the ranks still grow with N at fixed tol). The C++",
+        "reference factors the 6-D Gaussian (h = 1, m = s = 128, N = 32768) in about 1.4 s",
+        "and solves in about 0.1 s; here (row gauss6d-ref) factor ≈ 0.11 s and solve ≈",
+        "10 ms on the same compressed form (solve error at round-off). That H~ is only",
+        "accurate to ε₂ ≈ 0.3 (see above) and is indefinite below shift ≈ 1e-2 |H~|,",
+        "which the row's shift reflects.", ""],
+    "bench_pcg.json": [
+        "Against the reference (192 cores): with the HSS preconditioner K02 and K13 take",
+        "1 (0 %) and 3–6 (1 %) iterations (reference 0–3); COV with 1 % correction takes 7",
+        "(reference 940; target < 100) and 251 without preconditioner (reference 2532).",
+        "",
+        "K15 is the exception: with the definition in shared/TESTSUITE.md its off-diagonal",
+        "blocks are not low rank (the half-split block of K15 at N = 4096 has numerical",
+        "rank 539 at 1e-3 and 1116 at 1e-7 out of 2048: the spectral derivative D ⊗ I",
+        "couples every grid point with its whole grid line, so any spatial split cuts",
+        "n × rank(D block) couplings). Compressed with s = 256 its operator is 58 % off",
+        "and indefinite (CG stops with reason −10 within ~12 iterations), and the HSS",
+        "factor needs an extra shift of 0.1. That row is worse than the reference's.", ""],
+}
+
+
+def main():
+    lines = ["# Benchmark results", "",
+             "Machine: 2 cores, OpenBLAS 0.3.21 (Debian 12), `OMP_NUM_THREADS=2`. Every",
+             "ratio is measured in the same run; times are medians after a warm-up.",
+             "Regenerate this file with `.venv/bin/python bench/make_results.py` after the",
+             "benchmarks (`make bench`).", ""]
+    notes = NOTES
+    for name, section in (("bench_compress.json", compress_section),
+                          ("bench_factor.json", factor_section),
+                          ("bench_pcg.json", pcg_section)):
+        d = load(name)
+        if d is not None:
+            lines += section(d)
+            lines += notes.get(name, [])
+            lines.append("")
+    with open(os.path.join(HERE, "RESULTS.md"), "w") as f:
+        f.write("\n".join(lines))
+    print("wrote", os.path.join(HERE, "RESULTS.md"))
+
+
+if __name__ == "__main__":
+    main()
