@@ -16,7 +16,7 @@ link = ["-fopenmp"] if openmp else []
 extensions = [
     Extension(f"hsspetsc.{name}", [f"hsspetsc/{name}.pyx"],
               extra_compile_args=flags, extra_link_args=link)
-    for name in ("_kernels", "_matvec", "_factor")
+    for name in ("_kernels", "_matvec", "_factor", "_gn")
 ]
 
 setup(

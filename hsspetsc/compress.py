@@ -102,7 +102,10 @@ def compress(source, leaf_size=128, max_rank=256, tol=1e-5, neighbors=32, budget
     if distance == "angle" and np.any(diag <= 0):
         i = int(np.flatnonzero(diag <= 0)[0])
         raise ValueError(f"The angle distance needs a positive diagonal, but K[{i}, {i}] = "
-                         f"{diag[i]:.3g}; an SPD matrix has a positive diagonal.")
+                         f"{diag[i]:.3g}; an SPD matrix has a positive diagonal. (A PSD "
+                         f"matrix with zero rows, such as a Gauss-Newton Hessian, needs a "
+                         f"small damping, e.g. GaussNewton(..., damping=1e-10), or "
+                         f"distance='kernel'.)")
     if distance == "kernel" and np.any(diag < 0):
         i = int(np.flatnonzero(diag < 0)[0])
         raise ValueError(f"The kernel distance needs a non-negative diagonal, but "

@@ -1,0 +1,226 @@
+"""Gauss-Newton Hessian H = (1/n) sum_i J_i^T G_i J_i of an MLP (DESIGN 3.9).
+
+J_i = d f(x_i) / d theta (d x N; f = outputs for MSE, logits for cross-entropy),
+G_i = I (MSE) or diag(p_i) - p_i p_i^T (softmax cross-entropy).
+
+- ``matvec`` / ``matmat``: matrix-free, forward-mode J v then back-propagated
+  J^T (G J v), O(n N) per column, over all samples.
+- ``entries(I, J)``: without forming J. Column (l, p, q) of J_i is
+  c^l_{p,i} x^{l-1}_{q,i}, with c^l_{p,i} (in R^d) the sensitivity of the outputs
+  to the pre-activation p of layer l; so H_ab = (1/n) sum_i x_q x_q' <s_p, s_p'>
+  with s = L_i^T c, G_i = L_i L_i^T. One pass stores x and s; an entry costs
+  O(n d) in a Cython prange kernel. ``entry_samples`` < n uses a random subset of
+  the samples for the entries (``sampling_error`` measures what that costs).
+- ``diagonal()`` exact over the entry samples.
+It is a :class:`hsspetsc.Source`, so ``hsspetsc.compress(GaussNewton(...))`` works.
+"""
+import numpy as np
+
+from .._validation import (as_float_array, check_finite, check_float, check_int,
+                           effective_n_threads)
+from ..sources import Source
+from .model import act_deriv, softmax
+
+
+class GaussNewton(Source):
+    """The Gauss-Newton matrix of ``model`` at ``params`` on data (X, Y).
+
+    Parameters
+    ----------
+    model : MLP
+    X, Y : data (Y targets; one-hot or labels for cross-entropy)
+    params : flat parameters (default: the model's)
+    entry_samples : int or None; number of samples used by ``entries`` and
+        ``diagonal`` (random subset, ``seed``); None = all.
+    damping : float >= 0; the source is H + damping * I (entries, diagonal and
+        products). Parameters that never move the outputs (weights of always-zero
+        pixels, dead units) give zero rows; a tiny damping keeps the diagonal positive
+        for the default angle distance.
+    """
+
+    def __init__(self, model, X, Y, params=None, entry_samples=None, seed=0,
+                 damping=0.0, n_threads=None):
+        X, Y = model.check_data(X, Y, "GaussNewton")
+        self.model = model
+        self.params_vec = model._check_params(params).copy()
+        self.X, self.Y = X, Y
+        self.n = model.n_params
+        self.n_samples = X.shape[0]
+        self.n_threads = n_threads
+        self.ce = model.loss_name == "cross_entropy"
+        self.damping = check_float(damping, "damping", "GaussNewton", lo=0.0)
+        self._layers = model.unpack(self.params_vec)
+        self._zs, self._acts = model.forward_cache(X, self.params_vec)
+        if entry_samples is None or entry_samples >= self.n_samples:
+            self.sample_idx = np.arange(self.n_samples)
+        else:
+            m = check_int(entry_samples, "entry_samples", "GaussNewton", lo=1)
+            rng = np.random.default_rng(seed)
+            self.sample_idx = np.sort(rng.choice(self.n_samples, m, replace=False))
+        self._build_factors()
+
+    # ------------------------------------------------------------ factors
+    def _build_factors(self):
+        model = self.model
+        idx = self.sample_idx
+        m = idx.size
+        L = model.n_layers
+        d = model.widths[-1]
+        zs = [z[idx] for z in self._zs]
+        acts = [a[idx] for a in self._acts]
+        out = acts[-1]
+        if self.ce:
+            p = softmax(out)
+            sq = np.sqrt(p)
+            # L_i = diag(sqrt p) - p sqrt(p)^T ; s = c L
+            Lfac = np.einsum("ij,jk->ijk", sq, np.eye(d)) - p[:, :, None] * sq[:, None, :]
+            dout = np.ones((m, d))
+        else:
+            Lfac = None
+            dout = act_deriv(model.activations[-1], zs[-1], out)
+        self.diag_last = not self.ce            # MSE: last-layer s is diagonal
+        S = [None] * L
+        # c^L_i = diag(dout_i) (d x d); c^{l-1} = diag(sigma'_{l-1}) W_l^T c^l
+        if self.ce:
+            C = dout[:, :, None] * np.eye(d)[None, :, :]
+            S[L - 1] = np.einsum("ipk,ikj->ipj", C, Lfac)
+        else:
+            C = dout[:, :, None] * np.eye(d)[None, :, :] if L > 1 else None
+            S[L - 1] = dout.copy()              # diagonal storage (m, d)
+        for l in range(L - 1, 0, -1):
+            W = self._layers[l][0]              # out_l x in_l  (layer l+1 in 1-based terms)
+            sig = act_deriv(model.activations[l - 1], zs[l - 1], acts[l])
+            C = np.einsum("pq,ipk->iqk", W, C) * sig[:, :, None]
+            S[l - 1] = np.einsum("ipk,ikj->ipj", C, Lfac) if self.ce else C.copy()
+        xs = [np.hstack([acts[l], np.ones((m, 1))]) for l in range(L)]
+        self._xoff = np.zeros(L, np.int64)
+        self._xcols = np.array([x.shape[1] for x in xs], np.int64)
+        self._xoff[1:] = np.cumsum([x.size for x in xs])[:-1]
+        self._Xbuf = np.ascontiguousarray(np.concatenate([x.ravel() for x in xs]))
+        self._souts = np.array(model.widths[1:], np.int64)
+        self._soff = np.zeros(L, np.int64)
+        self._soff[1:] = np.cumsum([s.size for s in S])[:-1]
+        self._Sbuf = np.ascontiguousarray(np.concatenate([s.ravel() for s in S]))
+        self._m = m
+        self._d = d
+        # parameter index -> (layer, p, q)
+        layer = np.empty(self.n, np.int64)
+        pidx = np.empty(self.n, np.int64)
+        qidx = np.empty(self.n, np.int64)
+        for l, (w0, b0, e0) in enumerate(model.layer_slices):
+            i_, o_ = model.widths[l], model.widths[l + 1]
+            layer[w0:e0] = l
+            pq = np.arange(o_ * i_)
+            pidx[w0:b0], qidx[w0:b0] = pq // i_, pq % i_
+            pidx[b0:e0], qidx[b0:e0] = np.arange(o_), i_
+        self._layer, self._pidx, self._qidx = layer, pidx, qidx
+        # exact diagonal over the entry samples
+        diag = np.empty(self.n)
+        for l, (w0, b0, e0) in enumerate(model.layer_slices):
+            if self.diag_last and l == L - 1:
+                ns = S[l] ** 2                                   # (m, out)
+            else:
+                ns = np.einsum("ipk,ipk->ip", S[l], S[l])
+            blk = ns.T @ (xs[l] ** 2) / m                        # out x (in + 1)
+            i_ = model.widths[l]
+            diag[w0:b0] = blk[:, :i_].ravel()
+            diag[b0:e0] = blk[:, i_]
+        self._diag = diag
+
+    # ------------------------------------------------------------ source API
+    def _block(self, I, J):
+        from .._gn import gn_entries
+        out = np.empty((len(I), len(J)))
+        gn_entries(np.ascontiguousarray(I, np.int64), np.ascontiguousarray(J, np.int64),
+                   self._layer, self._pidx, self._qidx, self._Xbuf, self._xoff,
+                   self._xcols, self._Sbuf, self._soff, self._souts, self._m, self._d,
+                   self.model.n_layers - 1, self.diag_last, 1.0 / self._m, out,
+                   effective_n_threads(self.n_threads))
+        if self.damping:
+            ii, jj = np.nonzero(np.asarray(I)[:, None] == np.asarray(J)[None, :])
+            out[ii, jj] += self.damping
+        return out
+
+    def diagonal(self):
+        return self._diag + self.damping
+
+    # ------------------------------------------------------------ products
+    def jvp(self, v):
+        """J v for all samples: (n, d) output tangents (logit tangents for CE)."""
+        model = self.model
+        dlayers = model.unpack(v)
+        da = np.zeros_like(self.X)
+        for l, ((W, _), (dW, db)) in enumerate(zip(self._layers, dlayers)):
+            dz = da @ W.T + self._acts[l] @ dW.T + db
+            if self.ce and l == model.n_layers - 1:
+                return dz
+            da = act_deriv(model.activations[l], self._zs[l], self._acts[l + 1]) * dz
+        return da
+
+    def vjp(self, U):
+        """J^T U summed over samples (U: (n, d)), as a flat parameter vector."""
+        model = self.model
+        L = model.n_layers
+        delta = U if self.ce else U * act_deriv(model.activations[-1], self._zs[-1],
+                                                self._acts[-1])
+        g = np.empty(self.n)
+        for l in range(L - 1, -1, -1):
+            w0, b0, e0 = model.layer_slices[l]
+            g[w0:b0] = (delta.T @ self._acts[l]).ravel()
+            g[b0:e0] = delta.sum(axis=0)
+            if l > 0:
+                delta = (delta @ self._layers[l][0]) * act_deriv(
+                    model.activations[l - 1], self._zs[l - 1], self._acts[l])
+        return g
+
+    def _apply_G(self, U):
+        if not self.ce:
+            return U
+        p = softmax(self._acts[-1])
+        return p * U - p * np.sum(p * U, axis=1, keepdims=True)
+
+    def matvec(self, v):
+        """H v (exact, all samples)."""
+        v = as_float_array(v, "v", "GaussNewton.matvec", ndim=1)
+        if v.shape != (self.n,):
+            raise ValueError(f"The 'v' parameter of GaussNewton.matvec must have length "
+                             f"{self.n}. Got shape {v.shape} instead.")
+        check_finite(v, "v", "GaussNewton.matvec")
+        out = self.vjp(self._apply_G(self.jvp(v))) / self.n_samples
+        if self.damping:
+            out += self.damping * v
+        return out
+
+    def matmat(self, V):
+        V = as_float_array(V, "V", "GaussNewton.matmat", ndim=2)
+        return np.column_stack([self.matvec(V[:, j]) for j in range(V.shape[1])]) \
+            if V.shape[1] else np.zeros((self.n, 0))
+
+    def __matmul__(self, V):
+        V = np.asarray(V)
+        return self.matvec(V) if V.ndim == 1 else self.matmat(V)
+
+    def as_linear_operator(self):
+        from scipy.sparse.linalg import LinearOperator
+        return LinearOperator((self.n, self.n), matvec=self.matvec, rmatvec=self.matvec,
+                              matmat=self.matmat, dtype=np.float64)
+
+    def sampling_error(self, nrows=20, seed=0):
+        """Relative error of sampled-entry rows against exact rows (H e_a by matvec):
+        mean over ``nrows`` random rows of |H_s[a, :] - H[a, :]| / |H[a, :]|."""
+        rng = np.random.default_rng(seed)
+        rows = rng.choice(self.n, min(nrows, self.n), replace=False)
+        errs = []
+        for a in rows:
+            e = np.zeros(self.n)
+            e[a] = 1.0
+            exact = self.matvec(e)
+            approx = self._block(np.array([a]), np.arange(self.n))[0]
+            nrm = np.linalg.norm(exact)
+            if nrm > 0:
+                errs.append(np.linalg.norm(approx - exact) / nrm)
+        return float(np.mean(errs)) if errs else 0.0
+
+    def __repr__(self):
+        return (f"GaussNewton(N={self.n}, samples={self.n_samples}, entry samples="
+                f"{self._m}, loss={self.model.loss_name!r})")
