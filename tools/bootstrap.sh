@@ -10,12 +10,15 @@ cd "$(dirname "$0")/.."
 SYS_PY=/usr/bin/python3
 APT_PKGS="python3-petsc4py python3-slepc4py python3-mpi4py petsc-dev slepc-dev \
 python3-numpy python3-scipy python3-venv python3-dev python3-threadpoolctl \
-python3-matplotlib openmpi-bin build-essential libopenblas0-pthread"
+python3-matplotlib openmpi-bin build-essential libopenblas0-pthread \
+python3-sklearn dataset-fashion-mnist"
 
 have_system_stack() {
-    [ -x "$SYS_PY" ] && "$SYS_PY" - <<'PY' 2>/dev/null
-import petsc4py, slepc4py, mpi4py, numpy, scipy, threadpoolctl, matplotlib, venv
+    [ -x "$SYS_PY" ] || return 1
+    "$SYS_PY" - <<'PY' 2>/dev/null || return 1
+import petsc4py, slepc4py, mpi4py, numpy, scipy, threadpoolctl, matplotlib, venv, sklearn
 PY
+    [ -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || return 1
     # numpy must run on OpenBLAS, not the reference BLAS (10x slower)
     [ -e /usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3 ] || \
         dpkg -s libopenblas0-pthread >/dev/null 2>&1

@@ -90,21 +90,17 @@ class KFAC:
         self.model = model
         self.n = gn.n
         m = gn._m
-        d = gn._d
         L = model.n_layers
         self.A, self.G = [], []
         count = 0
         for l in range(L):
             i_, o_ = model.widths[l], model.widths[l + 1]
-            x = gn._Xbuf[gn._xoff[l]:gn._xoff[l] + m * (i_ + 1)].reshape(m, i_ + 1)
+            x = gn._xs[l]
             self.A.append(x.T @ x / m)
-            s = gn._Sbuf[gn._soff[l]:gn._soff[l] + (m * d if gn.diag_last and l == L - 1
-                                                     else m * o_ * d)]
+            s = gn._S[l]
             if gn.diag_last and l == L - 1:
-                s = s.reshape(m, d)
                 self.G.append(np.diag(np.mean(s * s, axis=0)))
             else:
-                s = s.reshape(m, o_, d)
                 self.G.append(np.einsum("ipk,iqk->pq", s, s) / m)
             count += o_ * o_ + (i_ + 1) ** 2
         self.work_fraction = count / float(self.n) ** 2

@@ -9,7 +9,8 @@ G_i = I (MSE) or diag(p_i) - p_i p_i^T (softmax cross-entropy).
   c^l_{p,i} x^{l-1}_{q,i}, with c^l_{p,i} (in R^d) the sensitivity of the outputs
   to the pre-activation p of layer l; so H_ab = (1/n) sum_i x_q x_q' <s_p, s_p'>
   with s = L_i^T c, G_i = L_i L_i^T. One pass stores x and s; an entry costs
-  O(n d) in a Cython prange kernel. ``entry_samples`` < n uses a random subset of
+  O(n) in a Cython prange kernel (the per-sample inner products <s_p, s_p'> are
+  formed once per pair of layers, n * out_l * out_l' numbers). ``entry_samples`` < n uses a random subset of
   the samples for the entries (``sampling_error`` measures what that costs).
 - ``diagonal()`` exact over the entry samples.
 It is a :class:`hsspetsc.Source`, so ``hsspetsc.compress(GaussNewton(...))`` works.
@@ -93,14 +94,29 @@ class GaussNewton(Source):
             C = np.einsum("pq,ipk->iqk", W, C) * sig[:, :, None]
             S[l - 1] = np.einsum("ipk,ikj->ipj", C, Lfac) if self.ce else C.copy()
         xs = [np.hstack([acts[l], np.ones((m, 1))]) for l in range(L)]
+        # Xt[l] = (in_l + 1, m); Gam[l, l'] = <s^l_p, s^l'_p'> per sample, (out, out', m)
         self._xoff = np.zeros(L, np.int64)
-        self._xcols = np.array([x.shape[1] for x in xs], np.int64)
         self._xoff[1:] = np.cumsum([x.size for x in xs])[:-1]
-        self._Xbuf = np.ascontiguousarray(np.concatenate([x.ravel() for x in xs]))
-        self._souts = np.array(model.widths[1:], np.int64)
-        self._soff = np.zeros(L, np.int64)
-        self._soff[1:] = np.cumsum([s.size for s in S])[:-1]
-        self._Sbuf = np.ascontiguousarray(np.concatenate([s.ravel() for s in S]))
+        self._Xbuf = np.ascontiguousarray(np.concatenate([x.T.ravel() for x in xs]))
+        blocks, goff, pos = [], np.zeros(L * L, np.int64), 0
+        for la in range(L):
+            for lb in range(la, L):
+                last_a = self.diag_last and la == L - 1
+                last_b = self.diag_last and lb == L - 1
+                if last_a and last_b:
+                    g = (S[la] ** 2).T                                  # (d, m)
+                elif last_b:                       # s^L_{i,p'} = sL[i, p'] e_p'
+                    g = np.transpose(S[la] * S[lb][:, None, :], (1, 2, 0))
+                else:
+                    g = np.einsum("ipk,iqk->pqi", S[la], S[lb])
+                goff[la * L + lb] = pos
+                pos += g.size
+                blocks.append(np.ascontiguousarray(g).ravel())
+        self._goff = goff
+        self._Gbuf = np.concatenate(blocks)
+        self._S = S                          # kept for KFAC
+        self._xs = xs
+        self._outs = np.array(model.widths[1:], np.int64)
         self._m = m
         self._d = d
         # parameter index -> (layer, p, q)
@@ -133,9 +149,8 @@ class GaussNewton(Source):
         out = np.empty((len(I), len(J)))
         gn_entries(np.ascontiguousarray(I, np.int64), np.ascontiguousarray(J, np.int64),
                    self._layer, self._pidx, self._qidx, self._Xbuf, self._xoff,
-                   self._xcols, self._Sbuf, self._soff, self._souts, self._m, self._d,
-                   self.model.n_layers - 1, self.diag_last, 1.0 / self._m, out,
-                   effective_n_threads(self.n_threads))
+                   self._Gbuf, self._goff, self._outs, self._m, self.model.n_layers,
+                   self.diag_last, 1.0 / self._m, out, effective_n_threads(self.n_threads))
         if self.damping:
             ii, jj = np.nonzero(np.asarray(I)[:, None] == np.asarray(J)[None, :])
             out[ii, jj] += self.damping
