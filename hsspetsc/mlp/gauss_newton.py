@@ -58,10 +58,20 @@ class GaussNewton(Source):
             m = check_int(entry_samples, "entry_samples", "GaussNewton", lo=1)
             rng = np.random.default_rng(seed)
             self.sample_idx = np.sort(rng.choice(self.n_samples, m, replace=False))
-        self._build_factors()
+        self._m = self.sample_idx.size
+        self._built = False          # entry factors are formed on first use
+
+    def __getattr__(self, name):
+        # _S, _xs, _Gbuf, _diag ... exist after _build_factors (lazy: products
+        # alone never need them)
+        if name.startswith("_") and not self.__dict__.get("_built", True):
+            self._build_factors()
+            return getattr(self, name)
+        raise AttributeError(name)
 
     # ------------------------------------------------------------ factors
     def _build_factors(self):
+        self._built = True
         model = self.model
         idx = self.sample_idx
         m = idx.size
@@ -86,12 +96,15 @@ class GaussNewton(Source):
             C = dout[:, :, None] * np.eye(d)[None, :, :]
             S[L - 1] = np.einsum("ipk,ikj->ipj", C, Lfac)
         else:
-            C = dout[:, :, None] * np.eye(d)[None, :, :] if L > 1 else None
+            C = None                            # c^L = diag(dout): never formed
             S[L - 1] = dout.copy()              # diagonal storage (m, d)
         for l in range(L - 1, 0, -1):
             W = self._layers[l][0]              # out_l x in_l  (layer l+1 in 1-based terms)
             sig = act_deriv(model.activations[l - 1], zs[l - 1], acts[l])
-            C = np.einsum("pq,ipk->iqk", W, C) * sig[:, :, None]
+            if C is None:                       # W^T diag(dout): (m, in_l, d)
+                C = W.T[None, :, :] * dout[:, None, :] * sig[:, :, None]
+            else:
+                C = np.einsum("pq,ipk->iqk", W, C) * sig[:, :, None]
             S[l - 1] = np.einsum("ipk,ikj->ipj", C, Lfac) if self.ce else C.copy()
         xs = [np.hstack([acts[l], np.ones((m, 1))]) for l in range(L)]
         # Xt[l] = (in_l + 1, m); Gam[l, l'] = <s^l_p, s^l'_p'> per sample, (out, out', m)
@@ -117,7 +130,6 @@ class GaussNewton(Source):
         self._S = S                          # kept for KFAC
         self._xs = xs
         self._outs = np.array(model.widths[1:], np.int64)
-        self._m = m
         self._d = d
         # parameter index -> (layer, p, q)
         layer = np.empty(self.n, np.int64)

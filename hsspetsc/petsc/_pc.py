@@ -5,6 +5,9 @@ Options (through the PC's prefix, e.g. -tao_nls_pc_hss_tol under TAO):
     -pc_hss_budget     -pc_hss_distance  -pc_hss_seed
     -pc_hss_shift      extra shift added to the operator's own shift (default 0)
     -pc_hss_validate   n: check the ranks of n sampled nodes with SLEPc (default 0)
+    -pc_hss_auto_shift when shift I + H~ is not positive definite (H~ less accurate
+                       than the shift is large), raise the shift tenfold until it is
+                       (at most 8 times; default off: the error is raised)
 """
 import time
 
@@ -12,6 +15,7 @@ import numpy as np
 from petsc4py import PETSc
 
 from ..compress import compress, validate_params
+from ..factor import FactorizationError
 from ..hss import HSSMatrix
 from ..sources import DenseSource, EntrySource
 from ._comm import collective, release_refs
@@ -35,7 +39,8 @@ def _read_options(pc):
         params[key] = getattr(opts, _GETTERS[key])(name, default)
     shift = opts.getReal("pc_hss_shift", 0.0)
     validate = opts.getInt("pc_hss_validate", 0)
-    return params, explicit, shift, validate
+    auto = opts.getBool("pc_hss_auto_shift", False)
+    return params, explicit, (shift, auto), validate
 
 
 def _check(params, n, prefix):
@@ -93,7 +98,7 @@ class HSSPC:
         if (am, an) != (m, n):
             raise ValueError(f"HSSPC: operator ({am} x {an}) and preconditioning matrix "
                              f"({m} x {n}) differ in size.")
-        params, explicit, extra_shift, validate = _read_options(pc)
+        params, explicit, (extra_shift, auto_shift), validate = _read_options(pc)
         _check(params, n, pc.getOptionsPrefix())
         t0 = time.perf_counter()
         ctx = P.getPythonContext() if P.getType() == PETSc.Mat.Type.PYTHON else None
@@ -116,6 +121,10 @@ class HSSPC:
                 raise ValueError("HSSPC: the operator has a near field (budget > 0) and "
                                  "no source; pass source= to as_petsc_mat so the PC can "
                                  "compress with budget 0.")
+        elif ctx is not None and callable(getattr(ctx, "hss_matrix", None)):
+            # the Mat's context owns a compression (and when to redo it)
+            H, base_shift = ctx.hss_matrix(params, explicit)
+            how = ctx.hss_how
         elif ctx is not None and callable(getattr(ctx, "entries", None)) and callable(
                 getattr(ctx, "diagonal", None)):
             source = EntrySource(n, ctx.entries, ctx.diagonal)
@@ -130,10 +139,20 @@ class HSSPC:
             H = compress(source, **params)
         t1 = time.perf_counter()
         shift = base_shift + extra_shift
-        F = H.factorize(shift=shift)
+        retries = 0
+        while True:
+            try:
+                F = H.factorize(shift=shift)
+                break
+            except FactorizationError:
+                if not auto_shift or retries >= 8:
+                    raise
+                shift = 10.0 * max(abs(shift), 1e-8 * float(np.max(self._diag_of(H))))
+                retries += 1
         t2 = time.perf_counter()
         self.H, self.F = H, F
-        self.info = {"how": how, "shift": shift, "compress_s": t1 - t0,
+        self.info = {"how": how, "shift": shift, "shift_raised": retries,
+                     "compress_s": t1 - t0,
                      "factor_s": t2 - t1, "params": dict(H.params)}
         if validate > 0:
             from ._validate import format_rank_table, validate_ranks
@@ -144,6 +163,11 @@ class HSSPC:
             recs = validate_ranks(H, vsrc, nodes=validate, comm=pc.getComm())
             PETSc.Sys.Print(format_rank_table(recs), comm=pc.getComm())
             self.info["validation"] = recs
+
+    @staticmethod
+    def _diag_of(H):
+        from ._mat import HSSMatContext
+        return HSSMatContext(H).diagonal()
 
     @release_refs
     def apply(self, pc, x, y):

@@ -1,0 +1,184 @@
+"""Command line: ``python -m hsspetsc train ...`` (see ``--help``).
+
+    mpiexec -n 2 python -m hsspetsc train --data fashion-mnist --n 2000 \
+        --layers 784,32,784 --optimizer newton-hss --steps 20 --log run.json \
+        -pc_hss_tol 1e-3 -newton_hss_ksp_monitor
+
+Options the parser does not know (single dash, e.g. -ksp_monitor, -pc_hss_tol) go to
+PETSc. Without a prefix, -ksp_* and -pc_hss_* options apply to the Newton solvers
+(newton_hss_ / newton_cg_ prefixes are also accepted).
+"""
+import argparse
+import sys
+
+
+def _parser():
+    p = argparse.ArgumentParser(prog="python -m hsspetsc", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train an MLP (autoencoder or classifier)")
+    t.add_argument("--data", choices=["digits", "fashion-mnist"], default="digits")
+    t.add_argument("--n", type=int, default=1000, help="training samples (default 1000)")
+    t.add_argument("--layers", default=None,
+                   help="widths, e.g. 784,32,784 (default: in,32,in autoencoder)")
+    t.add_argument("--activation", default="tanh")
+    t.add_argument("--loss", choices=["mse", "cross_entropy"], default="mse",
+                   help="mse: autoencoder (target = input); cross_entropy: classifier")
+    t.add_argument("--optimizer", default="newton-hss",
+                   help="newton-hss, newton-cg, adam, sgd, momentum, nag, adagrad, rmsprop")
+    t.add_argument("--compare", default=None,
+                   help="comma-separated optimizers run one after another on the same data")
+    t.add_argument("--steps", type=int, default=None, help="steps per optimizer")
+    t.add_argument("--time-budget", type=float, default=None,
+                   help="seconds of optimizer time per optimizer")
+    t.add_argument("--lr", type=float, default=1e-2, help="first-order learning rate")
+    t.add_argument("--batch-size", type=int, default=None, help="per rank; default full batch")
+    t.add_argument("--lam", type=float, default=1.0, help="initial Newton damping")
+    t.add_argument("--rebuild", type=int, default=5, help="recompress H every k steps")
+    t.add_argument("--cg-max-it", type=int, default=50)
+    t.add_argument("--entry-samples", type=int, default=256,
+                   help="samples used for Gauss-Newton entries (compression)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--log", default=None, help="JSON list of per-step records")
+    t.add_argument("--plot", default=None, help="PNG: loss against time and data passes")
+    t.add_argument("--checkpoint", default=None, help="save state after every step")
+    t.add_argument("--resume", default=None, help="continue from a checkpoint")
+    return p
+
+
+def plot_histories(records, path, title=""):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    names = list(dict.fromkeys(r["optimizer"] for r in records))
+    for name in names:
+        rs = [r for r in records if r["optimizer"] == name]
+        axes[0].semilogy([r["time"] for r in rs], [r["loss"] for r in rs], label=name)
+        axes[1].semilogy([r["data_passes"] for r in rs], [r["loss"] for r in rs], label=name)
+    axes[0].set_xlabel("time (s)")
+    axes[1].set_xlabel("data passes")
+    for ax in axes:
+        ax.set_ylabel("training loss")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def summary_table(records):
+    names = list(dict.fromkeys(r["optimizer"] for r in records))
+    lines = [f"{'optimizer':<11} {'steps':>6} {'final loss':>11} {'data passes':>12} "
+             f"{'time s':>8} {'mean CG its':>11}"]
+    for name in names:
+        rs = [r for r in records if r["optimizer"] == name]
+        cg = [r["cg_iterations"] for r in rs if not r.get("final")] or [0]
+        lines.append(f"{name:<11} {rs[-1]['iteration']:>6} {rs[-1]['loss']:>11.6f} "
+                     f"{rs[-1]['data_passes']:>12.1f} {rs[-1]['time']:>8.2f} "
+                     f"{(sum(cg) / len(cg)) if name.startswith('newton') else 0:>11.1f}")
+    return "\n".join(lines)
+
+
+def _prefix_petsc_options(PETSc):
+    """Copy un-prefixed -ksp_* / -pc_hss_* options to the Newton solvers' prefixes."""
+    opts = PETSc.Options()
+    for key, val in list(opts.getAll().items()):
+        if key.startswith("ksp_") or key.startswith("pc_hss_"):
+            for prefix in ("newton_hss_", "newton_cg_"):
+                if not opts.hasName(prefix + key) and not (
+                        prefix == "newton_cg_" and key.startswith("pc_hss_")):
+                    opts[prefix + key] = val
+
+
+def train_main(args, petsc_argv):
+    import petsc4py
+    petsc4py.init([sys.argv[0]] + petsc_argv)
+    from petsc4py import PETSc
+    import numpy as np
+
+    from .mlp import MLP, load
+    from .training.distributed import ShardedProblem
+    from .training.run import OPTIMIZER_NAMES, Trainer, run, write_log
+
+    comm = PETSc.COMM_WORLD.tompi4py()
+    say = (lambda s: PETSc.Sys.Print(s))
+    _prefix_petsc_options(PETSc)
+    X, y = load(args.data, args.n)
+    if args.loss == "mse":
+        Y = X
+        widths = ([X.shape[1], 32, X.shape[1]] if args.layers is None
+                  else [int(w) for w in args.layers.split(",")])
+    else:
+        Y = y
+        widths = ([X.shape[1], 32, 10] if args.layers is None
+                  else [int(w) for w in args.layers.split(",")])
+    names = args.compare.split(",") if args.compare else [args.optimizer]
+    for nm in names:
+        if nm not in OPTIMIZER_NAMES:
+            raise SystemExit(f"unknown optimizer {nm!r}; choose from {', '.join(OPTIMIZER_NAMES)}")
+    if args.steps is None and args.time_budget is None:
+        args.steps = 10
+    all_records = []
+    say(f"hsspetsc train: {args.data}, {X.shape[0]} samples on {comm.Get_size()} rank(s), "
+        f"net {widths}, loss {args.loss}")
+    for nm in names:
+        model = MLP(widths, activation=args.activation, loss=args.loss, seed=args.seed)
+        problem = ShardedProblem(model, X, Y, comm=comm)
+        newton = {"lam": args.lam, "rebuild": args.rebuild, "cg_max_it": args.cg_max_it,
+                  "entry_samples": args.entry_samples}
+        tr = Trainer(problem, nm, lr=args.lr, batch_size=args.batch_size, newton=newton,
+                     seed=args.seed)
+        log = args.log if len(names) == 1 else None
+        try:
+            if args.resume:
+                tr.load(args.resume)
+                say(f"resumed {nm} from {args.resume} at step {tr.step_count}")
+            steps = None if args.steps is None else args.steps
+            run(tr, max_steps=steps, time_budget=args.time_budget,
+                log=log if comm.Get_rank() == 0 else None,
+                checkpoint=args.checkpoint, printer=say)
+        except FloatingPointError as exc:
+            say(f"stopped: {exc}")
+        except KeyboardInterrupt:
+            say(f"interrupted: {len(tr.records)} steps logged")
+            all_records += tr.records
+            if comm.Get_rank() == 0 and args.log:
+                write_log(args.log, all_records)
+            tr.destroy()
+            raise SystemExit(130)
+        finally:
+            tr.destroy()
+        all_records += tr.records
+        if comm.Get_rank() == 0 and args.log and len(names) > 1:
+            write_log(args.log, all_records)
+    if all_records:
+        say(summary_table(all_records))
+    if args.plot and comm.Get_rank() == 0 and all_records:
+        plot_histories(all_records, args.plot,
+                       f"{args.data}: net {widths}, {X.shape[0]} samples")
+        say(f"wrote {args.plot}")
+    np.seterr(all="ignore")
+    return 0
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    # argparse's own options use "--"; single-dash options go to PETSc
+    ours = [a for a in argv if a.startswith("--") or not a.startswith("-")]
+    petsc_argv, i = [], 0
+    ours, rest = [], list(argv)
+    while i < len(rest):
+        a = rest[i]
+        if a.startswith("-") and not a.startswith("--") and a not in ("-h",):
+            petsc_argv.append(a)
+            if i + 1 < len(rest) and not rest[i + 1].startswith("-"):
+                petsc_argv.append(rest[i + 1])
+                i += 1
+        else:
+            ours.append(a)
+        i += 1
+    args = _parser().parse_args(ours)
+    if args.command == "train":
+        return train_main(args, petsc_argv)
+    return 1

@@ -1,0 +1,37 @@
+"""Data-parallel training under mpiexec: every rank ends each step with the same
+parameters, and P ranks agree with one rank to round-off."""
+import numpy as np
+import pytest
+from petsc4py import PETSc
+
+from hsspetsc.mlp import MLP, load
+from hsspetsc.training import ShardedProblem, Trainer, run
+
+COMM = PETSc.COMM_WORLD.tompi4py()
+
+
+def _run(opt, comm, steps=3):
+    X, _ = load("digits", 240)
+    model = MLP([64, 6, 64], activation="tanh", seed=0)
+    pb = ShardedProblem(model, X, X, comm=comm)
+    tr = Trainer(pb, opt, lr=1e-2, newton={"entry_samples": None, "rebuild": 2},
+                 prefix=f"mpi_{opt.replace('-', '_')}_{'w' if comm is not None else 's'}_")
+    try:
+        run(tr, max_steps=steps, printer=None)
+    finally:
+        tr.destroy()
+    return tr
+
+
+@pytest.mark.parametrize("opt", ["newton-hss", "newton-cg", "adam"])
+def test_parallel_matches_serial_and_ranks_agree(opt):
+    par = _run(opt, COMM)
+    ser = _run(opt, None)
+    all_theta = COMM.allgather(par.theta)
+    for th in all_theta:
+        assert np.array_equal(th, par.theta)            # bitwise the same on every rank
+    np.testing.assert_allclose(par.theta, ser.theta, rtol=1e-7, atol=1e-9)
+    for a, b in zip(par.records, ser.records):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-9)
+        assert a["cg_iterations"] == b["cg_iterations"]
+    assert par.problem.n_local < par.problem.n_total

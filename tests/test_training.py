@@ -1,0 +1,131 @@
+"""Newton-Krylov training, the driver, checkpoints and the command line."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("petsc4py")
+
+from hsspetsc.mlp import MLP, load  # noqa: E402
+from hsspetsc.training import ShardedProblem, Trainer, run  # noqa: E402
+from hsspetsc.training.newton import NewtonKrylov  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_newton_solves_linear_least_squares_in_one_step():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((80, 6))
+    Y = X @ rng.standard_normal((6, 3)) + 0.1 * rng.standard_normal((80, 3))
+    model = MLP([6, 3], output="identity", loss="mse", seed=1)
+    pb = ShardedProblem(model, X, Y)
+    nk = NewtonKrylov(pb, precond="none", lam=1e-12, forcing=1e-13, cg_max_it=500,
+                      prefix="lsq_")
+    try:
+        theta, rec = nk.step(model.params)
+    finally:
+        nk.destroy()
+    A = np.hstack([X, np.ones((80, 1))])
+    coef, *_ = np.linalg.lstsq(A, Y, rcond=None)
+    best = 0.5 * np.sum((A @ coef - Y) ** 2) / 80
+    model.params = theta
+    assert rec["step"] == 1.0
+    assert model.loss(X, Y) == pytest.approx(best, rel=1e-9)
+    _, g = model.loss_grad(X, Y)
+    assert np.linalg.norm(g) < 1e-8
+
+
+def test_hss_preconditioner_cuts_cg_iterations():
+    X, _ = load("digits", 300)
+    its = {}
+    for pre in ("none", "hss"):
+        model = MLP([64, 8, 64], activation="tanh", seed=0)
+        pb = ShardedProblem(model, X, X)
+        nk = NewtonKrylov(pb, precond=pre, lam=1e-3, forcing=1e-6, cg_max_it=1000,
+                          prefix=f"pcit_{pre}_", entry_samples=None,
+                          compress_params={"tol": 1e-6, "max_rank": 512, "neighbors": 32})
+        try:
+            _, rec = nk.step(model.params)
+        finally:
+            nk.destroy()
+        its[pre] = rec["cg_iterations"]
+    assert its["hss"] < its["none"] / 3, its
+
+
+def _trainer(opt, seed=0, **kw):
+    X, _ = load("digits", 200)
+    model = MLP([64, 6, 64], activation="tanh", seed=seed)
+    return Trainer(ShardedProblem(model, X, X), opt, lr=1e-2, seed=seed,
+                   newton={"entry_samples": 64, "rebuild": 2}, **kw)
+
+
+@pytest.mark.parametrize("opt,batch", [("newton-hss", None), ("adam", 50)])
+def test_checkpoint_resume_is_bit_for_bit(tmp_path, opt, batch):
+    ck = str(tmp_path / "ck.pkl")
+    a = _trainer(opt, batch_size=batch)
+    try:
+        run(a, max_steps=5, printer=None)
+    finally:
+        a.destroy()
+    b = _trainer(opt, batch_size=batch)
+    try:
+        run(b, max_steps=3, checkpoint=ck, printer=None)
+    finally:
+        b.destroy()
+    c = _trainer(opt, batch_size=batch)
+    try:
+        c.load(ck)
+        assert c.step_count == 3
+        run(c, max_steps=5, printer=None)
+    finally:
+        c.destroy()
+    assert np.array_equal(a.theta, c.theta)
+    assert [r["loss"] for r in a.records] == [r["loss"] for r in c.records]
+
+
+def test_nan_step_stops_and_keeps_parameters(tmp_path):
+    log = str(tmp_path / "log.json")
+    t = _trainer("sgd")
+    t.opt.lr = 1e30
+    good = t.theta.copy()
+    with pytest.raises(FloatingPointError, match="NaN/Inf"):
+        run(t, max_steps=5, log=log, printer=None)
+    t.destroy()
+    assert np.all(np.isfinite(t.theta))
+    recs = json.load(open(log))
+    assert len(recs) == t.step_count        # the steps that completed, nothing more
+    if t.step_count == 0:
+        assert np.array_equal(t.theta, good)
+
+
+def test_records_have_the_documented_fields(tmp_path):
+    t = _trainer("newton-cg")
+    try:
+        recs = run(t, max_steps=2, log=str(tmp_path / "l.json"), printer=None)
+    finally:
+        t.destroy()
+    for r in recs:
+        for k in ("optimizer", "iteration", "data_passes", "time", "loss", "grad_norm",
+                  "cg_iterations"):
+            assert k in r
+    assert len(recs) == 3 and recs[-1]["final"]
+    assert recs[2]["loss"] < recs[1]["loss"] < recs[0]["loss"]
+    assert recs[2]["data_passes"] > recs[1]["data_passes"] > recs[0]["data_passes"] == 0
+
+
+def test_cli_compare_writes_log_and_plot(tmp_path):
+    log, png = str(tmp_path / "run.json"), str(tmp_path / "run.png")
+    p = subprocess.run([sys.executable, "-m", "hsspetsc", "train", "--data", "digits", "--n",
+                        "200", "--layers", "64,6,64", "--compare", "newton-hss,adam",
+                        "--steps", "3", "--entry-samples", "64", "--log", log, "--plot", png,
+                        "-pc_hss_leaf_size", "64"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=600,
+                       env=dict(os.environ, OMP_NUM_THREADS="2"))
+    assert p.returncode == 0, p.stdout + p.stderr
+    recs = json.load(open(log))
+    assert [r["optimizer"] for r in recs] == ["newton-hss"] * 4 + ["adam"] * 4
+    assert os.path.getsize(png) > 10000
+    assert "final loss" in p.stdout and "newton-hss" in p.stdout
