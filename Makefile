@@ -14,7 +14,7 @@ export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 export OMPI_MCA_rmaps_base_oversubscribe := 1
 export OMPI_MCA_hwloc_base_binding_policy := none
 
-.PHONY: all setup test demo bench clean
+.PHONY: all setup test demo demo-compress bench clean
 
 all: test
 
@@ -38,7 +38,15 @@ test: $(BUILD)
 	OMP_NUM_THREADS=1 $(MPITEST) 2 $(MPIPYTEST)
 	OMP_NUM_THREADS=1 $(MPITEST) 4 $(MPIPYTEST)
 
+# The main job: an autoencoder on 2000 Fashion-MNIST images trained under
+# mpiexec -n 2 with newton-hss, newton-cg and adam, 30 s of optimizer time each.
 demo: $(BUILD)
+	OMP_NUM_THREADS=1 timeout 900 mpiexec --oversubscribe -n 2 $(PY) -m hsspetsc train \
+	    --data fashion-mnist --n 2000 --layers 784,32,784 --activation tanh \
+	    --compare newton-hss,newton-cg,adam --time-budget 30 --lr 1e-2 \
+	    --log demo_train.json --plot demo_train.png
+
+demo-compress: $(BUILD)
 	OMP_NUM_THREADS=2 $(PY) examples/demo_compress.py
 
 bench: $(BUILD)

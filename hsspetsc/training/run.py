@@ -181,7 +181,9 @@ def run(trainer, max_steps=None, time_budget=None, log=None, checkpoint=None,
         while True:
             if max_steps is not None and trainer.step_count >= max_steps:
                 break
-            if time_budget is not None and trainer.elapsed >= time_budget:
+            # rank 0's clock decides for everyone (the ranks must stop in step)
+            if time_budget is not None and trainer.problem.comm.bcast(
+                    trainer.elapsed >= time_budget):
                 break
             rec = trainer.step()
             if checkpoint:

@@ -1,0 +1,87 @@
+"""Training benchmark (not a test): newton-hss, newton-cg and adam on autoencoders.
+
+    OMP_NUM_THREADS=2 .venv/bin/python bench/bench_train.py [--budget 20]
+
+For each net: the same optimizer-time budget for every method; final loss, data
+passes, time, mean CG iterations per Newton step, the time split of a Newton step
+(gradient, compression, factorization, CG) and the data passes each method needed
+to reach Adam's final loss. Writes JSON and a plot per net next to this file.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import petsc4py
+
+petsc4py.init([sys.argv[0]])
+import numpy as np  # noqa: E402
+
+from hsspetsc.cli import plot_histories  # noqa: E402
+from hsspetsc.mlp import MLP, load  # noqa: E402
+from hsspetsc.training import ShardedProblem, Trainer, run  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+NETS = {"a": ("digits", 500, [64, 32, 64]), "c": ("fashion-mnist", 2000, [784, 32, 784])}
+
+
+def passes_to_reach(recs, target):
+    for r in recs:
+        if r["loss"] <= target:
+            return r["data_passes"], r["time"]
+    return None, None
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--budget", type=float, default=20.0)
+    ap.add_argument("--nets", default="a,c")
+    ap.add_argument("--out", default=os.path.join(HERE, "bench_train.json"))
+    args = ap.parse_args()
+    rows = []
+    for key in args.nets.split(","):
+        data, n, widths = NETS[key]
+        X, _ = load(data, n)
+        recs_all = []
+        for opt in ("newton-hss", "newton-cg", "adam"):
+            model = MLP(widths, activation="tanh", seed=0)
+            tr = Trainer(ShardedProblem(model, X, X), opt, lr=1e-2,
+                         newton={"entry_samples": 256, "rebuild": 5, "cg_max_it": 50})
+            try:
+                recs = run(tr, time_budget=args.budget, printer=None)
+            finally:
+                tr.destroy()
+            recs_all += recs
+        plot_histories(recs_all, os.path.join(HERE, f"train_{key}.png"),
+                       f"{data}: net {widths}, {n} samples")
+        adam_final = [r for r in recs_all if r["optimizer"] == "adam"][-1]["loss"]
+        print(f"net ({key}) {widths} on {n} {data}; budget {args.budget:.0f} s per method")
+        print(f"{'method':<11} {'steps':>6} {'final loss':>11} {'passes':>8} {'mean CG':>8} "
+              f"{'grad s':>7} {'compr s':>8} {'factor s':>9} {'CG s':>7} {'passes to Adam':>15}")
+        for opt in ("newton-hss", "newton-cg", "adam"):
+            rs = [r for r in recs_all if r["optimizer"] == opt]
+            steps = [r for r in rs if not r.get("final")]
+            cg = np.mean([r["cg_iterations"] for r in steps]) if opt != "adam" else 0.0
+            split = {k: float(sum(r.get(k, 0.0) for r in steps))
+                     for k in ("time_grad", "time_compress", "time_factor", "time_cg")}
+            reach, reach_t = passes_to_reach(rs, adam_final)
+            row = {"net": key, "widths": widths, "data": data, "samples": n,
+                   "budget_s": args.budget, "method": opt, "steps": len(steps),
+                   "final_loss": rs[-1]["loss"], "data_passes": rs[-1]["data_passes"],
+                   "mean_cg": float(cg), **split, "passes_to_adam_loss": reach,
+                   "time_to_adam_loss": reach_t}
+            rows.append(row)
+            print(f"{opt:<11} {len(steps):>6} {rs[-1]['loss']:>11.5f} "
+                  f"{rs[-1]['data_passes']:>8.1f} {cg:>8.1f} {split['time_grad']:>7.2f} "
+                  f"{split['time_compress']:>8.2f} {split['time_factor']:>9.2f} "
+                  f"{split['time_cg']:>7.2f} {('-' if reach is None else f'{reach:.1f}'):>15}",
+                  flush=True)
+    with open(args.out, "w") as f:
+        json.dump({"command": " ".join([os.path.basename(sys.executable)] + sys.argv),
+                   "date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows}, f, indent=1)
+    print("wrote", args.out)
+
+
+if __name__ == "__main__":
+    main()
