@@ -129,3 +129,22 @@ def test_cli_compare_writes_log_and_plot(tmp_path):
     assert [r["optimizer"] for r in recs] == ["newton-hss"] * 4 + ["adam"] * 4
     assert os.path.getsize(png) > 10000
     assert "final loss" in p.stdout and "newton-hss" in p.stdout
+
+
+def test_tao_nls_with_hsspc_from_the_options_database():
+    from petsc4py import PETSc
+
+    from hsspetsc.training.tao import tao_train
+    X, _ = load("digits", 200)
+    model = MLP([64, 6, 64], activation="tanh", seed=0)
+    pb = ShardedProblem(model, X, X)
+    l0 = pb.loss(model.params)
+    opts = PETSc.Options()
+    opts["tt_tao_nls_pc_hss_leaf_size"] = "64"      # read through the PC's prefix
+    try:
+        theta, recs, reason = tao_train(pb, max_it=5, prefix="tt_", entry_samples=64)
+    finally:
+        opts.delValue("tt_tao_nls_pc_hss_leaf_size")
+    assert recs[0]["optimizer"] == "tao-nls"
+    assert pb.loss(theta) < 0.5 * l0
+    assert all(b["loss"] <= a["loss"] for a, b in zip(recs, recs[1:]))
