@@ -113,3 +113,22 @@ def rng_from_seed(seed, where="hsspetsc"):
         return seed
     seed = check_int(seed, "seed", where, lo=0)
     return np.random.default_rng(seed)
+
+
+def as_block(W, n, name, where):
+    """A right-hand side of shape (n,) or (n, k) as a float64 (n, k) array; returns
+    (the original array, the 2-D view, whether the input was a vector)."""
+    W = as_float_array(W, name, where, ndim=(1, 2))
+    if W.shape[0] != n:
+        raise ValueError(f"The '{name}' parameter of {where} must have {n} rows. Got shape "
+                         f"{W.shape} instead.")
+    check_finite(W, name, where)
+    return W, W.reshape(n, -1), W.ndim == 1
+
+
+def add_to_diagonal(block, I, J, value):
+    """block[a, b] += value wherever I[a] == J[b] (the diagonal entries of K[I][:, J])."""
+    ii, jj = np.nonzero(np.asarray(I)[:, None] == np.asarray(J)[None, :])
+    if ii.size:
+        block[ii, jj] += value
+    return block

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from ._validation import as_float_array, check_finite, check_float, effective_n_threads
+from ._validation import as_block, check_float, effective_n_threads
 
 
 class FactorizationError(ValueError):
@@ -170,13 +170,7 @@ class HSSFactorization:
         """X = (shift*I + H~)^-1 B for B of shape (N,) or (N, k), user order."""
         from ._factor import solve_down_level, solve_root, solve_up_level
         from .hss import _blas_single_thread
-        B = as_float_array(B, "B", "HSSFactorization.solve", ndim=(1, 2))
-        if B.shape[0] != self.n:
-            raise ValueError(f"The 'B' parameter of HSSFactorization.solve must have "
-                             f"{self.n} rows. Got shape {B.shape} instead.")
-        check_finite(B, "B", "HSSFactorization.solve")
-        vec = B.ndim == 1
-        B2 = B.reshape(self.n, -1)
+        B, B2, vec = as_block(B, self.n, "B", "HSSFactorization.solve")
         k = B2.shape[1]
         if k == 0:
             return np.zeros_like(B)

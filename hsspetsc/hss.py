@@ -5,7 +5,7 @@ matvec (Cython kernels in :mod:`hsspetsc._matvec`) and the figures a user looks 
 """
 import numpy as np
 
-from ._validation import as_float_array, check_finite, effective_n_threads
+from ._validation import as_block, effective_n_threads
 
 _controller = None
 
@@ -107,13 +107,7 @@ class HSSMatrix:
     # ----------------------------------------------------------------- matvec
     def matvec(self, W, n_threads=None):
         """Return K~ W for W of shape (N,) or (N, k), in the user's index order."""
-        W = as_float_array(W, "W", "HSSMatrix.matvec", ndim=(1, 2))
-        if W.shape[0] != self.n:
-            raise ValueError(f"The 'W' parameter of HSSMatrix.matvec must have {self.n} "
-                             f"rows. Got shape {W.shape} instead.")
-        check_finite(W, "W", "HSSMatrix.matvec")
-        vec = W.ndim == 1
-        W2 = W.reshape(self.n, -1)
+        W, W2, vec = as_block(W, self.n, "W", "HSSMatrix.matvec")
         k = W2.shape[1]
         if k == 0:
             return np.zeros_like(W)

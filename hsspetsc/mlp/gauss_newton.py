@@ -17,8 +17,8 @@ It is a :class:`hsspetsc.Source`, so ``hsspetsc.compress(GaussNewton(...))`` wor
 """
 import numpy as np
 
-from .._validation import (as_float_array, check_finite, check_float, check_int,
-                           effective_n_threads)
+from .._validation import (add_to_diagonal, as_float_array, check_finite, check_float,
+                           check_int, effective_n_threads)
 from ..sources import Source
 from .model import act_deriv, softmax
 
@@ -164,8 +164,7 @@ class GaussNewton(Source):
                    self._Gbuf, self._goff, self._outs, self._m, self.model.n_layers,
                    self.diag_last, 1.0 / self._m, out, effective_n_threads(self.n_threads))
         if self.damping:
-            ii, jj = np.nonzero(np.asarray(I)[:, None] == np.asarray(J)[None, :])
-            out[ii, jj] += self.damping
+            add_to_diagonal(out, I, J, self.damping)
         return out
 
     def diagonal(self):

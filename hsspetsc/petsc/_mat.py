@@ -2,6 +2,7 @@
 import numpy as np
 from petsc4py import PETSc
 
+from .._validation import add_to_diagonal
 from ..hss import HSSMatrix
 from ._comm import collective, release_refs
 from ._vec import Gatherer, check_vec, set_local
@@ -83,10 +84,7 @@ class HSSMatContext:
         if self.source is None:
             raise ValueError("this HSS Mat was created without a source")
         out = self.source.entries(I, J)
-        if self.shift:
-            ii, jj = np.nonzero(np.asarray(I)[:, None] == np.asarray(J)[None, :])
-            out[ii, jj] += self.shift
-        return out
+        return add_to_diagonal(out, I, J, self.shift) if self.shift else out
 
 
 def as_petsc_mat(H, comm=None, shift=0.0, source=None):

@@ -4,6 +4,8 @@ A source gives ``entries(I, J)`` (the block K[I][:, J]) and ``diagonal()``; noth
 else is needed (geometry-oblivious). Optional: ``points`` (enables the geometric
 distance) and ``to_dense()``.
 """
+from abc import ABC, abstractmethod
+
 import numpy as np
 
 from .._validation import (as_float_array, as_index_array, check_finite,
@@ -12,7 +14,7 @@ from .._validation import (as_float_array, as_index_array, check_finite,
 __all__ = ["Source", "DenseSource", "EntrySource", "KernelSource", "as_source"]
 
 
-class Source:
+class Source(ABC):
     """Base class of matrix sources. Subclasses implement ``_block(I, J)`` and
     ``diagonal()``; ``entries`` validates the indices and calls ``_block``."""
 
@@ -29,11 +31,13 @@ class Source:
         J = as_index_array(J, self.n, "J", f"{type(self).__name__}.entries")
         return self._block(I, J)
 
-    def _block(self, I, J):  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def _block(self, I, J):
+        """K[I][:, J] for validated int64 index arrays."""
 
-    def diagonal(self):  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def diagonal(self):
+        """The diagonal of K, shape (n,)."""
 
     def to_dense(self, max_n=20000):
         """The whole matrix as an ndarray (refused above ``max_n`` rows)."""

@@ -7,6 +7,7 @@ differently on different ranks). With one rank nothing is communicated.
 """
 import numpy as np
 
+from .._validation import add_to_diagonal
 from ..mlp.gauss_newton import GaussNewton
 from ..sources import Source
 
@@ -112,8 +113,7 @@ class DistributedGN(Source):
     def _block(self, I, J):
         out = self.problem.comm.sum(self.local._block(I, J) * self._we)
         if self.damping:
-            ii, jj = np.nonzero(np.asarray(I)[:, None] == np.asarray(J)[None, :])
-            out[ii, jj] += self.damping
+            add_to_diagonal(out, I, J, self.damping)
         return out
 
     def diagonal(self):
