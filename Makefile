@@ -53,6 +53,9 @@ bench: $(BUILD)
 	OMP_NUM_THREADS=2 $(PY) bench/bench_compress.py
 	OMP_NUM_THREADS=2 $(PY) bench/bench_factor.py
 	OMP_NUM_THREADS=2 $(PY) bench/bench_pcg.py
+	OMP_NUM_THREADS=2 $(PY) bench/bench_gn_compare.py
+	OMP_NUM_THREADS=2 $(PY) bench/bench_train.py
+	$(PY) bench/make_results.py
 
 clean:
 	rm -rf build hsspetsc/*.so hsspetsc/_*.c $(SETUP) $(BUILD)

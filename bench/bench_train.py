@@ -33,13 +33,62 @@ def passes_to_reach(recs, target):
     return None, None
 
 
+def cg_ratio_rows(key, X, widths, lams=(1e-1, 1e-3), forcing=1e-4):
+    """CG iterations for the same system (H + lambda I) p = -g, same forcing term,
+    without and with the HSS preconditioner, at the initial and at a trained point."""
+    from hsspetsc.mlp.optimizers import Adam
+    from hsspetsc.training.newton import NewtonKrylov
+    rows = []
+    model = MLP(widths, activation="tanh", seed=0)
+    points = {"init": model.params}
+    opt = Adam(1e-2)
+    th = model.params
+    for _ in range(200):
+        _, g = model.loss_grad(X, X, th)
+        th = opt.step(th, g)
+    points["adam200"] = th
+    for pname, theta in points.items():
+        for lam in lams:
+            its = {}
+            for pre in ("none", "hss"):
+                pb = ShardedProblem(MLP(widths, activation="tanh", seed=0), X, X)
+                nk = NewtonKrylov(pb, precond=pre, lam=lam, forcing=forcing, cg_max_it=5000,
+                                  prefix=f"r{key}{pname}{lam:g}{pre}_", entry_samples=256,
+                                  compress_params={"tol": 1e-4, "max_rank": 256,
+                                                   "neighbors": 16})
+                try:
+                    t = time.perf_counter()
+                    _, rec = nk.step(theta)
+                    its[pre] = (rec["cg_iterations"], time.perf_counter() - t,
+                                rec["time_compress"])
+                finally:
+                    nk.destroy()
+            rows.append({"net": key, "point": pname, "lambda": lam, "forcing": forcing,
+                         "cg_none": its["none"][0], "cg_hss": its["hss"][0],
+                         "ratio": its["none"][0] / max(its["hss"][0], 1),
+                         "step_s_none": its["none"][1], "step_s_hss": its["hss"][1],
+                         "compress_s": its["hss"][2]})
+            r = rows[-1]
+            print(f"  CG at {pname:<8} lambda {lam:<6g}: none {r['cg_none']:>5}  hss "
+                  f"{r['cg_hss']:>5}  ratio {r['ratio']:.1f}  (compress {r['compress_s']:.1f} s)",
+                  flush=True)
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--budget", type=float, default=20.0)
     ap.add_argument("--nets", default="a,c")
     ap.add_argument("--out", default=os.path.join(HERE, "bench_train.json"))
+    ap.add_argument("--ratio-nets", default="a")
     args = ap.parse_args()
     rows = []
+    ratio_rows = []
+    for key in args.ratio_nets.split(","):
+        data, n, widths = NETS[key]
+        X, _ = load(data, n)
+        print(f"net ({key}): CG iterations, same system and forcing term")
+        ratio_rows += cg_ratio_rows(key, X, widths)
     for key in args.nets.split(","):
         data, n, widths = NETS[key]
         X, _ = load(data, n)
@@ -79,7 +128,8 @@ def main():
                   flush=True)
     with open(args.out, "w") as f:
         json.dump({"command": " ".join([os.path.basename(sys.executable)] + sys.argv),
-                   "date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows}, f, indent=1)
+                   "date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows,
+                   "cg_ratio": ratio_rows}, f, indent=1)
     print("wrote", args.out)
 
 

@@ -118,6 +118,15 @@ def train_section(d):
                    f"{r['steps']} | {r['final_loss']:.5f} | {r['data_passes']:.1f} | "
                    f"{r['mean_cg']:.1f} | {r['time_grad']:.2f} | {r['time_compress']:.2f} | "
                    f"{r['time_factor']:.2f} | {r['time_cg']:.2f} | {reach} |")
+    if d.get("cg_ratio"):
+        out += ["", "CG iterations for one and the same system (H + λI)p = −g, forcing term",
+                "1e-4, without and with HSSPC (H~ from 256 entry samples, tol 1e-4), at the",
+                "initial parameters and after 200 Adam steps:", "",
+                "| net | point | λ | CG none | CG HSS | ratio | compress s |",
+                "|---|---|---|---|---|---|---|"]
+        for r in d["cg_ratio"]:
+            out.append(f"| ({r['net']}) | {r['point']} | {r['lambda']:g} | {r['cg_none']} | "
+                       f"{r['cg_hss']} | {r['ratio']:.1f} | {r['compress_s']:.1f} |")
     out.append("")
     return out
 
