@@ -56,7 +56,8 @@ def plot_histories(records, path, title=""):
         axes[0].semilogy([r["time"] for r in rs], [r["loss"] for r in rs], label=name)
         axes[1].semilogy([r["data_passes"] for r in rs], [r["loss"] for r in rs], label=name)
     axes[0].set_xlabel("time (s)")
-    axes[1].set_xlabel("data passes")
+    axes[1].set_xscale("symlog", linthresh=1.0)
+    axes[1].set_xlabel("data passes (log scale)")
     for ax in axes:
         ax.set_ylabel("training loss")
         ax.grid(True, which="both", alpha=0.3)
