@@ -44,6 +44,7 @@ demo: $(BUILD)
 	OMP_NUM_THREADS=1 timeout 900 mpiexec --oversubscribe -n 2 $(PY) -m hsspetsc train \
 	    --data fashion-mnist --n 2000 --layers 784,32,784 --activation tanh \
 	    --compare newton-hss,newton-cg,adam --time-budget 30 --lr 1e-2 \
+	    --rebuild 20 --entry-samples 128 \
 	    --log demo_train.json --plot demo_train.png
 
 demo-compress: $(BUILD)

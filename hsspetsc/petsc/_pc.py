@@ -7,7 +7,7 @@ Options (through the PC's prefix, e.g. -tao_nls_pc_hss_tol under TAO):
     -pc_hss_validate   n: check the ranks of n sampled nodes with SLEPc (default 0)
     -pc_hss_auto_shift when shift I + H~ is not positive definite (H~ less accurate
                        than the shift is large), raise the shift tenfold until it is
-                       (at most 8 times; default off: the error is raised)
+                       (at most 16 times; default off: the error is raised)
 """
 import time
 
@@ -145,7 +145,7 @@ class HSSPC:
                 F = H.factorize(shift=shift)
                 break
             except FactorizationError:
-                if not auto_shift or retries >= 8:
+                if not auto_shift or retries >= 16:
                     raise
                 shift = 10.0 * max(abs(shift), 1e-8 * float(np.max(self._diag_of(H))))
                 retries += 1
