@@ -96,7 +96,7 @@ def main():
         for opt in ("newton-hss", "newton-cg", "adam"):
             model = MLP(widths, activation="tanh", seed=0)
             tr = Trainer(ShardedProblem(model, X, X), opt, lr=1e-2,
-                         newton={"entry_samples": 256, "rebuild": 5, "cg_max_it": 50})
+                         newton={"entry_samples": 128, "rebuild": 20, "cg_max_it": 50})
             try:
                 recs = run(tr, time_budget=args.budget, printer=None)
             finally:

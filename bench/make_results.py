@@ -107,8 +107,8 @@ def train_section(d):
            "Command: `OMP_NUM_THREADS=2 .venv/bin/python bench/bench_train.py --budget 20`,",
            f"run {d['date']}; JSON `bench/bench_train.json`, plots `bench/train_a.png`,",
            "`bench/train_c.png`. One process, 20 s of optimizer time per method, full batch,",
-           "Adam lr 1e-2; Newton: CG cap 50, Eisenstat-Walker forcing, H~ rebuilt every 5",
-           "steps from 256 entry samples. Passes to Adam = data passes needed to reach",
+           "Adam lr 1e-2; Newton: CG cap 50, Eisenstat-Walker forcing, H~ rebuilt every 20",
+           "steps from 128 entry samples. Passes to Adam = data passes needed to reach",
            "Adam's final loss.", "",
            "| net | method | steps | final loss | data passes | mean CG its | grad s | compress s | factor s | CG s | passes to Adam's loss |",
            "|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -148,3 +148,21 @@ def test_tao_nls_with_hsspc_from_the_options_database():
     assert recs[0]["optimizer"] == "tao-nls"
     assert pb.loss(theta) < 0.5 * l0
     assert all(b["loss"] <= a["loss"] for a, b in zip(recs, recs[1:]))
+
+
+def test_interrupted_run_leaves_a_valid_log(tmp_path):
+    log = str(tmp_path / "log.json")
+    t = _trainer("adam")
+    real_step = t.step
+
+    def step_then_interrupt():
+        if t.step_count == 3:
+            raise KeyboardInterrupt
+        return real_step()
+
+    t.step = step_then_interrupt
+    with pytest.raises(KeyboardInterrupt):
+        run(t, max_steps=10, log=log, printer=None, log_every_s=1e9)
+    t.destroy()
+    recs = json.load(open(log))                 # valid JSON, the 3 completed steps
+    assert [r["iteration"] for r in recs] == [0, 1, 2]
