@@ -23,7 +23,37 @@ from hsspetsc.mlp import MLP, load  # noqa: E402
 from hsspetsc.training import ShardedProblem, Trainer, run  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-NETS = {"a": ("digits", 500, [64, 32, 64]), "c": ("fashion-mnist", 2000, [784, 32, 784])}
+NETS = {"a": ("digits", 500, [64, 32, 64]), "b": ("digits", 1797, [64, 128, 64]),
+        "c": ("fashion-mnist", 2000, [784, 32, 784]),
+        "clf": ("fashion-mnist", 2000, [784, 64, 10])}     # classifier (cross-entropy)
+METHODS = ("newton-hss", "newton-cg", "adam", "momentum")
+
+
+def _data(key):
+    data, n, widths = NETS[key]
+    X, y = load(data, n)
+    if key == "clf":
+        Xt, yt = load(data, 1000, split="test")
+        return X, y, "cross_entropy", (Xt, yt)
+    return X, X, "mse", None
+
+
+def _accuracy(widths, theta, test):
+    model = MLP(widths, activation="tanh", loss="cross_entropy")
+    model.params = theta
+    return float(np.mean(np.argmax(model.forward(test[0]), axis=1) == test[1]))
+
+
+def _best_momentum_lr(widths, X, Y, loss, trial_s=3.0):
+    """Best-tuned SGD-family baseline: momentum, lr picked by a short trial."""
+    best = None
+    for lr in (3e-3, 1e-2, 3e-2, 1e-1):
+        model = MLP(widths, activation="tanh", loss=loss, seed=0)
+        tr = Trainer(ShardedProblem(model, X, Y), "momentum", lr=lr)
+        recs = run(tr, time_budget=trial_s, printer=None)
+        if np.isfinite(recs[-1]["loss"]) and (best is None or recs[-1]["loss"] < best[1]):
+            best = (lr, recs[-1]["loss"])
+    return best[0]
 
 
 def passes_to_reach(recs, target):
@@ -78,7 +108,7 @@ def cg_ratio_rows(key, X, widths, lams=(1e-1, 1e-3), forcing=1e-4):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--budget", type=float, default=20.0)
-    ap.add_argument("--nets", default="a,c")
+    ap.add_argument("--nets", default="a,b,c,clf")
     ap.add_argument("--out", default=os.path.join(HERE, "bench_train.json"))
     ap.add_argument("--ratio-nets", default="a")
     args = ap.parse_args()
@@ -91,27 +121,33 @@ def main():
         ratio_rows += cg_ratio_rows(key, X, widths)
     for key in args.nets.split(","):
         data, n, widths = NETS[key]
-        X, _ = load(data, n)
+        X, Y, loss, test = _data(key)
         recs_all = []
-        for opt in ("newton-hss", "newton-cg", "adam"):
-            model = MLP(widths, activation="tanh", seed=0)
-            tr = Trainer(ShardedProblem(model, X, X), opt, lr=1e-2,
+        mom_lr = _best_momentum_lr(widths, X, Y, loss)
+        acc = {}
+        for opt in METHODS:
+            model = MLP(widths, activation="tanh", loss=loss, seed=0)
+            tr = Trainer(ShardedProblem(model, X, Y), opt,
+                         lr=mom_lr if opt == "momentum" else 1e-2,
                          newton={"entry_samples": 128, "rebuild": 20, "cg_max_it": 50})
             try:
                 recs = run(tr, time_budget=args.budget, printer=None)
             finally:
                 tr.destroy()
             recs_all += recs
+            if test is not None:
+                acc[opt] = _accuracy(widths, tr.theta, test)
         plot_histories(recs_all, os.path.join(HERE, f"train_{key}.png"),
                        f"{data}: net {widths}, {n} samples")
         adam_final = [r for r in recs_all if r["optimizer"] == "adam"][-1]["loss"]
         print(f"net ({key}) {widths} on {n} {data}; budget {args.budget:.0f} s per method")
         print(f"{'method':<11} {'steps':>6} {'final loss':>11} {'passes':>8} {'mean CG':>8} "
-              f"{'grad s':>7} {'compr s':>8} {'factor s':>9} {'CG s':>7} {'passes to Adam':>15}")
-        for opt in ("newton-hss", "newton-cg", "adam"):
+              f"{'grad s':>7} {'compr s':>8} {'factor s':>9} {'CG s':>7} {'passes to Adam':>15}"
+              f" {'test acc':>8}")
+        for opt in METHODS:
             rs = [r for r in recs_all if r["optimizer"] == opt]
             steps = [r for r in rs if not r.get("final")]
-            cg = np.mean([r["cg_iterations"] for r in steps]) if opt != "adam" else 0.0
+            cg = np.mean([r["cg_iterations"] for r in steps]) if opt.startswith("newton") else 0.0
             split = {k: float(sum(r.get(k, 0.0) for r in steps))
                      for k in ("time_grad", "time_compress", "time_factor", "time_cg")}
             reach, reach_t = passes_to_reach(rs, adam_final)
@@ -119,13 +155,14 @@ def main():
                    "budget_s": args.budget, "method": opt, "steps": len(steps),
                    "final_loss": rs[-1]["loss"], "data_passes": rs[-1]["data_passes"],
                    "mean_cg": float(cg), **split, "passes_to_adam_loss": reach,
-                   "time_to_adam_loss": reach_t}
+                   "time_to_adam_loss": reach_t, "lr": mom_lr if opt == "momentum" else None,
+                   "test_accuracy": acc.get(opt)}
             rows.append(row)
             print(f"{opt:<11} {len(steps):>6} {rs[-1]['loss']:>11.5f} "
                   f"{rs[-1]['data_passes']:>8.1f} {cg:>8.1f} {split['time_grad']:>7.2f} "
                   f"{split['time_compress']:>8.2f} {split['time_factor']:>9.2f} "
-                  f"{split['time_cg']:>7.2f} {('-' if reach is None else f'{reach:.1f}'):>15}",
-                  flush=True)
+                  f"{split['time_cg']:>7.2f} {('-' if reach is None else f'{reach:.1f}'):>15}"
+                  f" {('-' if opt not in acc else f'{acc[opt]:.3f}'):>8}", flush=True)
     with open(args.out, "w") as f:
         json.dump({"command": " ".join([os.path.basename(sys.executable)] + sys.argv),
                    "date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows,

@@ -106,18 +106,20 @@ def train_section(d):
     out = ["## Training (`bench/bench_train.py`)", "",
            "Command: `OMP_NUM_THREADS=2 .venv/bin/python bench/bench_train.py --budget 20`,",
            f"run {d['date']}; JSON `bench/bench_train.json`, plots `bench/train_a.png`,",
-           "`bench/train_c.png`. One process, 20 s of optimizer time per method, full batch,",
-           "Adam lr 1e-2; Newton: CG cap 50, Eisenstat-Walker forcing, H~ rebuilt every 20",
+           "`bench/train_*.png`. One process, 20 s of optimizer time per method, full batch,",
+           "Adam lr 1e-2, momentum with the best lr of a 3 s trial each of 3e-3 … 1e-1; Newton: CG cap 50, Eisenstat-Walker forcing, H~ rebuilt every 20",
            "steps from 128 entry samples. Passes to Adam = data passes needed to reach",
            "Adam's final loss.", "",
-           "| net | method | steps | final loss | data passes | mean CG its | grad s | compress s | factor s | CG s | passes to Adam's loss |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| net | method | steps | final loss | data passes | mean CG its | grad s | compress s | factor s | CG s | passes to Adam's loss | test acc |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in d["rows"]:
         reach = "–" if r["passes_to_adam_loss"] is None else f"{r['passes_to_adam_loss']:.1f}"
-        out.append(f"| ({r['net']}) {'-'.join(map(str, r['widths']))} | {r['method']} | "
+        name = r['method'] + (f" (lr {r['lr']:g})" if r.get("lr") else "")
+        out.append(f"| ({r['net']}) {'-'.join(map(str, r['widths']))} | {name} | "
                    f"{r['steps']} | {r['final_loss']:.5f} | {r['data_passes']:.1f} | "
                    f"{r['mean_cg']:.1f} | {r['time_grad']:.2f} | {r['time_compress']:.2f} | "
-                   f"{r['time_factor']:.2f} | {r['time_cg']:.2f} | {reach} |")
+                   f"{r['time_factor']:.2f} | {r['time_cg']:.2f} | {reach} | "
+                   f"{'–' if r.get('test_accuracy') is None else format(r['test_accuracy'], '.3f')} |")
     if d.get("cg_ratio"):
         out += ["", "CG iterations for one and the same system (H + λI)p = −g, forcing term",
                 "1e-4, without and with HSSPC (H~ from 256 entry samples, tol 1e-4), at the",
