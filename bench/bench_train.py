@@ -50,8 +50,11 @@ def _best_momentum_lr(widths, X, Y, loss, trial_s=3.0):
     for lr in (3e-3, 1e-2, 3e-2, 1e-1):
         model = MLP(widths, activation="tanh", loss=loss, seed=0)
         tr = Trainer(ShardedProblem(model, X, Y), "momentum", lr=lr)
-        recs = run(tr, time_budget=trial_s, printer=None)
-        if np.isfinite(recs[-1]["loss"]) and (best is None or recs[-1]["loss"] < best[1]):
+        try:
+            recs = run(tr, time_budget=trial_s, printer=None)
+        except FloatingPointError:          # this lr diverges
+            continue
+        if best is None or recs[-1]["loss"] < best[1]:
             best = (lr, recs[-1]["loss"])
     return best[0]
 
