@@ -11,8 +11,13 @@ Public API::
     hsspetsc.gallery.kernel_matrix(points, "gaussian", bandwidth=1.0)
     hsspetsc.gallery.testsuite("K02", 4096)
     hsspetsc.EntrySource(n, entries, diagonal)
+    hsspetsc.mlp.GaussNewton(hsspetsc.mlp.MLP([64, 32, 64]), X, X)   # a source too
+
+PETSc (shell Mat, HSSPC, SLEPc rank checks) lives in ``hsspetsc.petsc`` and training
+in ``hsspetsc.training`` / ``python -m hsspetsc train``; both import petsc4py, the
+modules above do not.
 """
-from . import gallery
+from . import baselines, gallery, mlp
 from .accuracy import relative_error
 from .compress import compress
 from .factor import FactorizationError, HSSFactorization
@@ -29,4 +34,5 @@ def validate_ranks(H, source, nodes=8, **kwargs):
     return _validate(H, source, nodes=nodes, **kwargs)
 
 __all__ = ["compress", "HSSMatrix", "HSSFactorization", "FactorizationError", "relative_error", "EntrySource", "DenseSource",
-           "KernelSource", "Source", "gallery", "validate_ranks", "__version__"]
+           "KernelSource", "Source", "gallery", "mlp", "baselines", "validate_ranks",
+           "__version__"]
