@@ -18,18 +18,10 @@ import time
 import numpy as np
 
 import hsspetsc
+from hsspetsc._timing import median_time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-
-def median_time(f, repeat):
-    f()
-    ts = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        f()
-        ts.append(time.perf_counter() - t)
-    return float(np.median(ts))
 
 
 def cases(quick):
@@ -79,7 +71,7 @@ def run_case(name, N, kw, make, tol, repeat):
     row["stream_s"] = median_time(buf.sum, 7)
     del buf
     row["matvec1_over_stream"] = row["hss_matvec1_s"] / row["stream_s"]
-    del K
+
     return row
 
 

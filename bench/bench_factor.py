@@ -24,18 +24,10 @@ import numpy as np
 import scipy.linalg as sla
 
 import hsspetsc
+from hsspetsc._timing import median_time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-
-def median_time(f, repeat):
-    f()
-    ts = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        f()
-        ts.append(time.perf_counter() - t)
-    return float(np.median(ts))
 
 
 def norm_estimate(H, iters=30):

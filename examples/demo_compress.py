@@ -8,16 +8,7 @@ import time
 import numpy as np
 
 import hsspetsc
-
-
-def best_of(f, repeat=5):
-    f()
-    ts = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        f()
-        ts.append(time.perf_counter() - t)
-    return min(ts)
+from hsspetsc._timing import median_time
 
 
 def show(title, src, **kw):
@@ -28,8 +19,8 @@ def show(title, src, **kw):
     err = hsspetsc.relative_error(H, src, exact_max_n=0)
     K = src.to_dense()
     W = np.random.default_rng(0).standard_normal((src.n, 16))
-    t_h = best_of(lambda: H @ W)
-    t_d = best_of(lambda: K @ W)
+    t_h = median_time(lambda: H @ W)
+    t_d = median_time(lambda: K @ W)
     print(f"compression {t_comp:.2f} s   eps2 = {err['eps2']:.2e} (tol {kw.get('tol', 1e-5):.0e})")
     print(f"16-vector matvec: HSS {1e3 * t_h:.2f} ms, dense BLAS {1e3 * t_d:.2f} ms, "
           f"speed-up {t_d / t_h:.1f}x")

@@ -11,13 +11,10 @@ cimport scipy.linalg.cython_lapack as cython_lapack
 
 ctypedef void (*dgemm_t)(char*, char*, int*, int*, int*, double*, double*, int*,
                          double*, int*, double*, double*, int*) noexcept nogil
-ctypedef void (*dgemv_t)(char*, int*, int*, double*, double*, int*, double*, int*,
-                         double*, double*, int*) noexcept nogil
 ctypedef void (*dtrsm_t)(char*, char*, char*, char*, int*, int*, double*, double*,
                          int*, double*, int*) noexcept nogil
 ctypedef void (*dpotrf_t)(char*, int*, double*, int*, int*) noexcept nogil
 
 cdef dgemm_t dgemm = <dgemm_t>cython_blas.dgemm
-cdef dgemv_t dgemv = <dgemv_t>cython_blas.dgemv
 cdef dtrsm_t dtrsm = <dtrsm_t>cython_blas.dtrsm
 cdef dpotrf_t dpotrf = <dpotrf_t>cython_lapack.dpotrf

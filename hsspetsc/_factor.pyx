@@ -211,6 +211,46 @@ def logdet_sum(const double[::1] L_data, const int64_t[::1] L_ptr,
     return s
 
 
+cdef void _gather_active(int64_t a, bint leaf, int ci, int k, const double* B,
+                         const int64_t* node_off, const int64_t* r, const int64_t* sk_ptr,
+                         const double* bh, double* dst) noexcept nogil:
+    """dst (ci x k, column-major) = node a's active right-hand side: rows of B
+    (row-major N x k, tree order) at a leaf, the children's [bhat_l; bhat_r] above."""
+    cdef Py_ssize_t i, t
+    cdef int rl
+    if leaf:
+        for t in range(k):
+            for i in range(ci):
+                dst[i + t * ci] = B[(node_off[a] + i) * k + t]
+        return
+    rl = <int>r[2 * a + 1]
+    for t in range(k):
+        for i in range(rl):
+            dst[i + t * ci] = bh[sk_ptr[2 * a + 1] * k + i + t * rl]
+        for i in range(ci - rl):
+            dst[rl + i + t * ci] = bh[sk_ptr[2 * a + 2] * k + i + t * (ci - rl)]
+
+
+cdef void _scatter_active(int64_t a, bint leaf, int ci, int k, const double* src,
+                          double* X, const int64_t* node_off, const int64_t* r,
+                          const int64_t* sk_ptr, double* ys) noexcept nogil:
+    """The reverse of _gather_active: node a's active solution (ci x k) into the rows
+    of X (row-major, tree order) at a leaf, into the children's y_s above."""
+    cdef Py_ssize_t i, t
+    cdef int rl
+    if leaf:
+        for t in range(k):
+            for i in range(ci):
+                X[(node_off[a] + i) * k + t] = src[i + t * ci]
+        return
+    rl = <int>r[2 * a + 1]
+    for t in range(k):
+        for i in range(rl):
+            ys[sk_ptr[2 * a + 1] * k + i + t * rl] = src[i + t * ci]
+        for i in range(ci - rl):
+            ys[sk_ptr[2 * a + 2] * k + i + t * (ci - rl)] = src[rl + i + t * ci]
+
+
 def solve_up_level(const int64_t[::1] nodes, bint leaf, int k,
                    const double[:, ::1] Bt,                 # IN  N x k, tree order (leaves)
                    const int64_t[::1] node_off,
@@ -247,17 +287,7 @@ def solve_up_level(const int64_t[::1] nodes, bint leaf, int k,
         ra = <int>r[a]
         rd = <int>red[a]
         bact = &work[work_ptr[q]]
-        if leaf:
-            for t in range(k):
-                for i in range(ci):
-                    bact[i + t * ci] = Bt[node_off[a] + i, t]
-        else:
-            rl = <int>r[2 * a + 1]
-            for t in range(k):
-                for i in range(rl):
-                    bact[i + t * ci] = bh[sk_ptr[2 * a + 1] * k + i + t * rl]
-                for i in range(ci - rl):
-                    bact[rl + i + t * ci] = bh[sk_ptr[2 * a + 2] * k + i + t * (ci - rl)]
+        _gather_active(a, leaf, ci, k, &Bt[0, 0], &node_off[0], &r[0], &sk_ptr[0], bh, bact)
         skp = &skd[sk_ptr[a]]
         rdp = &rdd[rd_ptr[a]]
         bs = &bh[sk_ptr[a] * k] if ra > 0 else NULL
@@ -277,39 +307,21 @@ def solve_up_level(const int64_t[::1] nodes, bint leaf, int k,
 
 
 def solve_root(bint leaf, int k, const double[:, ::1] Bt, double[:, ::1] Xt,
+               const int64_t[::1] node_off,
                const int64_t[::1] c, const int64_t[::1] r, const int64_t[::1] sk_ptr,
                double[::1] bhat, const double[::1] Lroot, double[::1] work):
     """Root solve; writes the children's skeleton solutions into bhat (or Xt when the
     root is the only leaf)."""
     cdef int c0 = <int>c[0]
-    cdef Py_ssize_t i, t
-    cdef int rl
     cdef double* y = &work[0]
     if c0 == 0:
         return
-    if leaf:
-        for t in range(k):
-            for i in range(c0):
-                y[i + t * c0] = Bt[i, t]
-    else:
-        rl = <int>r[1]
-        for t in range(k):
-            for i in range(rl):
-                y[i + t * c0] = bhat[sk_ptr[1] * k + i + t * rl]
-            for i in range(c0 - rl):
-                y[rl + i + t * c0] = bhat[sk_ptr[2] * k + i + t * (c0 - rl)]
+    _gather_active(0, leaf, c0, k, &Bt[0, 0], &node_off[0], &r[0], &sk_ptr[0],
+                   &bhat[0], y)
     _trsm_lower(b'N', c0, k, &Lroot[0], c0, y, c0)
     _trsm_lower(b'T', c0, k, &Lroot[0], c0, y, c0)
-    if leaf:
-        for t in range(k):
-            for i in range(c0):
-                Xt[i, t] = y[i + t * c0]
-    else:
-        for t in range(k):
-            for i in range(rl):
-                bhat[sk_ptr[1] * k + i + t * rl] = y[i + t * c0]
-            for i in range(c0 - rl):
-                bhat[sk_ptr[2] * k + i + t * (c0 - rl)] = y[rl + i + t * c0]
+    _scatter_active(0, leaf, c0, k, y, &Xt[0, 0], &node_off[0], &r[0], &sk_ptr[0],
+                    &bhat[0])
 
 
 def solve_down_level(const int64_t[::1] nodes, bint leaf, int k,
@@ -364,14 +376,4 @@ def solve_down_level(const int64_t[::1] nodes, bint leaf, int k,
                 xact[skp[i] + t * ci] = ysa[i + t * ra] - (tmp[i + t * ra] if rd > 0 else 0.0)
             for i in range(rd):
                 xact[rdp[i] + t * ci] = w[i + t * rd]
-        if leaf:
-            for t in range(k):
-                for i in range(ci):
-                    Xt[node_off[a] + i, t] = xact[i + t * ci]
-        else:
-            rl = <int>r[2 * a + 1]
-            for t in range(k):
-                for i in range(rl):
-                    yd[sk_ptr[2 * a + 1] * k + i + t * rl] = xact[i + t * ci]
-                for i in range(ci - rl):
-                    yd[sk_ptr[2 * a + 2] * k + i + t * (ci - rl)] = xact[rl + i + t * ci]
+        _scatter_active(a, leaf, ci, k, xact, &Xt[0, 0], &node_off[0], &r[0], &sk_ptr[0], yd)

@@ -25,8 +25,7 @@ def reference_matvec(H, W):
     first_leaf = tree.first_leaf
 
     def P(a):
-        ncols = size[a] if a >= first_leaf else H.rank[2 * a + 1] + H.rank[2 * a + 2]
-        return H.proj[H.proj_ptr[a]:H.proj_ptr[a + 1]].reshape(H.rank[a], ncols)
+        return H.proj[H.proj_ptr[a]:H.proj_ptr[a + 1]].reshape(H.rank[a], H.ncols[a])
 
     # near field
     for b in range(first_leaf, n_nodes):

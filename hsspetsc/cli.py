@@ -96,7 +96,6 @@ def train_main(args, petsc_argv):
     import petsc4py
     petsc4py.init([sys.argv[0]] + petsc_argv)
     from petsc4py import PETSc
-    import numpy as np
 
     from .mlp import MLP, load
     from .training.distributed import ShardedProblem
@@ -159,16 +158,14 @@ def train_main(args, petsc_argv):
         plot_histories(all_records, args.plot,
                        f"{args.data}: net {widths}, {X.shape[0]} samples")
         say(f"wrote {args.plot}")
-    np.seterr(all="ignore")
     return 0
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    # argparse's own options use "--"; single-dash options go to PETSc
-    ours = [a for a in argv if a.startswith("--") or not a.startswith("-")]
-    petsc_argv, i = [], 0
-    ours, rest = [], list(argv)
+    # argparse's own options use "--"; single-dash options (and their value) go to PETSc
+    petsc_argv, ours, i = [], [], 0
+    rest = list(argv)
     while i < len(rest):
         a = rest[i]
         if a.startswith("-") and not a.startswith("--") and a not in ("-h",):

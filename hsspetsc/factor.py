@@ -37,11 +37,7 @@ class _Layout:
         fl = tree.first_leaf
         r = H.rank.astype(np.int64).copy()
         r[0] = 0
-        c = np.empty(n_nodes, dtype=np.int64)
-        c[fl:] = tree.node_size[fl:]
-        if fl > 0:
-            inner = np.arange(fl)
-            c[inner] = H.rank[2 * inner + 1] + H.rank[2 * inner + 2]
+        c = H.ncols
         red = c - r
         red[0] = 0
         self.c, self.r, self.red = c, r, red
@@ -67,14 +63,10 @@ class _Layout:
         self.L_ptr = _ptr(red * red)
         self.G_ptr = _ptr(red * r)
         self.Z_ptr = _ptr(r * r)
-        # diagonal near block of every leaf
-        self.diag_off = np.zeros(n_nodes, dtype=np.int64)
-        for a in range(fl, n_nodes):
-            lo, hi = H.near_ptr[a], H.near_ptr[a + 1]
-            e = lo + int(np.flatnonzero(H.near_src[lo:hi] == a)[0])
-            self.diag_off[a] = H.near_blk[e]
+        self.diag_off = H.diag_blk
         # sibling couplings B = K(skel l, skel r), column-major, per parent
-        self.B_ptr = _ptr(np.r_[[r[2 * a + 1] * r[2 * a + 2] for a in range(fl)],
+        inner = np.arange(fl)
+        self.B_ptr = _ptr(np.r_[r[2 * inner + 1] * r[2 * inner + 2],
                                 np.zeros(n_nodes - fl, np.int64)].astype(np.int64))
         far = {(int(x), int(y)): int(o) for (x, y), o in zip(
             H.far_pairs, H.far_pair_off)}
@@ -190,7 +182,7 @@ class HSSFactorization:
                 nodes = lay.levels[lev]
                 wptr, work = lay.work(nodes, lay.c * k)
                 solve_up_level(nodes, lev == L, k, Bt, *args, bhat, wbuf, wptr, work, nt)
-            solve_root(L == 0, k, Bt, Xt, lay.c, lay.r, lay.sk_ptr, bhat, self.Lroot,
+            solve_root(L == 0, k, Bt, Xt, tree.node_off, lay.c, lay.r, lay.sk_ptr, bhat, self.Lroot,
                        np.empty(int(lay.c[0]) * k + 1))
             for lev in range(1, L + 1):
                 nodes = lay.levels[lev]

@@ -79,6 +79,15 @@ class HSSMatrix:
          self.near_trans) = _csr_from_pairs(inter.near_pairs, near_offsets, n_nodes)
         (self.far_ptr, self.far_src, self.far_blk,
          self.far_trans) = _csr_from_pairs(inter.far_pairs, far_offsets, n_nodes)
+        # columns of each node's interpolation matrix: its size at a leaf, the
+        # children's ranks above
+        fl = tree.first_leaf
+        self.ncols = tree.node_size.astype(np.int64).copy()
+        self.ncols[:fl] = self.rank[2 * np.arange(fl) + 1] + self.rank[2 * np.arange(fl) + 2]
+        # offset of every leaf's diagonal block K(leaf, leaf) in near_data
+        self.diag_blk = np.zeros(n_nodes, dtype=np.int64)
+        on_diag = inter.near_pairs[:, 0] == inter.near_pairs[:, 1]
+        self.diag_blk[inter.near_pairs[on_diag, 0]] = near_offsets[on_diag]
         self.skel_pos = (np.concatenate(skels.pos).astype(np.int64) if n_nodes > 1
                          else np.zeros(0, np.int64))
         if sibling is None:
@@ -152,10 +161,17 @@ class HSSMatrix:
         return HSSFactorization(self, shift=shift, n_threads=n_threads)
 
     # ---------------------------------------------------------------- figures
-    def _ncols(self, a):
-        if a >= self.tree.first_leaf:
-            return int(self.tree.node_size[a])
-        return int(self.rank[2 * a + 1] + self.rank[2 * a + 2])
+    def diagonal(self):
+        """The diagonal of K~ (exact: the leaf blocks are kept), user order."""
+        tree = self.tree
+        leaves = np.arange(tree.first_leaf, tree.n_nodes)
+        m = tree.node_size[leaves]
+        # position of entry (i, i) of each leaf block, for every i of every leaf
+        i = np.arange(self.n) - np.repeat(tree.node_off[leaves], m)
+        d = self.near_data[np.repeat(self.diag_blk[leaves], m) + i * (np.repeat(m, m) + 1)]
+        out = np.empty_like(d)
+        out[tree.perm] = d
+        return out
 
     def _level_rows(self):
         rows = []
@@ -188,8 +204,7 @@ class HSSMatrix:
         data_bytes = (self.proj.nbytes + self.near_data.nbytes + self.far_data.nbytes
                       + self.sib_data.nbytes)
         nonroot = self.rank[1:]
-        rank_implied = 8 * (sum(int(self.rank[x]) * self._ncols(x)
-                                for x in range(1, self.tree.n_nodes))
+        rank_implied = 8 * (int(np.sum(self.rank[1:] * self.ncols[1:]))
                             + int(np.sum(self.rank[self.far_pairs[:, 0]]
                                          * self.rank[self.far_pairs[:, 1]]))
                             + int(np.sum(ns[a] * ns[b]))

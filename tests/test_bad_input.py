@@ -84,7 +84,7 @@ def test_relative_error_size_mismatch(H, k02):
     with pytest.raises(ValueError, match="N = 300 but the source has N = 1024"):
         hsspetsc.relative_error(H, k02)
     with pytest.raises(ValueError, match="'nrows'"):
-        hsspetsc.relative_error(H, H_source := np.eye(300), nrows=0)
+        hsspetsc.relative_error(H, np.eye(300), nrows=0)
 
 
 def test_threads_parameter(H):

@@ -1,5 +1,4 @@
 """Standard test problems: kernel matrices on points and the SPD test suite."""
-import numpy as np
 
 from .._validation import as_float_array, check_choice, check_finite, check_float
 from ..sources import PUBLIC_KERNELS, KernelSource

@@ -1,5 +1,4 @@
 """Python shell Mat for shift*I + H~."""
-import numpy as np
 from petsc4py import PETSc
 
 from .._validation import add_to_diagonal
@@ -66,18 +65,7 @@ class HSSMatContext:
     # -- helpers ------------------------------------------------------------
     def diagonal(self):
         """Diagonal of shift I + H~ (H~'s diagonal is exact: leaf blocks are kept)."""
-        H = self.H
-        tree = H.tree
-        d = np.empty(H.n)
-        for a in range(tree.first_leaf, tree.n_nodes):
-            lo, hi = H.near_ptr[a], H.near_ptr[a + 1]
-            e = lo + int(np.flatnonzero(H.near_src[lo:hi] == a)[0])
-            m = int(tree.node_size[a])
-            blk = H.near_data[H.near_blk[e]:H.near_blk[e] + m * m].reshape(m, m)
-            d[tree.node_off[a]:tree.node_off[a] + m] = np.diagonal(blk)
-        out = np.empty_like(d)
-        out[tree.perm] = d
-        return out + self.shift
+        return self.H.diagonal() + self.shift
 
     def entries(self, I, J):
         """Entries of shift I + K read from the source (if one was given)."""

@@ -16,7 +16,6 @@ from petsc4py import PETSc
 
 from ..compress import compress, validate_params
 from ..factor import FactorizationError
-from ..hss import HSSMatrix
 from ..sources import DenseSource, EntrySource
 from ._comm import collective, release_refs
 from ._mat import HSSMatContext
@@ -147,7 +146,7 @@ class HSSPC:
             except FactorizationError:
                 if not auto_shift or retries >= 16:
                     raise
-                shift = 10.0 * max(abs(shift), 1e-8 * float(np.max(self._diag_of(H))))
+                shift = 10.0 * max(abs(shift), 1e-8 * float(np.max(H.diagonal())))
                 retries += 1
         t2 = time.perf_counter()
         self.H, self.F = H, F
@@ -163,11 +162,6 @@ class HSSPC:
             recs = validate_ranks(H, vsrc, nodes=validate, comm=pc.getComm())
             PETSc.Sys.Print(format_rank_table(recs), comm=pc.getComm())
             self.info["validation"] = recs
-
-    @staticmethod
-    def _diag_of(H):
-        from ._mat import HSSMatContext
-        return HSSMatContext(H).diagonal()
 
     @release_refs
     def apply(self, pc, x, y):

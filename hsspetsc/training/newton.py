@@ -11,6 +11,7 @@ stopped by the Eisenstat-Walker forcing term with a cap on iterations.
 Data passes are counted as: gradient 1, loss 0.5, Gauss-Newton product 1, forming
 the Gauss-Newton factors 1 (entries then read stored per-sample factors only).
 """
+import copy
 import time
 
 import numpy as np
@@ -21,50 +22,63 @@ from ..petsc._comm import release_refs
 
 
 class GNMatContext:
-    """python Mat context: y = (H + shift I) x, H a (distributed) Gauss-Newton
-    matrix; it also gives HSSPC the compressed matrix through ``hss_matrix``."""
+    """python Mat context: y = (H + diag_shift I) x, H a (distributed) Gauss-Newton
+    matrix; it also gives HSSPC the compressed matrix through ``hss_matrix``.
 
-    def __init__(self, compress_damping_rel=1e-10):
+    ``diag_shift`` is the Newton damping lambda (set by ``update``) plus whatever
+    MatShift adds (TAO's perturbation); HSSPC factors H~ with that same shift.
+    H~ is compressed from the entries of H + (``compress_damping_rel`` x mean
+    diagonal) I (zero rows need it for the angle distance) with the cheap
+    ``compress_defaults``, which -pc_hss_* options given by the user override and
+    ``compress_params`` override in turn.
+    """
+
+    compress_defaults = {"tol": 1e-2, "max_rank": 64, "neighbors": 8}
+
+    def __init__(self, compress_params=None, compress_damping_rel=1e-10):
         self.gn = None
-        self.shift = 0.0
+        self.diag_shift = 0.0
         self.hss = None
         self.stale = True
         self.compress_damping_rel = compress_damping_rel
-        self.compress_params = {}
+        self.compress_params = dict(compress_params or {})
         self.compress_time = 0.0
         self.hss_how = ""
 
-    def update(self, gn, shift, rebuild):
-        self.gn, self.shift = gn, float(shift)
+    def update(self, gn, diag_shift, rebuild):
+        """New Gauss-Newton matrix and shift; ``rebuild``: compress again at the next
+        PC set-up."""
+        self.gn, self.diag_shift = gn, float(diag_shift)
         if rebuild:
             self.stale = True
 
+    # -- python Mat protocol -------------------------------------------------
     @release_refs
     def mult(self, mat, x, y):
         xa = x.getArray(readonly=True)
-        y.setArray(self.gn.matvec(xa) + self.shift * xa)
+        y.setArray(self.gn.matvec(xa) + self.diag_shift * xa)
 
     def multTranspose(self, mat, x, y):
         self.mult(mat, x, y)
 
     @release_refs
     def getDiagonal(self, mat, d):
-        d.setArray(self.gn.diagonal() + self.shift)
+        d.setArray(self.gn.diagonal() + self.diag_shift)
 
+    def shift(self, mat, a):
+        """MatShift (TAO's perturbation of the Hessian)."""
+        self.diag_shift += float(a)
+
+    # -- for HSSPC -------------------------------------------------------------
     def hss_matrix(self, params, explicit=()):
-        """(H~, shift) for HSSPC: recompress when stale, else reuse. ``explicit``:
-        the -pc_hss_* options the user set (they win over the cheap defaults)."""
-        self.explicit = set(explicit)
+        """(H~, shift) for HSSPC: recompress when stale, else reuse."""
         if self.stale or self.hss is None:
             t = time.perf_counter()
-            delta = self.compress_damping_rel * max(float(np.mean(self.gn.diagonal())), 1e-300)
-            src = type(self.gn).__new__(type(self.gn))
-            src.__dict__.update(self.gn.__dict__)
-            src.damping = self.gn.damping + delta
+            src = copy.copy(self.gn)
+            src.damping = self.gn.damping + self.compress_damping_rel * max(
+                float(np.mean(self.gn.diagonal())), 1e-300)
             p = dict(params)
-            for k, v in getattr(self, "compress_defaults", {}).items():
-                if k not in getattr(self, "explicit", set()):
-                    p[k] = v
+            p.update({k: v for k, v in self.compress_defaults.items() if k not in explicit})
             p.update(self.compress_params)
             self.hss = compress(src, **p)
             self.compress_time = time.perf_counter() - t
@@ -73,7 +87,7 @@ class GNMatContext:
         else:
             self.compress_time = 0.0
             self.hss_how = "reused the last compression"
-        return self.hss, self.shift
+        return self.hss, self.diag_shift
 
 
 def _model_reduction(g, p, Hp):
@@ -112,11 +126,7 @@ class NewtonKrylov:
         self.it = 0
         self.eta = 0.5
         self.prev_gnorm = None
-        self.ctx = GNMatContext()
-        # a preconditioner needs a rough H~: cheap compression by default
-        # (-pc_hss_* options override; compress_params override both)
-        self.ctx.compress_defaults = {"tol": 1e-2, "max_rank": 64, "neighbors": 8}
-        self.ctx.compress_params = dict(compress_params or {})
+        self.ctx = GNMatContext(compress_params)
         opts = PETSc.Options()
         if precond == "hss":
             opts[prefix + "pc_type"] = "python"

@@ -12,7 +12,6 @@ import time
 import numpy as np
 
 from ..mlp.optimizers import make_optimizer
-from .distributed import ShardedProblem
 
 SECOND_ORDER = ("newton-hss", "newton-cg")
 FIRST_ORDER = ("sgd", "momentum", "nag", "adagrad", "rmsprop", "adam")

@@ -10,27 +10,9 @@ Hessian evaluations). TAO's own damping (NLS perturbation) reaches the Mat throu
 MatShift and so the preconditioner's shift. Always set the PC type: TAO's default
 (ILU) cannot work on a python Mat; this function defaults it to HSSPC.
 """
-import numpy as np
 from petsc4py import PETSc
 
 from .newton import GNMatContext
-
-
-class _TaoGNContext(GNMatContext):
-    def shift(self, mat, a):          # MatShift from TAO (its perturbation)
-        self.shift_value = getattr(self, "shift_value", 0.0) + float(a)
-
-    def update_at(self, gn, rebuild):
-        self.update(gn, 0.0, rebuild)
-        self.shift_value = 0.0
-
-    def mult(self, mat, x, y):
-        xa = x.getArray(readonly=True)
-        y.setArray(self.gn.matvec(xa) + getattr(self, "shift_value", 0.0) * xa)
-
-    def hss_matrix(self, params, explicit=()):
-        H, _ = super().hss_matrix(params, explicit)
-        return H, getattr(self, "shift_value", 0.0)
 
 
 def tao_train(problem, max_it=20, rebuild=5, entry_samples=256, prefix="",
@@ -46,8 +28,7 @@ def tao_train(problem, max_it=20, rebuild=5, entry_samples=256, prefix="",
     for k, v in defaults.items():
         if not opts.hasName(prefix + k):
             opts[prefix + k] = v
-    ctx = _TaoGNContext()
-    ctx.compress_defaults = {"tol": 1e-2, "max_rank": 64, "neighbors": 8}
+    ctx = GNMatContext()
     H = PETSc.Mat().createPython((N, N), ctx, comm=PETSc.COMM_SELF)
     H.setUp()
     x = PETSc.Vec().createSeq(N)
@@ -64,7 +45,7 @@ def tao_train(problem, max_it=20, rebuild=5, entry_samples=256, prefix="",
     def hessian(tao_, xv, Hm, Pm):
         gn = problem.gauss_newton(xv.getArray(readonly=True).copy(),
                                   entry_samples=entry_samples, seed=count["hess"])
-        ctx.update_at(gn, count["hess"] % rebuild == 0)
+        ctx.update(gn, 0.0, count["hess"] % rebuild == 0)   # TAO adds its shift
         count["hess"] += 1
         Hm.assemble()
 
