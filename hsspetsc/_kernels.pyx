@@ -54,16 +54,22 @@ cdef inline double _pair(const double* x, const double* y, Py_ssize_t d, int kin
 def kernel_block(const double[:, ::1] X,      # IN  points, n x d
                  const int64_t[::1] I,        # IN  row indices
                  const int64_t[::1] J,        # IN  column indices
-                 int kind, double h, double p,
+                 int kind, double h, double p, double scale,
+                 const double[::1] diag,      # IN  (n,) diagonal, or empty: none
                  double[:, ::1] out,          # OUT len(I) x len(J)
                  int n_threads):
-    """out[a, b] = k(X[I[a]], X[J[b]]) (raw kernel value, no diagonal fix)."""
+    """out[a, b] = scale * k(X[I[a]], X[J[b]]), except diag[I[a]] where I[a] == J[b]
+    (when ``diag`` is given: a shift or the test suite's diagonal)."""
     cdef Py_ssize_t a, b, ni = I.shape[0], nj = J.shape[0], d = X.shape[1]
+    cdef bint use_diag = diag.shape[0] > 0
     if ni == 0 or nj == 0:
         return
     for a in prange(ni, nogil=True, num_threads=n_threads, schedule="static"):
         for b in range(nj):
-            out[a, b] = _pair(&X[I[a], 0], &X[J[b], 0], d, kind, h, p)
+            if use_diag and I[a] == J[b]:
+                out[a, b] = diag[I[a]]
+            else:
+                out[a, b] = scale * _pair(&X[I[a], 0], &X[J[b], 0], d, kind, h, p)
 
 
 def kernel_offdiag_rowsum(const double[:, ::1] X,   # IN  points, n x d

@@ -165,7 +165,7 @@ class KernelSource(Source):
         self.n_threads = n_threads
         if diag is None:
             # k(x, x): constant for radial kernels, (|x|^2 + h)^2 for the polynomial
-            k0 = self._raw(np.zeros(1, np.int64), np.zeros(1, np.int64))[0, 0]
+            k0 = self._eval(np.zeros(1, np.int64), np.zeros(1, np.int64), None)[0, 0]
             if kernel == "polynomial":
                 sq = np.einsum("ij,ij->i", self.points, self.points)
                 d = (sq + self.bandwidth) ** 2
@@ -174,22 +174,18 @@ class KernelSource(Source):
             diag = self.scale * d + self.shift
         self._diag = np.ascontiguousarray(diag, dtype=np.float64)
 
-    def _raw(self, I, J):
+    def _eval(self, I, J, diag):
         from .._kernels import kernel_block
         out = np.empty((len(I), len(J)), dtype=np.float64)
-        kernel_block(self.points, I, J, self._code, self.bandwidth, self.param, out,
+        kernel_block(self.points, I, J, self._code, self.bandwidth, self.param,
+                     1.0 if diag is None else self.scale,
+                     np.zeros(0) if diag is None else diag, out,
                      effective_n_threads(self.n_threads))
         return out
 
     def _block(self, I, J):
-        out = self._raw(I, J)
-        if self.scale != 1.0:
-            out *= self.scale
-        # Diagonal entries come from the stored diagonal (shift, suite's fix).
-        ii, jj = np.nonzero(I[:, None] == J[None, :])
-        if ii.size:
-            out[ii, jj] = self._diag[I[ii]]
-        return out
+        # diagonal entries come from the stored diagonal (shift, the suite's fix)
+        return self._eval(I, J, self._diag)
 
     def diagonal(self):
         return self._diag.copy()
