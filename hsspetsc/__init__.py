@@ -5,6 +5,7 @@ Public API::
 
     H = hsspetsc.compress(source, leaf_size=128, max_rank=256, tol=1e-5,
                           neighbors=32, budget=0.0, distance="angle", seed=0)
+    H = hsspetsc.compress_sketch(source, samples=256, tol=1e-4)   # from products
     U = H @ W                       # O(N s) per column
     F = H.factorize(shift=1e-2)     # O(N s^2); F.solve(B), F.logdet()
     hsspetsc.relative_error(H, source)
@@ -22,6 +23,7 @@ from .accuracy import relative_error
 from .compress import compress
 from .factor import FactorizationError, HSSFactorization
 from .hss import HSSMatrix
+from .sketch import compress_sketch
 from .sources import DenseSource, EntrySource, KernelSource, Source
 
 __version__ = "0.1.0"
@@ -33,6 +35,6 @@ def validate_ranks(H, source, nodes=8, **kwargs):
     from .petsc import validate_ranks as _validate
     return _validate(H, source, nodes=nodes, **kwargs)
 
-__all__ = ["compress", "HSSMatrix", "HSSFactorization", "FactorizationError", "relative_error", "EntrySource", "DenseSource",
+__all__ = ["compress", "compress_sketch", "HSSMatrix", "HSSFactorization", "FactorizationError", "relative_error", "EntrySource", "DenseSource",
            "KernelSource", "Source", "gallery", "mlp", "baselines", "validate_ranks",
            "__version__"]
