@@ -42,7 +42,8 @@ import warnings
 import numpy as np
 import scipy.linalg as sla
 
-from ._validation import check_choice, check_float, check_int, rng_from_seed
+from ._validation import (as_index_array, check_choice, check_float, check_int,
+                          rng_from_seed)
 from .hss import HSSMatrix
 from .interactions import build_interactions
 from .skeleton import Skeletons
@@ -117,11 +118,11 @@ def compress_sketch(source, samples=256, leaf_size=128, tol=1e-4, max_rank=None,
         Target relative Frobenius error |K - K~|_F / |K|_F (met when ``samples`` is
         large enough for the ranks it asks; ``probes`` measures it).
     max_rank : int in [1, samples], default ``samples // 2`` (at least 1).
-    order : "natural" (default), "angle" or "geometric"
+    order : "natural" (default), "angle", "geometric" or a permutation of range(N)
         The tree: "natural" bisects the given index order (no entries; the right
-        choice when the order means something, e.g. a network's parameters); "angle"
-        builds the Gram-angle tree of ``compress`` from entries; "geometric" uses
-        ``source.points``.
+        choice when the order means something); a permutation array is bisected the
+        same way (e.g. ``GaussNewton.neuron_order()``); "angle" builds the Gram-angle
+        tree of ``compress`` from entries; "geometric" uses ``source.points``.
     probes : int >= 0
         Extra Gaussian products for an a-posteriori estimate of
         |K - K~|_F / |K|_F, reported as ``stats()["error_estimate"]`` (0: none).
@@ -141,7 +142,17 @@ def compress_sketch(source, samples=256, leaf_size=128, tol=1e-4, max_rank=None,
     if max_rank is None:
         max_rank = max(1, samples // 2)
     max_rank = check_int(max_rank, "max_rank", where, lo=1, hi=samples)
-    order = check_choice(order, "order", where, ORDERS)
+    given_perm = None
+    if not isinstance(order, str):
+        given_perm = as_index_array(order, n, "order", where)
+        if given_perm.size != n or np.unique(given_perm).size != n:
+            raise ValueError(f"The 'order' parameter of {where} must be one of "
+                             f"{', '.join(map(repr, ORDERS))} or a permutation of "
+                             f"range({n}). Got an array of {given_perm.size} indices with "
+                             f"{np.unique(given_perm).size} distinct.")
+        order = "given"
+    else:
+        order = check_choice(order, "order", where, ORDERS)
     probes = check_int(probes, "probes", where, lo=0)
     rng = rng_from_seed(seed, where)
     if order == "geometric" and src.points is None:
@@ -168,11 +179,13 @@ def compress_sketch(source, samples=256, leaf_size=128, tol=1e-4, max_rank=None,
                   f"{100 * frac:.2f}% of N^2)", flush=True)
 
     t0 = time.perf_counter()
-    if order == "natural":
+    if order in ("natural", "given"):
         n_levels = tree_depth(n, leaf_size)
         off, size = tree_layout(n, n_levels)
-        perm = np.arange(n, dtype=np.int64)
-        tree = ClusterTree(n=n, n_levels=n_levels, perm=perm, iperm=perm.copy(),
+        perm = np.arange(n, dtype=np.int64) if given_perm is None else given_perm
+        iperm = np.empty_like(perm)
+        iperm[perm] = np.arange(n, dtype=np.int64)
+        tree = ClusterTree(n=n, n_levels=n_levels, perm=perm, iperm=iperm,
                            node_off=off, node_size=size)
     else:
         tree = build_tree(n, Metric(counted, order, diag), leaf_size, rng)

@@ -65,6 +65,20 @@ def test_jvp_vjp_against_dense_jacobian(loss, out, acts):
 
 
 @pytest.mark.parametrize("loss,out,acts", CASES)
+def test_block_products_equal_dense_gauss_newton(loss, out, acts):
+    m, X, Y = _tiny(loss, out, acts)
+    G = GaussNewton(m, X, Y, damping=0.25)
+    J = _dense_jacobian(m, X, m.params, m.loss_name == "cross_entropy")
+    H = _dense_gn(m, X, J) + 0.25 * np.eye(m.n_params)
+    V = np.random.default_rng(4).standard_normal((m.n_params, 5))
+    np.testing.assert_allclose(G.matmat(V), H @ V, rtol=1e-6, atol=1e-8)   # FD Jacobian
+    np.testing.assert_allclose(G.matmat(V)[:, 2], G.matvec(V[:, 2]), rtol=1e-10, atol=1e-12)
+    assert G.matmat(V[:, :0]).shape == (m.n_params, 0)
+    with pytest.raises(ValueError, match="rows"):
+        G.matmat(V[:-1])
+
+
+@pytest.mark.parametrize("loss,out,acts", CASES)
 def test_entries_equal_dense_gauss_newton(loss, out, acts):
     m, X, Y = _tiny(loss, out, acts)
     G = GaussNewton(m, X, Y)

@@ -92,6 +92,24 @@ def test_gauss_newton_sketch_meets_tol():
     assert errs[1] < errs[0]
 
 
+def test_neuron_order_makes_the_output_block_block_diagonal():
+    X, _ = hsspetsc.mlp.load_digits(100)
+    m = MLP([64, 6, 10], activation="tanh", seed=1)
+    G = GaussNewton(m, X, X[:, :10])
+    perm = G.neuron_order()
+    assert np.array_equal(np.sort(perm), np.arange(G.n))
+    out = perm[6 * 65:]                          # output layer: 10 units x (6 + 1)
+    Hout = G.entries(out, out)
+    blocks = np.kron(np.eye(10), np.ones((7, 7))).astype(bool)
+    assert np.all(Hout[~blocks] == 0.0) and np.abs(Hout[blocks]).sum() > 0
+    # same A (activations and the constant 1) for every output unit
+    np.testing.assert_allclose(Hout[:7, :7], Hout[7:14, 7:14], rtol=1e-12)
+    H = hsspetsc.compress_sketch(G, samples=400, leaf_size=28, tol=1e-6, order=perm,
+                                 probes=0)
+    Hd = G.entries(np.arange(G.n), np.arange(G.n))
+    assert _fro(H, Hd) < 20 * 1e-6
+
+
 def test_factorization_of_a_sketched_matrix():
     K = _gauss1d(800) + 1e-3 * np.eye(800)
     H = hsspetsc.compress_sketch(K, samples=120, leaf_size=50, tol=1e-9)
@@ -125,6 +143,10 @@ def test_sketch_bad_input():
         hsspetsc.compress_sketch(K, samples=20, order="random")
     with pytest.raises(ValueError, match="points"):
         hsspetsc.compress_sketch(K, samples=20, order="geometric")
+    with pytest.raises(ValueError, match="permutation"):
+        hsspetsc.compress_sketch(K, samples=20, order=np.zeros(128, dtype=int))
+    with pytest.raises(ValueError, match="permutation"):
+        hsspetsc.compress_sketch(K, samples=20, order=np.arange(127))
     with pytest.raises(ValueError, match="tol"):
         hsspetsc.compress_sketch(K, samples=20, tol=0.0)
     entries_only = hsspetsc.EntrySource(128, lambda I, J: K[np.ix_(I, J)], np.diag(K).copy())

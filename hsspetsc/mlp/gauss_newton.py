@@ -203,7 +203,7 @@ class GaussNewton(Source):
         if not self.ce:
             return U
         p = softmax(self._acts[-1])
-        return p * U - p * np.sum(p * U, axis=1, keepdims=True)
+        return p * U - p * np.sum(p * U, axis=-1, keepdims=True)
 
     def matvec(self, v):
         """H v (exact, all samples)."""
@@ -218,9 +218,63 @@ class GaussNewton(Source):
         return out
 
     def matmat(self, V):
+        """H V for a block V (N x k): the products of ``matvec`` for all columns at
+        once (each layer's forward and backward step is one GEMM over the block),
+        in chunks that keep the (k, n, width) intermediates near 128 MB."""
         V = as_float_array(V, "V", "GaussNewton.matmat", ndim=2)
-        return np.column_stack([self.matvec(V[:, j]) for j in range(V.shape[1])]) \
-            if V.shape[1] else np.zeros((self.n, 0))
+        if V.shape[0] != self.n:
+            raise ValueError(f"The 'V' parameter of GaussNewton.matmat must have "
+                             f"{self.n} rows. Got shape {V.shape} instead.")
+        check_finite(V, "V", "GaussNewton.matmat")
+        k = V.shape[1]
+        out = np.empty((self.n, k))
+        width = max(self.model.widths)
+        chunk = max(1, int(16e6 // (self.n_samples * width)))
+        for c in range(0, k, chunk):
+            Vc = V[:, c:c + chunk]
+            out[:, c:c + chunk] = self._vjp_block(self._apply_G(self._jvp_block(Vc))) \
+                / self.n_samples
+        if self.damping:
+            out += self.damping * V
+        return out
+
+    def _jvp_block(self, V):
+        """J V for a block: (k, n, d) output tangents (logits for CE)."""
+        model = self.model
+        k, n = V.shape[1], self.n_samples
+        da = None
+        for l, (W, _) in enumerate(self._layers):
+            w0, b0, e0 = model.layer_slices[l]
+            o, i = W.shape
+            dW = V[w0:b0].T.reshape(k * o, i)
+            dz = (self._acts[l] @ dW.T).reshape(n, k, o).transpose(1, 0, 2)
+            dz += V[b0:e0].T[:, None, :]
+            if da is not None:
+                dz += (da.reshape(k * n, i) @ W.T).reshape(k, n, o)
+            if self.ce and l == model.n_layers - 1:
+                return dz
+            da = act_deriv(model.activations[l], self._zs[l], self._acts[l + 1])[None] * dz
+        return da
+
+    def _vjp_block(self, U):
+        """J^T U for a block U (k, n, d): (N, k)."""
+        model = self.model
+        L = model.n_layers
+        k, n = U.shape[0], U.shape[1]
+        delta = U if self.ce else U * act_deriv(model.activations[-1], self._zs[-1],
+                                                self._acts[-1])[None]
+        g = np.empty((self.n, k))
+        for l in range(L - 1, -1, -1):
+            w0, b0, e0 = model.layer_slices[l]
+            W = self._layers[l][0]
+            o, i = W.shape
+            dT = np.ascontiguousarray(delta.transpose(0, 2, 1)).reshape(k * o, n)
+            g[w0:b0] = (dT @ self._acts[l]).reshape(k, o * i).T
+            g[b0:e0] = delta.sum(axis=1).T
+            if l > 0:
+                delta = (delta.reshape(k * n, o) @ W).reshape(k, n, i) * act_deriv(
+                    model.activations[l - 1], self._zs[l - 1], self._acts[l])[None]
+        return g
 
     def __matmul__(self, V):
         V = np.asarray(V)
@@ -230,6 +284,22 @@ class GaussNewton(Source):
         from scipy.sparse.linalg import LinearOperator
         return LinearOperator((self.n, self.n), matvec=self.matvec, rmatvec=self.matvec,
                               matmat=self.matmat, dtype=np.float64)
+
+    def neuron_order(self):
+        """A permutation of the parameters that puts each neuron's bias right after
+        its incoming weights: per layer, per output unit p, [W[p, :], b[p]].
+
+        The flat layout keeps a layer's biases after all its weights; a tree that
+        bisects that order separates every bias from the weights it couples with
+        (the output layer's block is I (x) A per unit, bias included), which costs
+        one rank per unit at the split. Pass it as ``order=`` to
+        :func:`hsspetsc.compress_sketch`."""
+        parts = []
+        for l, (w0, b0, _) in enumerate(self.model.layer_slices):
+            i, o = self.model.widths[l], self.model.widths[l + 1]
+            W = w0 + np.arange(o * i, dtype=np.int64).reshape(o, i)
+            parts.append(np.column_stack([W, b0 + np.arange(o, dtype=np.int64)]).ravel())
+        return np.concatenate(parts)
 
     def sampling_error(self, nrows=20, seed=0):
         """Relative error of sampled-entry rows against exact rows (H e_a by matvec):
