@@ -55,6 +55,7 @@ bench: $(BUILD)
 	OMP_NUM_THREADS=2 $(PY) bench/bench_factor.py
 	OMP_NUM_THREADS=2 $(PY) bench/bench_pcg.py
 	OMP_NUM_THREADS=2 $(PY) bench/bench_gn_compare.py
+	OMP_NUM_THREADS=2 $(PY) bench/gn_structure.py a
 	OMP_NUM_THREADS=2 $(PY) bench/bench_train.py
 	$(PY) bench/make_results.py
 

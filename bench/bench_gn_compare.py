@@ -7,7 +7,8 @@ Three autoencoders, briefly trained with Adam (full batch) so that H is taken at
 meaningful point: (a) 64-32-64 on 500 digits, (b) 64-128-64 on all 1797 digits,
 (c) 784-32-784 on 1000 Fashion-MNIST images (50,992 parameters). For each, a "low"
 and a "high" budget of HSS built by ``compress_sketch`` (randomized HSS from products
-of H, natural parameter order; the HSS row), plus the entry-only ``compress`` at its
+of H, tree over ``G.neuron_order()``: each unit's weights then its bias; the HSS
+row), plus the entry-only ``compress`` at its
 low setting (HSS-entries) for reference. %K = the fraction of the N^2 entries of H
 touched (compression: entries_fraction, where a product counts N entries per column;
 RSVD/Nystrom: N per product column; KFAC: its factor sizes). RSVD (one power
@@ -71,7 +72,7 @@ SKETCH = {
     "b": {"low": dict(samples=300, tol=1e-3, leaf_size=128),
           "high": dict(samples=1600, tol=1e-4, leaf_size=128)},
     "c": {"low": dict(samples=400, tol=1e-3, leaf_size=128),
-          "high": dict(samples=1600, tol=1e-4, leaf_size=128)},
+          "high": dict(samples=3200, tol=1e-4, leaf_size=128)},
 }
 ENTRIES = dict(tol=1e-2, max_rank=64, neighbors=8, leaf_size=128)   # compress, low
 
@@ -110,7 +111,7 @@ def main():
         for bname, method, params in runs:
             t = time.perf_counter()
             if method == "HSS":
-                H = hsspetsc.compress_sketch(G, probes=0, **params)
+                H = hsspetsc.compress_sketch(G, probes=0, order=G.neuron_order(), **params)
             else:
                 H = hsspetsc.compress(G, **params)
             t_h = time.perf_counter() - t
