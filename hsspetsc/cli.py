@@ -37,6 +37,9 @@ def _parser():
     t.add_argument("--cg-max-it", type=int, default=50)
     t.add_argument("--entry-samples", type=int, default=256,
                    help="samples used for Gauss-Newton entries (compression)")
+    t.add_argument("--hss-samples", type=int, default=0,
+                   help="newton-hss: build H~ from this many products of H "
+                        "(compress_sketch) instead of entries (0)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--log", default=None, help="JSON list of per-step records")
     t.add_argument("--plot", default=None, help="PNG: loss against time and data passes")
@@ -126,7 +129,7 @@ def train_main(args, petsc_argv):
         model = MLP(widths, activation=args.activation, loss=args.loss, seed=args.seed)
         problem = ShardedProblem(model, X, Y, comm=comm)
         newton = {"lam": args.lam, "rebuild": args.rebuild, "cg_max_it": args.cg_max_it,
-                  "entry_samples": args.entry_samples}
+                  "entry_samples": args.entry_samples, "hss_samples": args.hss_samples}
         tr = Trainer(problem, nm, lr=args.lr, batch_size=args.batch_size, newton=newton,
                      seed=args.seed)
         log = args.log if len(names) == 1 else None

@@ -147,8 +147,41 @@ def test_pc_setup_without_operators_is_an_error():
         pc.destroy()
 
 
+def test_pc_samples_option_sketches_an_assembled_mat(dense_spd):
+    K = dense_spd
+    n = K.shape[0]
+    A = PETSc.Mat().createDense((n, n), array=K.copy(), comm=PETSc.COMM_SELF)
+    A.assemble()
+    try:
+        it0, _, _, _ = _solve(A, "snone_", {"pc_type": "none"})
+        it1, r1, e1, ctx = _solve(A, "ssk_", {**HSSPC_OPTS, "pc_hss_leaf_size": "32",
+                                              "pc_hss_tol": "1e-8",
+                                              "pc_hss_samples": "100"})
+    finally:
+        A.destroy()
+    assert ctx.H.stats()["products"] == 100
+    assert r1 > 0 and it1 <= 3 < it0 and e1 < 1e-8
+    H = hsspetsc.compress_sketch(K, samples=100, leaf_size=32, tol=1e-8, max_rank=100,
+                                 order="angle", probes=0)
+    np.testing.assert_allclose(ctx.H.to_dense(), H.to_dense(), rtol=0, atol=1e-12)
+
+
+def test_pc_samples_option_needs_products(gauss3d):
+    H = hsspetsc.compress(gauss3d, leaf_size=64, tol=1e-3)
+    A = hp.as_petsc_mat(H, shift=1e-2, source=gauss3d)    # kernel source: entries only
+    try:
+        with pytest.raises(ValueError, match="needs products"):
+            _solve(A, "nop_", {**HSSPC_OPTS, "pc_hss_samples": "64"})
+        with pytest.raises(ValueError, match="budget 0"):
+            _solve(A, "nop2_", {**HSSPC_OPTS, "pc_hss_samples": "64",
+                                "pc_hss_budget": "0.1"})
+    finally:
+        A.destroy()
+
+
 @pytest.mark.parametrize("opt,value,match", [
     ("pc_hss_distance", "cosine", "'distance' parameter of HSSPC"),
+    ("pc_hss_samples", "-3", "'samples' parameter of HSSPC"),
     ("pc_hss_tol", "-1", "'tol' parameter of HSSPC"),
     ("pc_hss_leaf_size", "1", "'leaf_size' parameter of HSSPC")])
 def test_bad_option_value_is_a_clear_error(k02, k02_H, opt, value, match):

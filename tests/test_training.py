@@ -38,17 +38,22 @@ def test_newton_solves_linear_least_squares_in_one_step():
     assert np.linalg.norm(g) < 1e-8
 
 
-def test_hss_preconditioner_cuts_cg_iterations():
+@pytest.mark.parametrize("hss_samples", [0, 700])
+def test_hss_preconditioner_cuts_cg_iterations(hss_samples):
+    # 0: H~ from entries (compress); 700: from products (compress_sketch)
     X, _ = load("digits", 300)
     its = {}
     for pre in ("none", "hss"):
         model = MLP([64, 8, 64], activation="tanh", seed=0)
         pb = ShardedProblem(model, X, X)
         nk = NewtonKrylov(pb, precond=pre, lam=1e-3, forcing=1e-6, cg_max_it=1000,
-                          prefix=f"pcit_{pre}_", entry_samples=None,
-                          compress_params={"tol": 1e-6, "max_rank": 512, "neighbors": 32})
+                          prefix=f"pcit_{pre}_{hss_samples}_", entry_samples=None,
+                          compress_params={"tol": 1e-6, "max_rank": 512, "neighbors": 32},
+                          hss_samples=hss_samples)
         try:
             _, rec = nk.step(model.params)
+            if pre == "hss":
+                assert ("products" in nk.ctx.hss_how) == (hss_samples > 0)
         finally:
             nk.destroy()
         its[pre] = rec["cg_iterations"]

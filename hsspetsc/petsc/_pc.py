@@ -3,6 +3,9 @@
 Options (through the PC's prefix, e.g. -tao_nls_pc_hss_tol under TAO):
     -pc_hss_leaf_size  -pc_hss_max_rank  -pc_hss_tol  -pc_hss_neighbors
     -pc_hss_budget     -pc_hss_distance  -pc_hss_seed
+    -pc_hss_samples    n > 0: build H~ from n products of the matrix instead of entries
+                       (hsspetsc.compress_sketch; the tree from -pc_hss_distance; needs
+                       a matmat on the source, or an assembled Mat; default 0)
     -pc_hss_shift      extra shift added to the operator's own shift (default 0)
     -pc_hss_validate   n: check the ranks of n sampled nodes with SLEPc (default 0)
     -pc_hss_auto_shift when shift I + H~ is not positive definite (H~ less accurate
@@ -14,7 +17,9 @@ import time
 import numpy as np
 from petsc4py import PETSc
 
+from .._validation import check_int
 from ..compress import compress, validate_params
+from ..sketch import compress_sketch
 from ..factor import FactorizationError
 from ..sources import DenseSource, EntrySource
 from ._comm import collective, release_refs
@@ -22,10 +27,10 @@ from ._mat import HSSMatContext
 from ._vec import Gatherer, check_vec, set_local
 
 _DEFAULTS = {"leaf_size": 128, "max_rank": 256, "tol": 1e-5, "neighbors": 32,
-             "budget": 0.0, "distance": "angle", "seed": 0}
+             "budget": 0.0, "distance": "angle", "seed": 0, "samples": 0}
 _GETTERS = {"leaf_size": "getInt", "max_rank": "getInt", "tol": "getReal",
             "neighbors": "getInt", "budget": "getReal", "distance": "getString",
-            "seed": "getInt"}
+            "seed": "getInt", "samples": "getInt"}
 
 
 def _read_options(pc):
@@ -43,9 +48,32 @@ def _read_options(pc):
 
 
 def _check(params, n, prefix):
-    """Validate the -pc_hss_* values (same rules as compress)."""
+    """Validate the -pc_hss_* values (same rules as compress; -pc_hss_samples in
+    [0, N], and > 0 only with budget 0 and an angle or geometric tree)."""
     where = f"HSSPC (options -{prefix or ''}pc_hss_*)"
-    validate_params(n, where=where, **params)
+    p = dict(params)
+    samples = check_int(p.pop("samples"), "samples", where, lo=0, hi=n)
+    validate_params(n, where=where, **p)
+    if samples and (p["budget"] > 0 or p["distance"] == "kernel"):
+        raise ValueError(f"{where}: -pc_hss_samples builds plain HSS from products "
+                         f"(compress_sketch): it needs -pc_hss_budget 0 and "
+                         f"-pc_hss_distance angle or geometric. Got budget "
+                         f"{p['budget']:g}, distance {p['distance']!r}.")
+
+
+def _compress(source, params):
+    """compress (entries) or, with -pc_hss_samples > 0, compress_sketch (products)."""
+    p = dict(params)
+    samples = p.pop("samples")
+    if samples == 0:
+        return compress(source, **p)
+    if not (isinstance(source, DenseSource) or callable(getattr(source, "matmat", None))):
+        raise ValueError(f"HSSPC: -pc_hss_samples {samples} needs products of the matrix, "
+                         f"but {type(source).__name__} has no matmat(V); drop the option "
+                         f"to compress from entries.")
+    return compress_sketch(source, samples=samples, leaf_size=p["leaf_size"], tol=p["tol"],
+                           max_rank=min(p["max_rank"], samples), order=p["distance"],
+                           seed=p["seed"], probes=0)
 
 
 def _assembled_source(P):
@@ -127,6 +155,8 @@ class HSSPC:
         elif ctx is not None and callable(getattr(ctx, "entries", None)) and callable(
                 getattr(ctx, "diagonal", None)):
             source = EntrySource(n, ctx.entries, ctx.diagonal)
+            if params["samples"] and callable(getattr(ctx, "matmat", None)):
+                source = ctx
             how = f"compressed the entries of a python Mat ({type(ctx).__name__})"
         elif ctx is None:
             source = _assembled_source(P)
@@ -135,7 +165,7 @@ class HSSPC:
             raise TypeError(f"HSSPC: cannot read entries of the python Mat context "
                             f"{type(ctx).__name__}; give it entries(I, J) and diagonal().")
         if H is None:
-            H = compress(source, **params)
+            H = _compress(source, params)
         t1 = time.perf_counter()
         shift = base_shift + extra_shift
         retries = 0

@@ -110,6 +110,15 @@ class DistributedGN(Source):
         out = self.problem.comm.sum(self.local.matvec(v) * self._w)
         return out + self.damping * v if self.damping else out
 
+    def matmat(self, V):
+        """H V for a block (collective; every rank gets the same sums)."""
+        self.problem.passes += float(V.shape[1])
+        out = self.problem.comm.sum(self.local.matmat(V) * self._w)
+        return out + self.damping * V if self.damping else out
+
+    def neuron_order(self):
+        return self.local.neuron_order()
+
     def _block(self, I, J):
         out = self.problem.comm.sum(self.local._block(I, J) * self._we)
         if self.damping:

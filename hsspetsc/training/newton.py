@@ -13,11 +13,13 @@ the Gauss-Newton factors 1 (entries then read stored per-sample factors only).
 """
 import copy
 import time
+import warnings
 
 import numpy as np
 from petsc4py import PETSc
 
 from ..compress import compress
+from ..sketch import compress_sketch
 from ..petsc._comm import release_refs
 
 
@@ -30,7 +32,9 @@ class GNMatContext:
     H~ is compressed from the entries of H + (``compress_damping_rel`` x mean
     diagonal) I (zero rows need it for the angle distance) with the cheap
     ``compress_defaults``, which -pc_hss_* options given by the user override and
-    ``compress_params`` override in turn.
+    ``compress_params`` override in turn. With -pc_hss_samples n > 0 H~ comes from
+    :func:`hsspetsc.compress_sketch` instead (n products of H, tree over the neuron
+    order; tol, leaf_size and seed from the same options).
     """
 
     compress_defaults = {"tol": 1e-2, "max_rank": 64, "neighbors": 8}
@@ -80,10 +84,20 @@ class GNMatContext:
             p = dict(params)
             p.update({k: v for k, v in self.compress_defaults.items() if k not in explicit})
             p.update(self.compress_params)
-            self.hss = compress(src, **p)
+            samples = p.pop("samples", 0)
+            if samples > 0:
+                with warnings.catch_warnings():   # capped ranks: fine for a PC
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    self.hss = compress_sketch(
+                        src, samples=samples, tol=p["tol"],
+                        leaf_size=p["leaf_size"], seed=p["seed"],
+                        order=src.neuron_order(), probes=0)
+                self.hss_how = "sketched the Gauss-Newton matrix from products"
+            else:
+                self.hss = compress(src, **p)
+                self.hss_how = "compressed the Gauss-Newton entries"
             self.compress_time = time.perf_counter() - t
             self.stale = False
-            self.hss_how = "compressed the Gauss-Newton entries"
         else:
             self.compress_time = 0.0
             self.hss_how = "reused the last compression"
@@ -107,11 +121,13 @@ class NewtonKrylov:
     cg_max_it : cap on CG iterations per step
     forcing : "ew" (Eisenstat-Walker choice 2) or a fixed relative tolerance (float)
     pc_options : extra -pc_hss_* options (dict), under the prefix ``prefix``
+    hss_samples : 0 (default): H~ from entries (``compress``); > 0: H~ from that many
+        products (``compress_sketch``, neuron order); sets -pc_hss_samples
     """
 
     def __init__(self, problem, precond="hss", lam=1.0, rebuild=5, cg_max_it=100,
                  forcing="ew", pc_options=None, prefix="newton_", compress_params=None,
-                 entry_samples=256):
+                 entry_samples=256, hss_samples=0):
         if precond not in ("hss", "none"):
             raise ValueError(f"The 'precond' parameter must be 'hss' or 'none'. Got {precond!r}.")
         self.problem = problem
@@ -132,6 +148,8 @@ class NewtonKrylov:
             opts[prefix + "pc_type"] = "python"
             opts[prefix + "pc_python_type"] = "hsspetsc.petsc.HSSPC"
             opts[prefix + "pc_hss_auto_shift"] = "1"
+            if hss_samples:
+                opts[prefix + "pc_hss_samples"] = str(int(hss_samples))
         else:
             opts[prefix + "pc_type"] = "none"
         for k, v in (pc_options or {}).items():

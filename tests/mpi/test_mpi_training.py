@@ -10,12 +10,14 @@ from hsspetsc.training import ShardedProblem, Trainer, run
 COMM = PETSc.COMM_WORLD.tompi4py()
 
 
-def _run(opt, comm, steps=3):
+def _run(opt, comm, steps=3, hss_samples=0):
     X, _ = load("digits", 240)
     model = MLP([64, 6, 64], activation="tanh", seed=0)
     pb = ShardedProblem(model, X, X, comm=comm)
-    tr = Trainer(pb, opt, lr=1e-2, newton={"entry_samples": None, "rebuild": 2},
-                 prefix=f"mpi_{opt.replace('-', '_')}_{'w' if comm is not None else 's'}_")
+    newton = {"entry_samples": None, "rebuild": 2, "hss_samples": hss_samples}
+    tr = Trainer(pb, opt, lr=1e-2, newton=newton,
+                 prefix=f"mpi_{opt.replace('-', '_')}_{hss_samples}_"
+                        f"{'w' if comm is not None else 's'}_")
     try:
         run(tr, max_steps=steps, printer=None)
     finally:
@@ -23,10 +25,12 @@ def _run(opt, comm, steps=3):
     return tr
 
 
-@pytest.mark.parametrize("opt", ["newton-hss", "newton-cg", "adam"])
-def test_parallel_matches_serial_and_ranks_agree(opt):
-    par = _run(opt, COMM)
-    ser = _run(opt, None)
+@pytest.mark.parametrize("opt,hss_samples", [("newton-hss", 0), ("newton-hss", 200),
+                                             ("newton-cg", 0), ("adam", 0)])
+def test_parallel_matches_serial_and_ranks_agree(opt, hss_samples):
+    # hss_samples > 0: the preconditioner from distributed products (compress_sketch)
+    par = _run(opt, COMM, hss_samples=hss_samples)
+    ser = _run(opt, None, hss_samples=hss_samples)
     all_theta = COMM.allgather(par.theta)
     for th in all_theta:
         assert np.array_equal(th, par.theta)            # bitwise the same on every rank
