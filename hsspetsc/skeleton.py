@@ -27,6 +27,25 @@ class Skeletons:
     truncated: list = field(default_factory=list)   # nodes capped at max_rank
 
 
+def pivoted_qr_r(B):
+    """R and the column pivots of the pivoted QR of B (rows x cols, cols >= 1).
+
+    A tall B gets an unpivoted (BLAS-3) QR first; the pivoted QR of its R makes the
+    same choices as that of B (column norms are kept) at a fraction of the cost."""
+    if B.shape[0] > B.shape[1] + B.shape[1] // 4:
+        B = sla.qr(B, mode="r", check_finite=False)[0][:B.shape[1]]
+    return sla.qr(B, mode="r", pivoting=True, check_finite=False)
+
+
+def interpolation_matrix(R, piv, r, ncols):
+    """P (r x ncols) with B ~= B[:, piv[:r]] P, from the pivoted QR of B."""
+    P = np.zeros((r, ncols))
+    P[np.arange(r), piv[:r]] = 1.0
+    if 0 < r < ncols:
+        P[:, piv[r:]] = sla.solve_triangular(R[:r, :r], R[:r, r:], check_finite=False)
+    return P
+
+
 def interpolative_decomposition(B, tol, max_rank):
     """Adaptive ID of B (rows x cols): returns (pivot columns, P, rank, achieved).
 
@@ -35,11 +54,7 @@ def interpolative_decomposition(B, tol, max_rank):
     ncols = B.shape[1]
     if B.size == 0 or ncols == 0:
         return np.zeros(0, np.int64), np.zeros((0, ncols)), 0, 0.0
-    if B.shape[0] > B.shape[1] + B.shape[1] // 4:
-        # Tall block: an unpivoted (BLAS-3) QR first; the pivoted QR of its R makes
-        # the same choices as that of B (column norms are kept) at a fraction of the cost.
-        B = sla.qr(B, mode="r", check_finite=False)[0][:B.shape[1]]
-    R, piv = sla.qr(B, mode="r", pivoting=True, check_finite=False)
+    R, piv = pivoted_qr_r(B)
     d = np.abs(np.diagonal(R))
     if d.size == 0 or d[0] == 0.0:
         return np.zeros(0, np.int64), np.zeros((0, ncols)), 0, 0.0
@@ -47,12 +62,7 @@ def interpolative_decomposition(B, tol, max_rank):
     r_tol = int(below[0]) if below.size else d.size
     r = min(r_tol, max_rank)
     achieved = float(d[r] / d[0]) if r < d.size else 0.0
-    P = np.zeros((r, ncols))
-    P[np.arange(r), piv[:r]] = 1.0
-    if r < ncols:
-        T = sla.solve_triangular(R[:r, :r], R[:r, r:], check_finite=False)
-        P[:, piv[r:]] = T
-    return piv[:r].astype(np.int64), P, r, achieved
+    return piv[:r].astype(np.int64), interpolation_matrix(R, piv, r, ncols), r, achieved
 
 
 class _RowSampler:

@@ -40,13 +40,12 @@ import time
 import warnings
 
 import numpy as np
-import scipy.linalg as sla
 
 from ._validation import (as_index_array, check_choice, check_float, check_int,
                           rng_from_seed)
 from .hss import HSSMatrix
 from .interactions import build_interactions
-from .skeleton import Skeletons
+from .skeleton import Skeletons, interpolation_matrix, pivoted_qr_r
 from .sources import CountingSource, as_source
 from .tree import ClusterTree, Metric, build_tree, tree_depth, tree_layout
 
@@ -60,21 +59,11 @@ def _row_id(Ya, budget, max_rank):
     ncols = Ya.shape[0]
     if ncols == 0:
         return np.zeros(0, np.int64), np.zeros((0, 0)), 0.0
-    B = Ya.T
-    if B.shape[0] > ncols + ncols // 4:
-        # tall: unpivoted QR first (same pivots, column norms are kept)
-        B = sla.qr(B, mode="r", check_finite=False)[0][:ncols]
-    R, piv = sla.qr(B, mode="r", pivoting=True, check_finite=False)
+    R, piv = pivoted_qr_r(Ya.T)
     # R is upper triangular, so |R[k:, k:]|_F^2 = sum of the squared rows k.. of R
-    rows2 = np.einsum("ij,ij->i", R, R)
-    tail = np.sqrt(np.cumsum(rows2[::-1])[::-1])
-    tail = np.r_[tail, 0.0]
+    tail = np.r_[np.sqrt(np.cumsum(np.einsum("ij,ij->i", R, R)[::-1])[::-1]), 0.0]
     r = min(int(np.argmax(tail <= budget)), max_rank)
-    P = np.zeros((r, ncols))
-    P[np.arange(r), piv[:r]] = 1.0
-    if 0 < r < ncols:
-        P[:, piv[r:]] = sla.solve_triangular(R[:r, :r], R[:r, r:], check_finite=False)
-    return piv[:r].astype(np.int64), P, float(tail[r])
+    return piv[:r].astype(np.int64), interpolation_matrix(R, piv, r, ncols), float(tail[r])
 
 
 def _products(obj, src, Omega, where):
