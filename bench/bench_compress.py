@@ -9,16 +9,14 @@ medians of repeated runs after a warm-up, HSS and dense measured side by side.
 Writes a table to stdout and JSON next to this file.
 """
 import argparse
-import json
 import os
-import platform
-import sys
 import time
 
 import numpy as np
 
 import hsspetsc
 from hsspetsc._timing import median_time
+from _results import write_results
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -98,13 +96,7 @@ def main():
               f"{r['speedup1']:>5.1f} {1e3 * r['hss_matvec16_s']:>8.2f} "
               f"{1e3 * r['dense_matvec16_s']:>10.2f} {r['speedup16']:>5.1f} "
               f"{r['matvec1_over_stream']:>10.2f}", flush=True)
-    meta = {"command": " ".join([os.path.basename(sys.executable)] + sys.argv),
-            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "cpus": os.cpu_count(),
-            "machine": platform.processor() or platform.machine(),
-            "date": time.strftime("%Y-%m-%d %H:%M")}
-    with open(args.out, "w") as f:
-        json.dump({"meta": meta, "rows": rows}, f, indent=1)
-    print(f"wrote {args.out}")
+    write_results(args.out, rows)
 
 
 if __name__ == "__main__":

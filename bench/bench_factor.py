@@ -14,10 +14,7 @@ shift 1e-3), K02 (test suite, dense; shift 1e-4) and the C++ reference's setting
 a 6-D Gaussian with h = 1 and m = s = 128 at N = 32768.
 """
 import argparse
-import json
 import os
-import platform
-import sys
 import time
 
 import numpy as np
@@ -25,6 +22,7 @@ import scipy.linalg as sla
 
 import hsspetsc
 from hsspetsc._timing import median_time
+from _results import write_results
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -140,13 +138,7 @@ def main():
         print(f"{name:<12} {N:>6} {r['shift']:>8.1e} {r['eps2']:>8.1e} {r['factor_s']:>9.3f} "
               f"{fg:>5} {1e3 * r['solve1_s']:>9.2f} {sg:>5} {1e3 * r['solve16_s']:>10.2f} "
               f"{r['solve_err']:>9.1e} {dfs:>11} {ratio:>7} {dss:>12}", flush=True)
-    meta = {"command": " ".join([os.path.basename(sys.executable)] + sys.argv),
-            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "cpus": os.cpu_count(),
-            "machine": platform.processor() or platform.machine(),
-            "date": time.strftime("%Y-%m-%d %H:%M")}
-    with open(args.out, "w") as f:
-        json.dump({"meta": meta, "rows": rows}, f, indent=1)
-    print(f"wrote {args.out}")
+    write_results(args.out, rows)
 
 
 if __name__ == "__main__":

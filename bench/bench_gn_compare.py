@@ -21,9 +21,7 @@ its mean diagonal (the source compress sees; zero rows need it for the angle
 distance). Writes JSON and a spectrum plot (top eigenvalues of H and H~, net (a)).
 """
 import argparse
-import json
 import os
-import sys
 import time
 
 import numpy as np
@@ -31,6 +29,7 @@ import numpy as np
 import hsspetsc
 from hsspetsc.baselines import KFAC, nystrom, rsvd
 from hsspetsc.mlp import MLP, GaussNewton, load
+from _results import write_results
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -148,10 +147,7 @@ def main():
                 spectrum = (np.linalg.eigvalsh(0.5 * (Hd + Hd.T))[::-1][:200],
                             np.linalg.eigvalsh(0.5 * (Ht + Ht.T))[::-1][:200],
                             np.linalg.eigvalsh(0.5 * (kf.to_dense() + kf.to_dense().T))[::-1][:200])
-    with open(args.out, "w") as f:
-        json.dump({"command": " ".join([os.path.basename(sys.executable)] + sys.argv),
-                   "date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows_out}, f, indent=1)
-    print("wrote", args.out)
+    write_results(args.out, rows_out)
     if spectrum is not None:
         import matplotlib
         matplotlib.use("Agg")

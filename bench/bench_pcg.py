@@ -9,9 +9,7 @@ source, budget 0, -pc_hss_tol 1e-5; the operator's own HSSMatrix when its budget
 0). b = (shift I + K~) w for a random w. Reports MATVEC eps (eps2 of K~ against K),
 SOLVE eps = |x - w| / |w|, iterations, setup and solve times.
 """
-import json
 import os
-import platform
 import sys
 import time
 
@@ -24,6 +22,7 @@ import numpy as np  # noqa: E402
 
 import hsspetsc  # noqa: E402
 import hsspetsc.petsc as hp  # noqa: E402
+from _results import write_results  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -105,14 +104,8 @@ def main():
                                     f"{extra:>9g} {r['reason']:>6}")
             finally:
                 A.destroy()
-    meta = {"command": " ".join([os.path.basename(sys.executable)] + sys.argv),
-            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "cpus": os.cpu_count(),
-            "machine": platform.processor() or platform.machine(),
-            "date": time.strftime("%Y-%m-%d %H:%M")}
     if PETSc.COMM_WORLD.getRank() == 0:
-        with open(out, "w") as f:
-            json.dump({"meta": meta, "rows": rows}, f, indent=1)
-        print(f"wrote {out}")
+        write_results(out, rows)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ passes, time, mean CG iterations per Newton step, the time split of a Newton ste
 to reach Adam's final loss. Writes JSON and a plot per net next to this file.
 """
 import argparse
-import json
 import os
 import sys
 import time
@@ -21,6 +20,7 @@ import numpy as np  # noqa: E402
 from hsspetsc.cli import plot_histories  # noqa: E402
 from hsspetsc.mlp import MLP, load  # noqa: E402
 from hsspetsc.training import ShardedProblem, Trainer, run  # noqa: E402
+from _results import write_results  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NETS = {"a": ("digits", 500, [64, 32, 64]), "b": ("digits", 1797, [64, 128, 64]),
@@ -166,11 +166,7 @@ def main():
                   f"{split['time_compress']:>8.2f} {split['time_factor']:>9.2f} "
                   f"{split['time_cg']:>7.2f} {('-' if reach is None else f'{reach:.1f}'):>15}"
                   f" {('-' if opt not in acc else f'{acc[opt]:.3f}'):>8}", flush=True)
-    with open(args.out, "w") as f:
-        json.dump({"command": " ".join([os.path.basename(sys.executable)] + sys.argv),
-                   "date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows,
-                   "cg_ratio": ratio_rows}, f, indent=1)
-    print("wrote", args.out)
+    write_results(args.out, rows, cg_ratio=ratio_rows)
 
 
 if __name__ == "__main__":

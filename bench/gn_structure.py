@@ -13,7 +13,6 @@ minutes and 2.2 GB) in ``neuron_order`` and prints, per target error eps_F:
 When k_top ~ r_opt the matrix is globally low rank: no tree helps, and HSS cannot
 beat the low-rank baselines at equal work. Writes gn_structure_<net>.json.
 """
-import json
 import os
 import sys
 import time
@@ -22,6 +21,7 @@ import numpy as np
 
 from bench_gn_compare import NETS, adam_train
 from hsspetsc.mlp import MLP, GaussNewton, load
+from _results import write_results
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -94,10 +94,7 @@ def main():
         print(f"{eps:>8.0e} {r_opt:>6} {100 * r_opt / N:>8.2f}% {k_top:>6} {e_h:>10.2e} "
               f"{100 * st_h:>7.2f}%", flush=True)
     out = os.path.join(HERE, f"gn_structure_{key}.json")
-    with open(out, "w") as f:
-        json.dump({"net": key, "widths": widths, "N": N, "rows": rows,
-                   "command": "python bench/gn_structure.py " + key}, f, indent=1)
-    print("wrote", out)
+    write_results(out, rows, net=key, widths=widths, N=N)
 
 
 if __name__ == "__main__":

@@ -89,7 +89,7 @@ def gn_section(d):
     out = ["## Gauss-Newton Hessians: HSS against RSVD, Nyström and KFAC "
            "(`bench/bench_gn_compare.py`)",
            "", "Command: `OMP_NUM_THREADS=2 .venv/bin/python bench/bench_gn_compare.py`,",
-           f"run {d['date']}; JSON `bench/bench_gn_compare.json`; spectrum plot",
+           f"run {d['meta']['date']}; JSON `bench/bench_gn_compare.json`; spectrum plot",
            "`bench/gn_spectrum.png`. Autoencoders (tanh) briefly trained with Adam; %K = share",
            "of the N² entries of H touched (README: how each method is charged); ε_F from 200",
            "exact rows of H. HSS = `compress_sketch` (products + leaf blocks + couplings,",
@@ -107,8 +107,8 @@ def gn_section(d):
 def structure_section(d):
     out = [f"## Structure of the Gauss-Newton matrix, net ({d['net']}) "
            f"{'-'.join(map(str, d['widths']))} (`bench/gn_structure.py`)", "",
-           f"Command: `OMP_NUM_THREADS=2 .venv/bin/python {d['command'].split('python ')[1]}`;"
-           f" N = {d['N']}, dense H in neuron order.", "",
+           f"Command: `OMP_NUM_THREADS=2 .venv/bin/python bench/gn_structure.py {d['net']}`,"
+           f" run {d['meta']['date']}; N = {d['N']}, dense H in neuron order.", "",
            "| ε_F | best low rank r | r as %K | k_top (root block) | ideal HODLR ε_F | "
            "HODLR storage % of N² |", "|---|---|---|---|---|---|"]
     for r in d["rows"]:
@@ -121,7 +121,7 @@ def structure_section(d):
 def train_section(d):
     out = ["## Training (`bench/bench_train.py`)", "",
            "Command: `OMP_NUM_THREADS=2 .venv/bin/python bench/bench_train.py --budget 20`,",
-           f"run {d['date']}; JSON `bench/bench_train.json`, plots `bench/train_a.png`,",
+           f"run {d['meta']['date']}; JSON `bench/bench_train.json`, plots `bench/train_a.png`,",
            "`bench/train_*.png`. One process, 20 s of optimizer time per method, full batch,",
            "Adam lr 1e-2, momentum with the best lr of a 3 s trial each of 3e-3 … 1e-1; Newton: CG cap 50, Eisenstat-Walker forcing, H~ rebuilt every 20",
            "steps from 128 entry samples. Passes to Adam = data passes needed to reach",

@@ -23,6 +23,19 @@ from libc.math cimport log
 include "_blas.pxi"
 
 
+cdef inline double* _ptr(double[::1] x) noexcept nogil:
+    """First element of a flat buffer, NULL when it is empty."""
+    return &x[0] if x.shape[0] > 0 else NULL
+
+
+cdef inline const double* _cptr(const double[::1] x) noexcept nogil:
+    return &x[0] if x.shape[0] > 0 else NULL
+
+
+cdef inline const int64_t* _iptr(const int64_t[::1] x) noexcept nogil:
+    return &x[0] if x.shape[0] > 0 else NULL
+
+
 cdef inline int _mx(int a) noexcept nogil:
     return a if a > 1 else 1
 
@@ -132,14 +145,14 @@ def factor_level(const int64_t[::1] nodes, bint leaf, double shift,
     cdef const double* T
     cdef const int64_t* skp
     cdef const int64_t* rdp
-    cdef const double* nd = &near_data[0] if near_data.shape[0] > 0 else NULL
-    cdef const double* bd = &B_data[0] if B_data.shape[0] > 0 else NULL
-    cdef const double* td = &T_data[0] if T_data.shape[0] > 0 else NULL
-    cdef double* ld = &L_data[0] if L_data.shape[0] > 0 else NULL
-    cdef double* gd = &G_data[0] if G_data.shape[0] > 0 else NULL
-    cdef double* zd = &Z_data[0] if Z_data.shape[0] > 0 else NULL
-    cdef const int64_t* skd = &sk_pos[0] if sk_pos.shape[0] > 0 else NULL
-    cdef const int64_t* rdd = &rd_pos[0] if rd_pos.shape[0] > 0 else NULL
+    cdef const double* nd = _cptr(near_data)
+    cdef const double* bd = _cptr(B_data)
+    cdef const double* td = _cptr(T_data)
+    cdef double* ld = _ptr(L_data)
+    cdef double* gd = _ptr(G_data)
+    cdef double* zd = _ptr(Z_data)
+    cdef const int64_t* skd = _iptr(sk_pos)
+    cdef const int64_t* rdd = _iptr(rd_pos)
     for q in prange(nq, nogil=True, num_threads=n_threads, schedule="dynamic"):
         a = nodes[q]
         ci = <int>c[a]
@@ -188,9 +201,9 @@ def factor_root(bint leaf, double shift, const int64_t[::1] c, const int64_t[::1
                 double[::1] Lroot):                                     # OUT c0 x c0
     """Cholesky of the root's active block; returns LAPACK info."""
     cdef int c0 = <int>c[0]
-    cdef const double* nd = &near_data[0] if near_data.shape[0] > 0 else NULL
-    cdef const double* zd = &Z_data[0] if Z_data.shape[0] > 0 else NULL
-    cdef const double* bd = &B_data[0] if B_data.shape[0] > 0 else NULL
+    cdef const double* nd = _cptr(near_data)
+    cdef const double* zd = _cptr(Z_data)
+    cdef const double* bd = _cptr(B_data)
     if c0 == 0:
         return 0
     _assemble(0, leaf, c0, shift, nd, &diag_off[0], &r[0], &Z_ptr[0], zd, &B_ptr[0], bd,
@@ -268,19 +281,19 @@ def solve_up_level(const int64_t[::1] nodes, bint leaf, int k,
     bhat_s = b_s - G^T w."""
     cdef Py_ssize_t q, i, t, nq = nodes.shape[0]
     cdef int64_t a
-    cdef int ci, ra, rd, rl
+    cdef int ci, ra, rd
     cdef double* bact
     cdef double* bs
     cdef double* br
     cdef const int64_t* skp
     cdef const int64_t* rdp
-    cdef double* bh = &bhat[0] if bhat.shape[0] > 0 else NULL
-    cdef double* wb = &wbuf[0] if wbuf.shape[0] > 0 else NULL
-    cdef const double* td = &T_data[0] if T_data.shape[0] > 0 else NULL
-    cdef const double* ld = &L_data[0] if L_data.shape[0] > 0 else NULL
-    cdef const double* gd = &G_data[0] if G_data.shape[0] > 0 else NULL
-    cdef const int64_t* skd = &sk_pos[0] if sk_pos.shape[0] > 0 else NULL
-    cdef const int64_t* rdd = &rd_pos[0] if rd_pos.shape[0] > 0 else NULL
+    cdef double* bh = _ptr(bhat)
+    cdef double* wb = _ptr(wbuf)
+    cdef const double* td = _cptr(T_data)
+    cdef const double* ld = _cptr(L_data)
+    cdef const double* gd = _cptr(G_data)
+    cdef const int64_t* skd = _iptr(sk_pos)
+    cdef const int64_t* rdd = _iptr(rd_pos)
     for q in prange(nq, nogil=True, num_threads=n_threads, schedule="dynamic"):
         a = nodes[q]
         ci = <int>c[a]
@@ -340,20 +353,20 @@ def solve_down_level(const int64_t[::1] nodes, bint leaf, int k,
     """Downward pass: y_r = L^-T (w - G y_s), x_r = y_r, x_s = y_s - T y_r."""
     cdef Py_ssize_t q, i, t, nq = nodes.shape[0]
     cdef int64_t a
-    cdef int ci, ra, rd, rl
+    cdef int ci, ra, rd
     cdef double* xact
     cdef double* tmp
     cdef double* ysa
     cdef double* w
     cdef const int64_t* skp
     cdef const int64_t* rdp
-    cdef double* yd = &ys[0] if ys.shape[0] > 0 else NULL
-    cdef double* wb = &wbuf[0] if wbuf.shape[0] > 0 else NULL
-    cdef const double* td = &T_data[0] if T_data.shape[0] > 0 else NULL
-    cdef const double* ld = &L_data[0] if L_data.shape[0] > 0 else NULL
-    cdef const double* gd = &G_data[0] if G_data.shape[0] > 0 else NULL
-    cdef const int64_t* skd = &sk_pos[0] if sk_pos.shape[0] > 0 else NULL
-    cdef const int64_t* rdd = &rd_pos[0] if rd_pos.shape[0] > 0 else NULL
+    cdef double* yd = _ptr(ys)
+    cdef double* wb = _ptr(wbuf)
+    cdef const double* td = _cptr(T_data)
+    cdef const double* ld = _cptr(L_data)
+    cdef const double* gd = _cptr(G_data)
+    cdef const int64_t* skd = _iptr(sk_pos)
+    cdef const int64_t* rdd = _iptr(rd_pos)
     for q in prange(nq, nogil=True, num_threads=n_threads, schedule="dynamic"):
         a = nodes[q]
         ci = <int>c[a]
