@@ -161,8 +161,8 @@ def test_pc_samples_option_sketches_an_assembled_mat(dense_spd):
         A.destroy()
     assert ctx.H.stats()["products"] == 100
     assert r1 > 0 and it1 <= 3 < it0 and e1 < 1e-8
-    H = hsspetsc.compress_sketch(K, samples=100, leaf_size=32, tol=1e-8, max_rank=100,
-                                 order="angle", probes=0)
+    H = hsspetsc.compress_sketch(K, samples=100, leaf_size=32, tol=1e-8, order="angle",
+                                 probes=0)
     np.testing.assert_allclose(ctx.H.to_dense(), H.to_dense(), rtol=0, atol=1e-12)
 
 

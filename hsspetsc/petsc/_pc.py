@@ -5,7 +5,8 @@ Options (through the PC's prefix, e.g. -tao_nls_pc_hss_tol under TAO):
     -pc_hss_budget     -pc_hss_distance  -pc_hss_seed
     -pc_hss_samples    n > 0: build H~ from n products of the matrix instead of entries
                        (hsspetsc.compress_sketch; the tree from -pc_hss_distance; needs
-                       a matmat on the source, or an assembled Mat; default 0)
+                       a matmat on the source, or an assembled Mat; -pc_hss_max_rank
+                       only when given, else n // 2; default 0)
     -pc_hss_shift      extra shift added to the operator's own shift (default 0)
     -pc_hss_validate   n: check the ranks of n sampled nodes with SLEPc (default 0)
     -pc_hss_auto_shift when shift I + H~ is not positive definite (H~ less accurate
@@ -13,6 +14,7 @@ Options (through the PC's prefix, e.g. -tao_nls_pc_hss_tol under TAO):
                        (at most 16 times; default off: the error is raised)
 """
 import time
+import warnings
 
 import numpy as np
 from petsc4py import PETSc
@@ -61,19 +63,27 @@ def _check(params, n, prefix):
                          f"{p['budget']:g}, distance {p['distance']!r}.")
 
 
-def _compress(source, params):
-    """compress (entries) or, with -pc_hss_samples > 0, compress_sketch (products)."""
+def compress_with_options(source, params, explicit=(), order=None):
+    """H~ from the -pc_hss_* values: ``compress`` (entries), or with samples > 0
+    ``compress_sketch`` (products; ``order`` overrides the tree from the distance,
+    max_rank only when given explicitly, else the sketch's samples // 2). Capped
+    sketch ranks are not warned about: H~ is a preconditioner."""
     p = dict(params)
-    samples = p.pop("samples")
+    samples = p.pop("samples", 0)
     if samples == 0:
         return compress(source, **p)
-    if not (isinstance(source, DenseSource) or callable(getattr(source, "matmat", None))):
+    if not (isinstance(source, (np.ndarray, DenseSource))
+            or callable(getattr(source, "matmat", None))):
         raise ValueError(f"HSSPC: -pc_hss_samples {samples} needs products of the matrix, "
                          f"but {type(source).__name__} has no matmat(V); drop the option "
                          f"to compress from entries.")
-    return compress_sketch(source, samples=samples, leaf_size=p["leaf_size"], tol=p["tol"],
-                           max_rank=min(p["max_rank"], samples), order=p["distance"],
-                           seed=p["seed"], probes=0)
+    max_rank = min(p["max_rank"], samples) if "max_rank" in explicit else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return compress_sketch(source, samples=samples, leaf_size=p["leaf_size"],
+                               tol=p["tol"], max_rank=max_rank,
+                               order=p["distance"] if order is None else order,
+                               seed=p["seed"], probes=0)
 
 
 def _assembled_source(P):
@@ -165,7 +175,7 @@ class HSSPC:
             raise TypeError(f"HSSPC: cannot read entries of the python Mat context "
                             f"{type(ctx).__name__}; give it entries(I, J) and diagonal().")
         if H is None:
-            H = _compress(source, params)
+            H = compress_with_options(source, params, explicit)
         t1 = time.perf_counter()
         shift = base_shift + extra_shift
         retries = 0

@@ -13,13 +13,11 @@ the Gauss-Newton factors 1 (entries then read stored per-sample factors only).
 """
 import copy
 import time
-import warnings
 
 import numpy as np
 from petsc4py import PETSc
 
-from ..compress import compress
-from ..sketch import compress_sketch
+from ..petsc._pc import compress_with_options
 from ..petsc._comm import release_refs
 
 
@@ -84,18 +82,12 @@ class GNMatContext:
             p = dict(params)
             p.update({k: v for k, v in self.compress_defaults.items() if k not in explicit})
             p.update(self.compress_params)
-            samples = p.pop("samples", 0)
-            if samples > 0:
-                with warnings.catch_warnings():   # capped ranks: fine for a PC
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    self.hss = compress_sketch(
-                        src, samples=samples, tol=p["tol"],
-                        leaf_size=p["leaf_size"], seed=p["seed"],
-                        order=src.neuron_order(), probes=0)
-                self.hss_how = "sketched the Gauss-Newton matrix from products"
-            else:
-                self.hss = compress(src, **p)
-                self.hss_how = "compressed the Gauss-Newton entries"
+            explicit = set(explicit) | set(self.compress_params)
+            sketch = p.get("samples", 0) > 0
+            self.hss = compress_with_options(src, p, explicit,
+                                             order=src.neuron_order() if sketch else None)
+            self.hss_how = ("sketched the Gauss-Newton matrix from products" if sketch
+                            else "compressed the Gauss-Newton entries")
             self.compress_time = time.perf_counter() - t
             self.stale = False
         else:
