@@ -1,8 +1,12 @@
 import os
+import sys
 import tempfile
 
 import numpy as np
 import pytest
+
+# tests/helpers.py is importable from tests/ and tests/mpi/
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 # Generated test-suite matrices go to a private cache for the test session.
 os.environ.setdefault("HSSPETSC_CACHE", tempfile.mkdtemp(prefix="hsspetsc-test-cache-"))

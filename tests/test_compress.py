@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import hsspetsc
+from helpers import assert_close
 
 TOLS = [1e-2, 1e-4, 1e-6, 1e-8]
 
@@ -71,7 +72,7 @@ def test_single_leaf_matrix_is_exact(dense_spd):
     K = dense_spd[:40, :40]
     H = hsspetsc.compress(K, leaf_size=40)
     assert H.n_levels == 0
-    np.testing.assert_allclose(H.to_dense(), K, rtol=1e-14, atol=1e-14)
+    assert_close(H.to_dense(), K, rtol=1e-14)
 
 
 def test_stats_and_repr_agree_with_the_storage(k02):

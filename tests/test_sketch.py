@@ -6,6 +6,7 @@ import pytest
 
 import hsspetsc
 from hsspetsc.mlp import MLP, GaussNewton
+from helpers import assert_close
 
 
 def _gauss1d(n=1024, bandwidth=0.05, shuffle=False):
@@ -103,7 +104,7 @@ def test_neuron_order_makes_the_output_block_block_diagonal():
     blocks = np.kron(np.eye(10), np.ones((7, 7))).astype(bool)
     assert np.all(Hout[~blocks] == 0.0) and np.abs(Hout[blocks]).sum() > 0
     # same A (activations and the constant 1) for every output unit
-    np.testing.assert_allclose(Hout[:7, :7], Hout[7:14, 7:14], rtol=1e-12)
+    assert_close(Hout[:7, :7], Hout[7:14, 7:14], rtol=1e-12)
     H = hsspetsc.compress_sketch(G, samples=400, leaf_size=28, tol=1e-6, order=perm,
                                  probes=0)
     Hd = G.entries(np.arange(G.n), np.arange(G.n))
