@@ -16,13 +16,14 @@ link = ["-fopenmp"] if openmp else []
 extensions = [
     Extension(f"hsspetsc.{name}", [f"hsspetsc/{name}.pyx"],
               extra_compile_args=flags, extra_link_args=link)
-    for name in ("_kernels", "_matvec", "_factor", "_gn")
+    for name in ("_entries", "_kernels", "_matvec", "_factor", "_gn", "_build")
 ]
 
 setup(
     ext_modules=cythonize(
         extensions,
         language_level=3,
+        include_path=["."],
         compiler_directives={"boundscheck": False, "wraparound": False,
                              "cdivision": True, "initializedcheck": False},
     ),

@@ -90,7 +90,7 @@ def main():
         rows.append(r)
         p = r["phases_s"]
         print(f"{name:<8} {N:>6} {r['compress_s']:>7.2f} {p['tree']:>5.2f} {p['neighbors']:>5.2f} "
-              f"{p['skeletons']:>5.2f} {p['caching']:>5.2f} {r['eps2']:>8.1e} "
+              f"{p['skeletons']:>5.2f} {p['blocks']:>5.2f} {r['eps2']:>8.1e} "
               f"{r['rank_mean']:>5.0f}/{r['rank_max']:<3} {r['stored_MB']:>7.1f} "
               f"{1e3 * r['hss_matvec1_s']:>8.2f} {1e3 * r['dense_matvec1_s']:>9.2f} "
               f"{r['speedup1']:>5.1f} {1e3 * r['hss_matvec16_s']:>8.2f} "

@@ -20,10 +20,9 @@ modules above do not.
 """
 from . import baselines, gallery, mlp
 from .accuracy import relative_error
-from .compress import compress
+from .compress import compress, compress_sketch
 from .factor import FactorizationError, HSSFactorization
 from .hss import HSSMatrix
-from .sketch import compress_sketch
 from .sources import DenseSource, EntrySource, KernelSource, Source
 
 __version__ = "0.1.0"

@@ -2,11 +2,14 @@
 """Entry kernels for point-based sources (private).
 
 Kernels take raw arrays and check nothing; callers validate in Python. Arguments
-are labelled IN / OUT. Every loop runs in ``prange`` over output rows.
+are labelled IN / OUT. Blocks are evaluated through :class:`KernelEvaluator`
+(a nogil ``fill``, run in parallel by ``_entries.fill_blocks``).
 """
 from cython.parallel cimport prange
 from libc.math cimport exp, sqrt, pow, INFINITY
 from libc.stdint cimport int64_t
+
+from ._entries cimport BlockEvaluator
 
 # Kernel codes, shared with hsspetsc/sources/_kernel.py (KERNEL_CODES).
 cdef enum:
@@ -17,6 +20,7 @@ cdef enum:
     POLYNOMIAL = 4
     INVPOWER = 5        # r^(-p), 0 at r = 0
     MULTIQUADRIC = 6    # sqrt(h + r^2)
+    SQDIST = 7          # r^2 (the geometric metric)
 
 
 cdef inline double _kval(int kind, double r2, double dot, double h, double p) noexcept nogil:
@@ -36,8 +40,10 @@ cdef inline double _kval(int kind, double r2, double dot, double h, double p) no
         if r2 == 0.0:
             return 0.0
         return pow(r2, -0.5 * p)
-    else:  # MULTIQUADRIC
+    elif kind == MULTIQUADRIC:
         return sqrt(h + r2)
+    else:  # SQDIST
+        return r2
 
 
 cdef inline double _pair(const double* x, const double* y, Py_ssize_t d, int kind,
@@ -51,25 +57,38 @@ cdef inline double _pair(const double* x, const double* y, Py_ssize_t d, int kin
     return _kval(kind, r2, dot, h, p)
 
 
-def kernel_block(const double[:, ::1] X,      # IN  points, n x d
-                 const int64_t[::1] I,        # IN  row indices
-                 const int64_t[::1] J,        # IN  column indices
-                 int kind, double h, double p, double scale,
-                 const double[::1] diag,      # IN  (n,) diagonal, or empty: none
-                 double[:, ::1] out,          # OUT len(I) x len(J)
-                 int n_threads):
-    """out[a, b] = scale * k(X[I[a]], X[J[b]]), except diag[I[a]] where I[a] == J[b]
-    (when ``diag`` is given: a shift or the test suite's diagonal)."""
-    cdef Py_ssize_t a, b, ni = I.shape[0], nj = J.shape[0], d = X.shape[1]
-    cdef bint use_diag = diag.shape[0] > 0
-    if ni == 0 or nj == 0:
-        return
-    for a in prange(ni, nogil=True, num_threads=n_threads, schedule="static"):
-        for b in range(nj):
-            if use_diag and I[a] == J[b]:
-                out[a, b] = diag[I[a]]
-            else:
-                out[a, b] = scale * _pair(&X[I[a], 0], &X[J[b], 0], d, kind, h, p)
+cdef class KernelEvaluator(BlockEvaluator):
+    """Entries scale * k(X[i], X[j]); where i == j, diag[i] instead when a diagonal
+    is given (a shift, or the test suite's diagonal). Kind SQDIST gives the squared
+    distances themselves (the geometric metric)."""
+    cdef const double[:, ::1] X
+    cdef const double[::1] diag
+    cdef int kind
+    cdef double h, p, scale
+    cdef bint use_diag
+
+    def __init__(self, const double[:, ::1] X, int kind, double h, double p, double scale,
+                 const double[::1] diag):
+        self.X = X
+        self.kind = kind
+        self.h = h
+        self.p = p
+        self.scale = scale
+        self.diag = diag
+        self.use_diag = diag.shape[0] > 0
+
+    cdef void fill(self, const int64_t* I, Py_ssize_t ni, const int64_t* J,
+                   Py_ssize_t nj, double* out, Py_ssize_t ld) noexcept nogil:
+        cdef Py_ssize_t a, b, d = self.X.shape[1]
+        cdef const double* x
+        for a in range(ni):
+            x = &self.X[I[a], 0]
+            for b in range(nj):
+                if self.use_diag and I[a] == J[b]:
+                    out[a * ld + b] = self.diag[I[a]]
+                else:
+                    out[a * ld + b] = self.scale * _pair(x, &self.X[J[b], 0], d, self.kind,
+                                                         self.h, self.p)
 
 
 def kernel_offdiag_rowsum(const double[:, ::1] X,   # IN  points, n x d

@@ -4,7 +4,6 @@ Messages follow one template: "The 'leaf_size' parameter of compress must be an
 int in the range [2, 4096]. Got 1 instead."
 """
 import numbers
-import os
 
 import numpy as np
 
@@ -90,21 +89,6 @@ def as_index_array(value, n, name, where):
         raise ValueError(f"The '{name}' parameter of {where} must hold indices in "
                          f"[0, {n}). Got values from {arr.min()} to {arr.max()}.")
     return arr
-
-
-def effective_n_threads(n_threads=None):
-    """Threads for OpenMP kernels: the argument, else OMP_NUM_THREADS, else all cores."""
-    if n_threads is not None:
-        return check_int(n_threads, "n_threads", "hsspetsc", lo=1)
-    env = os.environ.get("OMP_NUM_THREADS", "")
-    try:
-        value = int(env.split(",")[0])
-        if value >= 1:
-            return value
-    except ValueError:
-        pass
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-               else (os.cpu_count() or 1))
 
 
 def rng_from_seed(seed, where="hsspetsc"):

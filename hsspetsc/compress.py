@@ -1,104 +1,75 @@
-"""``compress``: source -> HSSMatrix (tree, neighbours, lists, skeletons, blocks)."""
+"""Construction of an HSSMatrix: one back end, two front doors.
+
+- :func:`compress` reads sampled entries (skeletons by interpolative decompositions
+  of sampled rows, :mod:`hsspetsc.skeleton`);
+- :func:`compress_sketch` reads products K @ Omega plus the leaf blocks and sibling
+  couplings (randomized HSS, :mod:`hsspetsc.sketch`).
+
+Both validate their parameters against one specification (:mod:`hsspetsc._params`,
+where the meaning of ``tol`` is stated), read the source through one
+:class:`~hsspetsc._blocks.BlockReader` (batched per level, counted), build the tree
+(:mod:`hsspetsc.tree`), the interaction lists (:mod:`hsspetsc.interactions`) and
+pack the stored blocks the same way, and build the :class:`HSSMatrix` from named
+parts; ``stats()["params"]["construction"]`` says which path made it. Every phase is
+a loop over tree levels in Python around Cython ``prange`` kernels over the
+level's nodes; BLAS is held to one thread meanwhile.
+"""
 import time
+import warnings
 
 import numpy as np
 
-from ._validation import check_choice, check_float, check_int, rng_from_seed
-from .hss import HSSMatrix
+from . import _params
+from ._blocks import BlockReader
+from ._threads import blas_single_thread, effective_n_threads
+from .hss import BlockSet, HSSMatrix
 from .interactions import build_interactions
 from .neighbors import approximate_neighbors
 from .skeleton import skeletonize
-from .sources import CountingSource, as_source
-from .tree import DISTANCES, Metric, build_tree
+from .sketch import products, sketch_bases
+from .sources import as_source
+from .tree import PHASE_SKETCH, Metric, build_tree, phase_key, tree_from_order
 
 
-def _cache_blocks(source, pairs, rows_of, cols_of, rows_len, cols_len):
-    """Evaluate K(rows_of(a), cols_of(b)) for every pair (a, b), grouped by a.
+class _Phases:
+    """Wall time per phase, and a progress line per phase when ``verbose``."""
 
-    Returns the flat buffer (each block row-major) and the offset of each pair."""
-    sizes = np.array([rows_len(a) * cols_len(b) for a, b in pairs], dtype=np.int64)
-    offsets = np.zeros(len(pairs), dtype=np.int64)
-    if len(pairs):
-        offsets[1:] = np.cumsum(sizes)[:-1]
-    data = np.empty(int(sizes.sum()))
-    if len(pairs) == 0:
-        return data, offsets
-    order = np.lexsort((pairs[:, 1], pairs[:, 0]))
-    starts = np.flatnonzero(np.r_[True, pairs[order[1:], 0] != pairs[order[:-1], 0]])
-    ends = np.r_[starts[1:], order.size]
-    for s, e in zip(starts, ends):
-        group = order[s:e]
-        a = pairs[group[0], 0]
-        rows = rows_of(a)
-        if rows.size == 0:
-            continue
-        cols_list = [cols_of(b) for b in pairs[group, 1]]
-        block = source.entries(rows, np.concatenate(cols_list))
-        c0 = 0
-        for p, cols in zip(group, cols_list):
-            w = cols.size
-            data[offsets[p]:offsets[p] + sizes[p]] = block[:, c0:c0 + w].ravel()
-            c0 += w
-    return data, offsets
+    def __init__(self, verbose, n, work):
+        self.verbose = verbose
+        self.n = n
+        self.work = work              # callable: entries-equivalents read so far
+        self.times = {}
+        self._t0 = None
+
+    def start(self):
+        self._t0 = time.perf_counter()
+
+    def done(self, name):
+        t = time.perf_counter()
+        self.times[name] = self.times.get(name, 0.0) + t - self._t0
+        self._t0 = t
+        if self.verbose:
+            print(f"[hsspetsc] {name:<12} {self.times[name]:8.3f} s  (work so far "
+                  f"{100 * self.work() / self.n ** 2:.2f}% of N^2)", flush=True)
 
 
-def validate_params(n, leaf_size=128, max_rank=256, tol=1e-5, neighbors=32, budget=0.0,
-                    distance="angle", seed=0, where="compress"):
-    """Check the compression parameters (see :func:`compress`); returns them cleaned,
-    the seed as a numpy Generator."""
-    leaf_size = check_int(leaf_size, "leaf_size", where, lo=2, hi=n)
-    max_rank = check_int(max_rank, "max_rank", where, lo=1)
-    tol = check_float(tol, "tol", where, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
-    neighbors = check_int(neighbors, "neighbors", where, lo=0)
-    budget = check_float(budget, "budget", where, lo=0.0, hi=1.0)
-    distance = check_choice(distance, "distance", where, DISTANCES)
-    rng = rng_from_seed(seed, where)
-    return leaf_size, max_rank, tol, neighbors, budget, distance, rng
-
-
-def compress(source, leaf_size=128, max_rank=256, tol=1e-5, neighbors=32, budget=0.0,
-             distance="angle", seed=0, verbose=False):
-    """Compress a symmetric (SPD) matrix from its entries into an HSSMatrix.
-
-    Parameters
-    ----------
-    source : ndarray (N, N) or a source with ``entries(I, J)`` and ``diagonal()``
-        (:class:`hsspetsc.EntrySource`, :func:`hsspetsc.gallery.kernel_matrix`, ...).
-    leaf_size : int in [2, N]
-        Largest leaf (m). Larger leaves: more exact near field, fewer levels.
-    max_rank : int >= 1
-        Cap on a node's skeleton size (s). Nodes that need more are truncated and
-        listed in ``H.stats()["truncated_nodes"]`` with the achieved error.
-    tol : float in (0, 1)
-        Relative tolerance of the interpolative decompositions; ranks adapt to it.
-    neighbors : int >= 0
-        Approximate nearest neighbours per index (k), used for the row sampling and
-        the near lists. 0 disables the search (uniform sampling only).
-    budget : float in [0, 1]
-        Near-field share: each leaf is near about ``budget * n_leaves`` leaves,
-        whose blocks are kept exactly. 0 gives plain HSS.
-    distance : "angle" (default), "kernel" or "geometric"
-        Metric for the tree and the neighbours. "geometric" needs ``source.points``.
-    seed : int
-        All randomness (sampling, randomized trees) comes from it: same seed, same
-        result, bit for bit.
-    verbose : bool
-        Print one progress line per phase.
-    """
-    where = "compress"
+def _source_and_diagonal(source, where):
     src = as_source(source, where)
     n = src.n
     if n < 2:
-        raise ValueError(f"compress needs a matrix of order >= 2. Got N = {n}.")
-    leaf_size, max_rank, tol, neighbors, budget, distance, rng = validate_params(
-        n, leaf_size, max_rank, tol, neighbors, budget, distance, seed, where)
-    if distance == "geometric" and src.points is None:
-        raise ValueError("The 'distance' parameter of compress is 'geometric' but the "
-                         "source has no points; use 'angle' or 'kernel'.")
+        raise ValueError(f"{where} needs a matrix of order >= 2. Got N = {n}.")
     diag = np.asarray(src.diagonal(), dtype=np.float64)
     if diag.shape != (n,) or not np.all(np.isfinite(diag)):
-        raise ValueError("The diagonal of the source must be a finite vector of length "
+        raise ValueError(f"The diagonal of the source must be a finite vector of length "
                          f"{n}.")
+    return src, np.ascontiguousarray(diag)
+
+
+def _check_metric(src, diag, distance, where, what="distance"):
+    """The metric of the tree must make sense for this source."""
+    if distance == "geometric" and src.points is None:
+        raise ValueError(f"The '{what}' parameter of {where} is 'geometric' but the "
+                         f"source has no points; use 'angle' or 'kernel'.")
     if distance == "angle" and np.any(diag <= 0):
         i = int(np.flatnonzero(diag <= 0)[0])
         raise ValueError(f"The angle distance needs a positive diagonal, but K[{i}, {i}] = "
@@ -111,62 +82,201 @@ def compress(source, leaf_size=128, max_rank=256, tol=1e-5, neighbors=32, budget
         raise ValueError(f"The kernel distance needs a non-negative diagonal, but "
                          f"K[{i}, {i}] = {diag[i]:.3g}.")
 
-    counted = CountingSource(src)
-    metric = Metric(counted, distance, diag)
-    times = {}
 
-    def phase(name, t0):
-        times[name] = time.perf_counter() - t0
-        if verbose:
-            print(f"[hsspetsc] {name:<12} {times[name]:8.3f} s  "
-                  f"(entries so far {100 * counted.count / n ** 2:.2f}% of N^2)", flush=True)
+def compress(source, leaf_size=128, max_rank=256, tol=1e-5, neighbors=32, budget=0.0,
+             distance="angle", seed=0, verbose=False, n_threads=None):
+    """Compress a symmetric (SPD) matrix from its entries into an HSSMatrix.
 
-    t0 = time.perf_counter()
-    tree = build_tree(n, metric, leaf_size, rng)
-    phase("tree", t0)
+    Parameters
+    ----------
+    source : ndarray (N, N) or a source with ``entries(I, J)`` and ``diagonal()``
+        (:class:`hsspetsc.EntrySource`, :func:`hsspetsc.gallery.kernel_matrix`, ...;
+        see :mod:`hsspetsc.sources` for the optional batched and nogil forms).
+    leaf_size : int in [2, N]
+        Largest leaf (m). Larger leaves: more exact near field, fewer levels.
+    max_rank : int >= 1
+        Cap on a node's skeleton size (s). Nodes that need more are truncated and
+        listed in ``H.stats()["truncated_nodes"]`` with the achieved error.
+    tol : float in (0, 1)
+        Target relative error of H~ in the Frobenius norm, enforced node by node
+        (each node's sampled off-diagonal block row is kept to relative Frobenius
+        error tol; see :mod:`hsspetsc._params`). Ranks adapt to it.
+    neighbors : int >= 0
+        Approximate nearest neighbours per index (k), used for the row sampling and
+        the near lists. 0 disables the search (uniform sampling only).
+    budget : float in [0, 1]
+        Near-field share: each leaf is near about ``budget * n_leaves`` leaves,
+        whose blocks are kept exactly. 0 gives plain HSS.
+    distance : "angle" (default), "kernel" or "geometric"
+        Metric for the tree and the neighbours. "geometric" needs ``source.points``.
+    seed : int >= 0
+        All randomness comes from it, through one counter-based stream per tree node:
+        same seed, same result, bit for bit, on any number of threads.
+    verbose : bool
+        Print one progress line per phase.
+    n_threads : int or None
+        OpenMP threads (default: OMP_NUM_THREADS, else all cores).
+    """
+    where = "compress"
+    src, diag = _source_and_diagonal(source, where)
+    p = _params.check(src.n, where, leaf_size=leaf_size, max_rank=max_rank, tol=tol,
+                      neighbors=neighbors, budget=budget, distance=distance, seed=seed)
+    _check_metric(src, diag, p["distance"], where)
+    return _construct(src, diag, p, "entries", verbose, n_threads)
 
-    t0 = time.perf_counter()
-    nbrs = None
-    if neighbors > 0:
-        nbrs = approximate_neighbors(n, metric, neighbors, leaf_size, rng)
-    phase("neighbors", t0)
 
-    t0 = time.perf_counter()
-    inter = build_interactions(tree, nbrs, budget)
-    phase("interactions", t0)
+def compress_sketch(source, samples=256, leaf_size=128, tol=1e-4, max_rank=None,
+                    order="natural", probes=8, seed=0, verbose=False, n_threads=None):
+    """Compress a symmetric matrix into an HSSMatrix from ``samples`` products and a
+    few entries (randomized HSS; see :mod:`hsspetsc.sketch`).
 
-    t0 = time.perf_counter()
-    skels = skeletonize(tree, counted, nbrs, inter, tol, max_rank, rng)
-    phase("skeletons", t0)
+    Parameters
+    ----------
+    source : ndarray, DenseSource, or a source with ``entries``, ``diagonal`` and
+        ``matmat`` (e.g. :class:`hsspetsc.mlp.GaussNewton`).
+    samples : int in [1, N]
+        Columns of the Gaussian sketch (products K @ Omega). Pick it about twice
+        the largest off-diagonal rank you expect.
+    leaf_size : int in [2, N]
+        Largest leaf; the leaf diagonal blocks are read exactly.
+    tol : float in (0, 1)
+        Target relative error of H~ in the Frobenius norm, node by node, as for
+        :func:`compress` (met when ``samples`` is large enough for the ranks it
+        asks; ``probes`` measures it).
+    max_rank : int in [1, samples], default ``samples // 2`` (at least 1).
+    order : "natural" (default), "angle", "geometric" or a permutation of range(N)
+        The tree: "natural" bisects the given index order (no entries; the right
+        choice when the order means something); a permutation array is bisected the
+        same way (e.g. ``GaussNewton.neuron_order()``); "angle" builds the Gram-angle
+        tree of ``compress`` from entries; "geometric" uses ``source.points``.
+    probes : int >= 0
+        Extra Gaussian products for an a-posteriori estimate of
+        |K - K~|_F / |K|_F, reported as ``stats()["error_estimate"]`` (0: none).
+    seed : int >= 0
+        All randomness; same seed, same result, on any number of threads.
+    verbose : bool
+        One progress line per phase.
+    n_threads : int or None
+        OpenMP threads (default: OMP_NUM_THREADS, else all cores).
+    """
+    where = "compress_sketch"
+    src, diag = _source_and_diagonal(source, where)
+    n = src.n
+    p = _params.check(n, where, samples=samples, leaf_size=leaf_size, tol=tol,
+                      max_rank=max_rank, probes=probes, seed=seed)
+    if p["max_rank"] is None:
+        p["max_rank"] = max(1, p["samples"] // 2)
+    if p["max_rank"] > p["samples"]:
+        raise ValueError(f"The 'max_rank' parameter of {where} must be an int in the "
+                         f"range [1, {p['samples']}]. Got {p['max_rank']} instead.")
+    order = _params.check_order(order, n, where)
+    if isinstance(order, str):
+        if order != "natural":
+            _check_metric(src, diag, order, where, what="order")
+        p["distance"] = order
+    else:
+        p["distance"] = "given"
+    p.update(neighbors=0, budget=0.0)
+    return _construct(src, diag, p, "sketch", verbose, n_threads,
+                      perm=None if isinstance(order, str) else order)
 
-    t0 = time.perf_counter()
-    near_data, near_off = _cache_blocks(
-        counted, inter.near_pairs, tree.indices, tree.indices,
-        lambda a: int(tree.node_size[a]), lambda b: int(tree.node_size[b]))
-    far_data, far_off = _cache_blocks(
-        counted, inter.far_pairs, lambda a: skels.skel[a], lambda b: skels.skel[b],
-        lambda a: int(skels.rank[a]), lambda b: int(skels.rank[b]))
-    # Sibling couplings K(skel l, skel r) that are not far pairs (budget > 0): the
-    # factorization of the HSS part needs one per sibling pair.
-    far_set = {(int(a), int(b)) for a, b in inter.far_pairs}
-    sib_pairs = np.array([(l, l + 1) for l in range(1, tree.n_nodes, 2)
-                          if (l, l + 1) not in far_set], dtype=np.int64).reshape(-1, 2)
-    sib_data, sib_off = _cache_blocks(
-        counted, sib_pairs, lambda a: skels.skel[a], lambda b: skels.skel[b],
-        lambda a: int(skels.rank[a]), lambda b: int(skels.rank[b]))
-    phase("caching", t0)
-    times["total"] = sum(times.values())
 
-    params = {"leaf_size": leaf_size, "max_rank": max_rank, "tol": tol,
-              "neighbors": neighbors, "budget": budget, "distance": distance,
-              "seed": seed if isinstance(seed, int) else None}
-    info = {"entries_fraction": counted.count / float(n) ** 2,
-            "entries_evaluated": int(counted.count),
-            "neighbor_recall": None if nbrs is None else nbrs.recall,
+def _construct(src, diag, p, path, verbose, n_threads, perm=None):
+    """The back end of both front doors (parameters already validated)."""
+    n = src.n
+    nt = effective_n_threads(n_threads)
+    reader = BlockReader(src, nt)
+    n_products = [0]
+    ph = _Phases(verbose, n, lambda: reader.count + n_products[0] * n)
+    ph.start()
+    if path == "sketch":         # products first, with the source's own BLAS threads
+        rng = np.random.default_rng(phase_key(p["seed"], PHASE_SKETCH))
+        Omega = rng.standard_normal((n, p["samples"]))
+        Y = products(src, Omega, "compress_sketch")
+        n_products[0] += p["samples"]
+        ph.done("products")
+    with blas_single_thread():
+        metric = None
+        if p["distance"] in ("angle", "kernel", "geometric"):
+            metric = Metric(src, p["distance"], diag, reader, nt)
+            tree = build_tree(n, metric, p["leaf_size"], p["seed"])
+        else:                                   # natural / given order
+            tree = tree_from_order(n, p["leaf_size"], perm)
+        ph.done("tree")
+        nbrs = None
+        if path == "entries" and p["neighbors"] > 0:
+            nbrs = approximate_neighbors(n, metric, p["neighbors"], p["leaf_size"],
+                                         p["seed"])
+        ph.done("neighbors")
+        inter = build_interactions(tree, nbrs, p["budget"])
+        ph.done("interactions")
+        if path == "entries":
+            bases = skeletonize(tree, reader, nbrs, inter, p["tol"], p["max_rank"],
+                                p["seed"], nt)
+            ph.done("skeletons")
+            near, far, couplings = _entry_blocks(tree, reader, bases, inter)
+            ph.done("blocks")
+        else:
+            bases, (D, Doff), (C, Coff) = sketch_bases(tree, reader, Y, Omega, p["tol"],
+                                                       p["max_rank"], nt)
+            del Y, Omega
+            near = BlockSet(inter.near_pairs, Doff, D)
+            parent = (inter.far_pairs[:, 0] - 1) // 2
+            far = BlockSet(inter.far_pairs, Coff[parent] if parent.size else Coff[:0], C)
+            couplings = BlockSet.empty()
+            ph.done("skeletons")
+    params = dict(p, construction=path)
+    info = {"neighbor_recall": None if nbrs is None else nbrs.recall,
             "neighbor_iterations": 0 if nbrs is None else nbrs.iterations,
-            "time": times}
-    H = HSSMatrix(tree, inter, skels, near_data, near_off, far_data, far_off, params, info,
-                  sibling=(sib_pairs, sib_data, sib_off))
+            "source_calls": reader.calls, "truncated_nodes": list(bases.truncated)}
+    H = HSSMatrix(tree=tree, bases=bases, near=near, far=far, couplings=couplings,
+                  params=params, info=info)
+    if path == "sketch":
+        info["error_estimate"] = None
+        if p["probes"]:
+            ph.start()
+            rng = np.random.default_rng(phase_key(p["seed"], PHASE_SKETCH, 1))
+            Z = rng.standard_normal((n, p["probes"]))
+            KZ = products(src, Z, "compress_sketch")
+            n_products[0] += p["probes"]
+            info["error_estimate"] = float(np.linalg.norm(KZ - H.matvec(Z, nt))
+                                           / np.linalg.norm(KZ))
+            ph.done("estimate")
+    ph.times["total"] = sum(ph.times.values())
+    info.update({"entries_fraction": (reader.count + n_products[0] * n) / float(n) ** 2,
+                 "entries_evaluated": int(reader.count), "products": n_products[0],
+                 "time": dict(ph.times)})
+    H = H.with_info(info)
+    if path == "sketch" and bases.truncated:
+        warnings.warn(f"compress_sketch: {len(bases.truncated)} node(s) reached max_rank "
+                      f"= {p['max_rank']} with samples = {p['samples']}; their "
+                      f"off-diagonal rank may be larger: raise samples (and max_rank) "
+                      f"for accuracy.", RuntimeWarning, stacklevel=3)
     if verbose:
         print(repr(H), flush=True)
     return H
+
+
+def pack_blocks(reader, pairs, rows, cols):
+    """One packer for every stored block: K(rows of a, cols of b) for each pair
+    (a, b); ``rows`` and ``cols`` are (start, length, index array) per node."""
+    a, b = pairs[:, 0], pairs[:, 1]
+    data, off = reader.read(rows[0][a], rows[1][a], rows[2], cols[0][b], cols[1][b],
+                            cols[2])
+    return BlockSet(pairs, off, data)
+
+
+def _entry_blocks(tree, reader, bases, inter):
+    """Near blocks K(leaf, leaf), far blocks K(skel, skel), and the sibling couplings
+    the factorization needs that are not far pairs (budget > 0)."""
+    by_index = (tree.node_off, tree.node_size, tree.perm)
+    by_skel = (bases.skel_ptr[:-1], bases.rank, bases.skel_idx)
+    near = pack_blocks(reader, inter.near_pairs, by_index, by_index)
+    far = pack_blocks(reader, inter.far_pairs, by_skel, by_skel)
+    left = np.arange(1, tree.n_nodes, 2, dtype=np.int64)
+    sib = np.column_stack([left, left + 1])
+    n_nodes = tree.n_nodes
+    is_far = np.isin(sib[:, 0] * n_nodes + sib[:, 1],
+                     inter.far_pairs[:, 0] * n_nodes + inter.far_pairs[:, 1])
+    couplings = pack_blocks(reader, sib[~is_far].reshape(-1, 2), by_skel, by_skel)
+    return near, far, couplings

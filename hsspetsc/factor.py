@@ -15,7 +15,8 @@ import time
 
 import numpy as np
 
-from ._validation import as_block, check_float, effective_n_threads
+from ._threads import blas_single_thread, effective_n_threads
+from ._validation import as_block, check_float
 
 
 class FactorizationError(ValueError):
@@ -104,15 +105,12 @@ class HSSFactorization:
 
     def __init__(self, H, shift=0.0, n_threads=None):
         from ._factor import factor_level, factor_root, logdet_sum
-        from .hss import _blas_single_thread
         self.H = H
         self.n = H.n
         self.shift = check_float(shift, "shift", "factorize")
         nt = effective_n_threads(n_threads)
         t0 = time.perf_counter()
-        if H._factor_layout is None:
-            H._factor_layout = _Layout(H)
-        lay = self._lay = H._factor_layout
+        lay = self._lay = H._caches.get("factor_layout", lambda: _Layout(H))
         t1 = time.perf_counter()
         self.L_data = np.empty(int(lay.L_ptr[-1]))
         self.G_data = np.empty(int(lay.G_ptr[-1]))
@@ -120,7 +118,7 @@ class HSSFactorization:
         tree = H.tree
         L = tree.n_levels
         info = np.zeros(tree.n_nodes, dtype=np.int64)
-        with _blas_single_thread():
+        with blas_single_thread():
             for lev in range(L, 0, -1):
                 nodes = lay.levels[lev]
                 wptr, work = lay.work(nodes, lay.c * lay.c + lay.red * lay.red)
@@ -161,7 +159,6 @@ class HSSFactorization:
     def solve(self, B, n_threads=None):
         """X = (shift*I + H~)^-1 B for B of shape (N,) or (N, k), user order."""
         from ._factor import solve_down_level, solve_root, solve_up_level
-        from .hss import _blas_single_thread
         B, B2, vec = as_block(B, self.n, "B", "HSSFactorization.solve")
         k = B2.shape[1]
         if k == 0:
@@ -177,7 +174,7 @@ class HSSFactorization:
         args = (tree.node_off, lay.c, lay.r, lay.red, lay.sk_ptr, lay.sk_pos, lay.rd_ptr,
                 lay.rd_pos, lay.T_ptr, lay.T_data, lay.L_ptr, self.L_data, lay.G_ptr,
                 self.G_data)
-        with _blas_single_thread():
+        with blas_single_thread():
             for lev in range(L, 0, -1):
                 nodes = lay.levels[lev]
                 wptr, work = lay.work(nodes, lay.c * k)

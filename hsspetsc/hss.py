@@ -3,20 +3,26 @@
 Construction lives in :mod:`hsspetsc.compress`; this module holds the storage, the
 matvec (Cython kernels in :mod:`hsspetsc._matvec`) and the figures a user looks at.
 """
+from dataclasses import dataclass
+
 import numpy as np
 
-from ._validation import as_block, effective_n_threads
+from ._threads import blas_single_thread, effective_n_threads
+from ._validation import as_block
 
-_controller = None
 
+@dataclass(frozen=True)
+class BlockSet:
+    """Stored blocks of one kind: pair p = (a, b) has its block (rows of a x
+    columns of b, row-major) at ``data[offsets[p]:]``; each unordered pair once."""
 
-def _blas_single_thread():
-    """Context holding BLAS to one thread (kernels call BLAS inside prange)."""
-    global _controller
-    if _controller is None:
-        from threadpoolctl import ThreadpoolController
-        _controller = ThreadpoolController()
-    return _controller.limit(limits=1, user_api="blas")
+    pairs: np.ndarray       # (p, 2) int64 node ids
+    offsets: np.ndarray     # (p,) int64
+    data: np.ndarray        # float64
+
+    @classmethod
+    def empty(cls):
+        return cls(np.zeros((0, 2), np.int64), np.zeros(0, np.int64), np.zeros(0))
 
 
 def _csr_from_pairs(pairs, offsets, n_nodes):
@@ -40,45 +46,60 @@ def _csr_from_pairs(pairs, offsets, n_nodes):
             np.ascontiguousarray(trans, np.int8))
 
 
+class _Caches:
+    """Derived data a matrix builds on first use and keeps (the factorization's
+    shift-independent layout). Owned by one HSSMatrix; never part of its value."""
+
+    def __init__(self):
+        self._items = {}
+
+    def get(self, name, build):
+        if name not in self._items:
+            self._items[name] = build()
+        return self._items[name]
+
+
 class HSSMatrix:
     """A hierarchically compressed symmetric matrix K~ ~= K.
 
-    Built by :func:`hsspetsc.compress`. Apply it with ``H @ W`` (a vector of length
-    N or an N x k block, user index order), ``H.matvec(W, n_threads=...)`` or
-    ``H.as_linear_operator()``. ``repr(H)`` prints the per-level table and
-    ``H.stats()`` returns the figures as a dict.
+    Built by :func:`hsspetsc.compress` or :func:`hsspetsc.compress_sketch`. Apply it
+    with ``H @ W`` (a vector of length N or an N x k block, user index order),
+    ``H.matvec(W, n_threads=...)`` or ``H.as_linear_operator()``. ``repr(H)`` prints
+    the per-level table and ``H.stats()`` returns the figures as a dict.
 
-    Storage (all flat, tree order; see :mod:`hsspetsc._matvec`): the tree
-    (``perm``, node offsets and sizes), per node its skeleton (``skel_ptr``,
-    ``skel_idx``) and interpolation matrix (``proj_ptr``, ``proj``), the near
-    blocks K(leaf, leaf) and the far blocks K(skel, skel), each unordered pair
-    stored once.
+    Made from named parts (all flat, tree order; see :mod:`hsspetsc._matvec`):
+    ``tree`` (:class:`~hsspetsc.tree.ClusterTree`), ``bases``
+    (:class:`~hsspetsc.skeleton.Bases`: per node its rank, skeleton and
+    interpolation matrix), ``near`` (K(leaf, leaf) blocks), ``far`` (K(skel, skel)
+    blocks of the far pairs), ``couplings`` (sibling blocks K(skel_l, skel_r) that
+    are not far pairs, for the factorization; empty for budget 0), ``params`` and
+    ``info``. It is immutable: nothing writes into it after construction.
     """
 
-    def __init__(self, tree, inter, skels, near_data, near_offsets, far_data, far_offsets,
-                 params, info, sibling=None):
+    def __init__(self, *, tree, bases, near, far, couplings, params, info):
+        n_nodes = tree.n_nodes
         self.tree = tree
         self.n = tree.n
         self.n_levels = tree.n_levels
-        self.rank = skels.rank.astype(np.int64)
-        n_nodes = tree.n_nodes
-        self.skel_ptr = np.zeros(n_nodes + 1, dtype=np.int64)
-        self.skel_ptr[1:] = np.cumsum(self.rank)
-        self.skel_idx = (np.concatenate(skels.skel) if n_nodes > 1 else np.zeros(0, np.int64))
-        sizes = np.array([p.size for p in skels.proj], dtype=np.int64)
-        self.proj_ptr = np.zeros(n_nodes + 1, dtype=np.int64)
-        self.proj_ptr[1:] = np.cumsum(sizes)
-        self.proj = (np.concatenate([p.ravel() for p in skels.proj]) if sizes.sum()
-                     else np.zeros(0))
-        self.near_pairs = inter.near_pairs
-        self.far_pairs = inter.far_pairs
-        self.near_data = near_data
-        self.far_data = far_data
-        self.far_pair_off = far_offsets      # block offset of each far pair
+        self.rank = bases.rank
+        self.skel_ptr = bases.skel_ptr
+        self.skel_idx = bases.skel_idx
+        self.skel_pos = bases.skel_pos
+        self.proj_ptr = bases.proj_ptr
+        self.proj = bases.proj
+        self.near_pairs = near.pairs
+        self.near_data = near.data
+        self.far_pairs = far.pairs
+        self.far_data = far.data
+        self.far_pair_off = far.offsets      # block offset of each far pair
+        self.sib_pairs, self.sib_data, self.sib_off = (couplings.pairs, couplings.data,
+                                                      couplings.offsets)
+        self._parts = {"tree": tree, "bases": bases, "near": near, "far": far,
+                       "couplings": couplings}
         (self.near_ptr, self.near_src, self.near_blk,
-         self.near_trans) = _csr_from_pairs(inter.near_pairs, near_offsets, n_nodes)
+         self.near_trans) = _csr_from_pairs(near.pairs, near.offsets, n_nodes)
         (self.far_ptr, self.far_src, self.far_blk,
-         self.far_trans) = _csr_from_pairs(inter.far_pairs, far_offsets, n_nodes)
+         self.far_trans) = _csr_from_pairs(far.pairs, far.offsets, n_nodes)
         # columns of each node's interpolation matrix: its size at a leaf, the
         # children's ranks above
         fl = tree.first_leaf
@@ -86,18 +107,16 @@ class HSSMatrix:
         self.ncols[:fl] = self.rank[2 * np.arange(fl) + 1] + self.rank[2 * np.arange(fl) + 2]
         # offset of every leaf's diagonal block K(leaf, leaf) in near_data
         self.diag_blk = np.zeros(n_nodes, dtype=np.int64)
-        on_diag = inter.near_pairs[:, 0] == inter.near_pairs[:, 1]
-        self.diag_blk[inter.near_pairs[on_diag, 0]] = near_offsets[on_diag]
-        self.skel_pos = (np.concatenate(skels.pos).astype(np.int64) if n_nodes > 1
-                         else np.zeros(0, np.int64))
-        if sibling is None:
-            sibling = (np.zeros((0, 2), np.int64), np.zeros(0), np.zeros(0, np.int64))
-        # sibling couplings that are not far pairs (only when budget > 0)
-        self.sib_pairs, self.sib_data, self.sib_off = sibling
-        self.truncated = skels.truncated
-        self._factor_layout = None
+        on_diag = near.pairs[:, 0] == near.pairs[:, 1]
+        self.diag_blk[near.pairs[on_diag, 0]] = near.offsets[on_diag]
+        self.truncated = list(bases.truncated)
         self.params = dict(params)
         self._info = dict(info)
+        self._caches = _Caches()
+
+    def with_info(self, info):
+        """The same matrix (arrays shared) with ``info`` in place of its info."""
+        return HSSMatrix(**self._parts, params=self.params, info=info)
 
     # ------------------------------------------------------------------ shape
     @property
@@ -126,7 +145,7 @@ class HSSMatrix:
         What = np.empty((int(self.skel_ptr[-1]), k))
         Uhat = np.empty_like(What)
         from ._matvec import hss_apply
-        with _blas_single_thread():
+        with blas_single_thread():
             hss_apply(Wt, U, What, Uhat, self.n_levels, self.tree.node_off,
                       self.tree.node_size, self.rank, self.skel_ptr, self.proj_ptr,
                       self.proj, self.near_ptr, self.near_src, self.near_blk,

@@ -18,21 +18,44 @@ import numpy as np
 import scipy.sparse as sp
 
 
-@dataclass
+@dataclass(frozen=True)
 class Interactions:
     near_pairs: np.ndarray   # (p, 2) leaf node ids, a <= b, diagonal included
     far_pairs: np.ndarray    # (q, 2) node ids, a < b, same level
     near_leaves: sp.csr_matrix   # (n_leaves, n_leaves) boolean, symmetric
 
-    def excluded_leaves(self, tree, a):
-        """Leaf numbers whose rows node ``a``'s skeleton need not represent:
-        the leaves under ``a`` and every leaf near one of them."""
-        lev = tree.level_of(a)
-        shift = tree.n_levels - lev
-        pos = a - (2 ** lev - 1)
-        under = np.arange(pos << shift, (pos + 1) << shift)
-        rows = self.near_leaves[under]
-        return np.union1d(under, rows.indices)
+
+def _top_votes(V, nl, want):
+    """Per row of the vote matrix V: the ``want`` columns with the most votes (ties:
+    lower column), the diagonal left out. Returns (rows, cols)."""
+    coo = V.tocoo()
+    r, c, v = coo.row.astype(np.int64), coo.col.astype(np.int64), coo.data
+    off = r != c
+    r, c, v = r[off], c[off], v[off]
+    order = np.lexsort((c, -v, r))
+    r, c = r[order], c[order]
+    start = np.searchsorted(r, np.arange(nl))
+    rank = np.arange(r.size) - start[r]
+    keep = rank < want
+    return r[keep], c[keep]
+
+
+def _fill_by_tree(rows, cols, nl, want):
+    """Rows with fewer than ``want`` chosen leaves get the leaves closest in the tree
+    (deepest common ancestor first: c = b XOR t for t = 1, 2, ...), skipping the
+    chosen ones."""
+    count = np.bincount(rows, minlength=nl)
+    short = np.flatnonzero(count < want)
+    if short.size == 0:
+        return rows, cols
+    need = want - count[short]
+    t = np.arange(1, min(nl, want + int(count[short].max()) + 1), dtype=np.int64)
+    cand = short[:, None] ^ t[None, :]
+    taken = np.isin(short[:, None] * nl + cand, rows * nl + cols)
+    ok = ~taken
+    ok &= np.cumsum(ok, axis=1) <= need[:, None]
+    rr = np.broadcast_to(short[:, None], cand.shape)[ok]
+    return np.r_[rows, rr], np.r_[cols, cand[ok]]
 
 
 def near_leaf_matrix(tree, nbrs, budget):
@@ -50,23 +73,10 @@ def near_leaf_matrix(tree, nbrs, budget):
     w = 1.0 / (nbrs.dist.ravel()[valid] + 1e-12)
     V = sp.csr_matrix((w, (rows, cols)), shape=(nl, nl))
     V.sum_duplicates()
-    keep_r, keep_c = [np.arange(nl)], [np.arange(nl)]
-    for b in range(nl):
-        lo, hi = V.indptr[b], V.indptr[b + 1]
-        c, v = V.indices[lo:hi], V.data[lo:hi]
-        mask = c != b
-        c, v = c[mask], v[mask]
-        chosen = c[np.lexsort((c, -v))[: target - 1]]
-        if chosen.size < target - 1:
-            # Fewer voted leaves than the budget asks: fill with the leaves closest
-            # in the tree (deepest common ancestor first: smallest b XOR c).
-            rest = np.setdiff1d(np.arange(nl), np.r_[chosen, b])
-            rest = rest[np.lexsort((rest, rest ^ b))][: target - 1 - chosen.size]
-            chosen = np.r_[chosen, rest]
-        keep_r.append(np.full(chosen.size, b))
-        keep_c.append(chosen)
-    r = np.concatenate(keep_r)
-    c = np.concatenate(keep_c)
+    r, c = _top_votes(V, nl, target - 1)
+    r, c = _fill_by_tree(r, c, nl, target - 1)
+    r = np.r_[np.arange(nl), r]
+    c = np.r_[np.arange(nl), c]
     N = sp.csr_matrix((np.ones(r.size, dtype=bool), (r, c)), shape=(nl, nl))
     N = (N + N.T).astype(bool).tocsr()
     N.sort_indices()

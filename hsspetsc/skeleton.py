@@ -1,154 +1,156 @@
-"""Skeletonization by interpolative decomposition, bottom-up with nested bases.
+"""Skeletons from entries: interpolative decompositions, bottom-up, nested bases.
 
 Columns of node a: its indices at a leaf, the union of its children's skeletons
 above. Rows: the columns' neighbours outside a and outside its near list, closest
-first (up to 3/4 of them), then uniform random rows from the same set,
-max(4 #cols, 4 m) in all. (Twice the 2x oversampling of the reference: on K02 it
-takes the matvec error from 9e-4 to 2e-5 at tol 1e-5 for 30% more time.)
-The sampled block is factored by QR with column pivoting; the rank r is the first
-k with |R_kk| < tol |R_11| (capped by max_rank). Skeleton = the r pivot columns;
-P = [I, R11^-1 R12] (in pivot order) so that K(:, cols) ~= K(:, skel) P.
+first (up to 3/4 of them), then uniform random rows from the same set;
+ROW_FACTOR x min(max(#cols, m), max_rank) rows in all (an ID never keeps more
+than max_rank columns, so more rows than a few times that buy nothing). The
+sampled block K(rows, cols) is factored by a QR and a pivoted QR of its R; the
+rank r is the smallest k whose dropped part |R[k:, k:]|_F is at most tol |R|_F
+(capped by max_rank). Skeleton = the r pivot columns; P = [I, R11^-1 R12] (in
+pivot order) so that K(:, cols) ~= K(:, skel) P.
+
+Per level: one Cython ``prange`` samples the rows of every node (O(rows +
+cols * k) per node, its own random stream), the sampled blocks are read in
+memory-bounded chunks of nodes (one batched read per chunk), and one ``prange``
+factors them. Level buffers are sized by their caps up front and compacted once.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg as sla
+
+from ._blocks import chunks, exclusive_cumsum, ranges
+from .tree import PHASE_ROWS, level_leaf_range, phase_key
+
+ROW_FACTOR = 4           # sampled rows per column (4: eps2 2e-5 on K02 at tol 1e-5)
+NBR_SHARE = 0.75         # at most this share of the rows from neighbours
+CHUNK_BYTES = 256 * 2 ** 20
 
 
-ROW_FACTOR = 4      # sampled rows per column (see module docstring)
+@dataclass(frozen=True)
+class Bases:
+    """Skeletons and interpolation matrices of all nodes, flat in node order.
+
+    Node a: rank[a] skeleton indices ``skel_idx[skel_ptr[a]:skel_ptr[a+1]]``
+    (original indices) at positions ``skel_pos[...]`` among its columns, and
+    P (rank x ncols, row-major) at ``proj[proj_ptr[a]:proj_ptr[a+1]]``. The root
+    has rank 0. ``truncated``: nodes whose rank hit max_rank before tol (node,
+    level, rank, achieved relative error of the dropped part)."""
+
+    rank: np.ndarray
+    skel_ptr: np.ndarray
+    skel_idx: np.ndarray
+    skel_pos: np.ndarray
+    proj_ptr: np.ndarray
+    proj: np.ndarray
+    truncated: tuple
 
 
-@dataclass
-class Skeletons:
-    rank: np.ndarray                  # (n_nodes,) int64; the root has rank 0
-    skel: list                        # per node: original indices (rank,)
-    proj: list                        # per node: P (rank x ncols) row-major
-    pos: list                         # per node: skeleton positions among its columns
-    truncated: list = field(default_factory=list)   # nodes capped at max_rank
+class LevelIDs:
+    """Results of the IDs of one level, compacted (node order within the level)."""
+
+    def __init__(self, lev, rank, achieved, cols_ptr, cols_idx, pos_buf, pos_off,
+                 proj_buf, proj_off, ncols):
+        self.lev = lev
+        self.rank = rank
+        self.achieved = achieved
+        self.ncols = ncols
+        self.pos = pos_buf[ranges(pos_off, rank)]
+        self.proj = proj_buf[ranges(proj_off, rank * ncols)]
+        self.skel = cols_idx[cols_ptr[:-1].repeat(rank) + self.pos]
+        self.skel_ptr = np.r_[0, np.cumsum(rank)].astype(np.int64)
 
 
-def pivoted_qr_r(B):
-    """R and the column pivots of the pivoted QR of B (rows x cols, cols >= 1).
-
-    A tall B gets an unpivoted (BLAS-3) QR first; the pivoted QR of its R makes the
-    same choices as that of B (column norms are kept) at a fraction of the cost."""
-    if B.shape[0] > B.shape[1] + B.shape[1] // 4:
-        B = sla.qr(B, mode="r", check_finite=False)[0][:B.shape[1]]
-    return sla.qr(B, mode="r", pivoting=True, check_finite=False)
+def id_caps(ncols, n_rows, max_rank):
+    """Room per node for the skeleton positions and for P."""
+    cap = np.minimum(np.minimum(ncols, n_rows), max_rank).astype(np.int64)
+    return cap, cap * ncols
 
 
-def interpolation_matrix(R, piv, r, ncols):
-    """P (r x ncols) with B ~= B[:, piv[:r]] P, from the pivoted QR of B."""
-    P = np.zeros((r, ncols))
-    P[np.arange(r), piv[:r]] = 1.0
-    if 0 < r < ncols:
-        P[:, piv[r:]] = sla.solve_triangular(R[:r, :r], R[:r, r:], check_finite=False)
-    return P
-
-
-def interpolative_decomposition(B, tol, max_rank):
-    """Adaptive ID of B (rows x cols): returns (pivot columns, P, rank, achieved).
-
-    ``achieved`` is |R_{r+1,r+1}| / |R_11| (0 when the ID is exact), the relative
-    size of the first dropped column."""
-    ncols = B.shape[1]
-    if B.size == 0 or ncols == 0:
-        return np.zeros(0, np.int64), np.zeros((0, ncols)), 0, 0.0
-    R, piv = pivoted_qr_r(B)
-    d = np.abs(np.diagonal(R))
-    if d.size == 0 or d[0] == 0.0:
-        return np.zeros(0, np.int64), np.zeros((0, ncols)), 0, 0.0
-    below = np.nonzero(d < tol * d[0])[0]
-    r_tol = int(below[0]) if below.size else d.size
-    r = min(r_tol, max_rank)
-    achieved = float(d[r] / d[0]) if r < d.size else 0.0
-    return piv[:r].astype(np.int64), interpolation_matrix(R, piv, r, ncols), r, achieved
-
-
-class _RowSampler:
-    """Rows outside a node and its near list: neighbours first, then uniform."""
-
-    def __init__(self, tree, nbrs, inter, rng):
-        self.tree = tree
-        self.nbrs = nbrs
-        self.inter = inter
-        self.rng = rng
-        self.leaf_of = tree.leaf_of_original()
-        self.leaf_off = tree.node_off[tree.first_leaf:]
-        self.leaf_size = tree.node_size[tree.first_leaf:]
-        self.nbr_share = 0.75
-
-    def rows(self, a, n_rows):
-        tree = self.tree
-        excl_leaves = self.inter.excluded_leaves(tree, a)
-        excluded = np.zeros(tree.n_leaves, dtype=bool)
-        excluded[excl_leaves] = True
-        n_allowed = tree.n - int(self.leaf_size[excl_leaves].sum())
-        if n_allowed <= n_rows:   # take every allowed row
-            keep = ~excluded
-            pos = np.concatenate([np.arange(o, o + s) for o, s in
-                                  zip(self.leaf_off[keep], self.leaf_size[keep])]
-                                 or [np.zeros(0, np.int64)])
-            return tree.perm[pos]
-        chosen = np.zeros(0, dtype=np.int64)
-        n_nbr_max = int(self.nbr_share * n_rows)
-        if self.nbrs is not None and self.nbrs.index.shape[1] > 0:
-            members = tree.indices(a)
-            cand = self.nbrs.index[members].ravel()
-            cd = self.nbrs.dist[members].ravel()
-            ok = cand >= 0
-            cand, cd = cand[ok], cd[ok]
-            ok = ~excluded[self.leaf_of[cand]]
-            cand, cd = cand[ok], cd[ok]
-            if cand.size:
-                order = np.argsort(cd, kind="stable")
-                cand = cand[order]
-                _, first = np.unique(cand, return_index=True)
-                chosen = cand[np.sort(first)][:n_nbr_max]
-        need = n_rows - chosen.size
-        taken = np.zeros(tree.n, dtype=bool)
-        taken[chosen] = True
-        extra = []
-        for _ in range(20):
-            if need <= 0:
-                break
-            pos = self.rng.integers(0, tree.n, size=2 * need + 16)
-            idx = tree.perm[pos]
-            idx = idx[~excluded[self.leaf_of[idx]] & ~taken[idx]]
-            idx = idx[np.sort(np.unique(idx, return_index=True)[1])][:need]
-            taken[idx] = True
-            extra.append(idx)
-            need -= idx.size
-        return np.concatenate([chosen] + extra)
-
-
-def skeletonize(tree, source, nbrs, inter, tol, max_rank, rng):
-    """Skeletons and interpolation matrices of every non-root node."""
-    n_nodes = tree.n_nodes
-    rank = np.zeros(n_nodes, dtype=np.int64)
-    skel = [np.zeros(0, np.int64) for _ in range(n_nodes)]
-    proj = [np.zeros((0, 0)) for _ in range(n_nodes)]
-    pos = [np.zeros(0, np.int64) for _ in range(n_nodes)]
+def assemble_bases(tree, levels, tol, max_rank):
+    """Bases from the per-level results (levels 1..L in any order)."""
+    by_level = {lv.lev: lv for lv in levels}
+    rank = np.zeros(tree.n_nodes, dtype=np.int64)
+    parts_skel, parts_pos, parts_proj, proj_sizes = [], [], [], []
     truncated = []
-    sampler = _RowSampler(tree, nbrs, inter, rng)
+    for lev in range(1, tree.n_levels + 1):
+        lv = by_level[lev]
+        nodes = tree.level_nodes(lev)
+        rank[nodes] = lv.rank
+        parts_skel.append(lv.skel)
+        parts_pos.append(lv.pos)
+        parts_proj.append(lv.proj)
+        proj_sizes.append(lv.rank * lv.ncols)
+        capped = np.flatnonzero((lv.rank >= max_rank) & (lv.achieved > tol))
+        truncated += [{"node": int(nodes[t]), "level": lev, "rank": int(lv.rank[t]),
+                       "achieved": float(lv.achieved[t])} for t in capped]
+    sizes = np.r_[0, np.concatenate(proj_sizes)] if proj_sizes else np.zeros(1, np.int64)
+    cat = (lambda parts, dt: np.concatenate(parts).astype(dt) if parts
+           else np.zeros(0, dt))
+    return Bases(rank=rank, skel_ptr=np.r_[0, np.cumsum(rank)].astype(np.int64),
+                 skel_idx=cat(parts_skel, np.int64), skel_pos=cat(parts_pos, np.int64),
+                 proj_ptr=np.r_[0, np.cumsum(sizes)].astype(np.int64),
+                 proj=cat(parts_proj, np.float64), truncated=tuple(truncated))
+
+
+def skeletonize(tree, reader, nbrs, inter, tol, max_rank, seed, n_threads):
+    """Bases of every non-root node from sampled entries (see the module docstring)."""
+    from ._build import column_ids, node_keys, sample_rows
+    n, L = tree.n, tree.n_levels
+    if L == 0:
+        return assemble_bases(tree, [], tol, max_rank)
+    key = np.uint64(phase_key(seed, PHASE_ROWS))
     m = int(tree.node_size[tree.first_leaf:].max())
-    for lev in range(tree.n_levels, 0, -1):
-        for a in tree.level_nodes(lev):
-            if lev == tree.n_levels:
-                cols = tree.indices(a)
-            else:
-                cols = np.concatenate([skel[2 * a + 1], skel[2 * a + 2]])
-            if cols.size == 0:
-                proj[a] = np.zeros((0, 0))
-                continue
-            rows = sampler.rows(a, ROW_FACTOR * max(cols.size, m))
-            B = source.entries(rows, cols)
-            piv, P, r, achieved = interpolative_decomposition(B, tol, max_rank)
-            if r == max_rank and achieved >= tol:
-                truncated.append({"node": int(a), "level": int(lev), "rank": int(r),
-                                  "achieved": achieved})
-            rank[a] = r
-            skel[a] = cols[piv]
-            pos[a] = piv
-            proj[a] = np.ascontiguousarray(P)
-    return Skeletons(rank=rank, skel=skel, proj=proj, pos=pos, truncated=truncated)
+    leaf_off = tree.leaf_bounds()
+    near = inter.near_leaves
+    has_near = near.nnz > tree.n_leaves
+    near_ptr = near.indptr.astype(np.int64)
+    near_idx = near.indices.astype(np.int64)
+    if nbrs is not None and nbrs.index.shape[1] > 0:
+        nbr_idx, nbr_dist = nbrs.index, nbrs.dist
+    else:
+        nbr_idx, nbr_dist = np.zeros((n, 0), np.int64), np.zeros((n, 0))
+    mark = np.zeros((n_threads, n), dtype=np.int8)
+    # the leaves' columns are their indices
+    leaves = tree.level_nodes(L)
+    cols_ptr = np.r_[tree.node_off[leaves], n].astype(np.int64)
+    cols_idx = tree.perm
+    levels = []
+    for lev in range(L, 0, -1):
+        nodes = tree.level_nodes(lev).astype(np.int64)
+        nn = nodes.size
+        ncols = np.diff(cols_ptr)
+        n_rows = np.where(ncols > 0, ROW_FACTOR * np.minimum(np.maximum(ncols, m),
+                                                              max_rank), 0)
+        keys = np.empty(nn, dtype=np.uint64)
+        node_keys(key, nodes, keys)
+        lo = tree.node_off[nodes]
+        hi = lo + tree.node_size[nodes]
+        llo, lhi = level_leaf_range(tree, nodes)
+        rows_off = exclusive_cumsum(n_rows)
+        rows = np.empty(int(n_rows.sum()), dtype=np.int64)
+        rows_cnt = np.empty(nn, dtype=np.int64)
+        sample_rows(lo, hi, llo, lhi, cols_ptr, cols_idx, n_rows.astype(np.int64),
+                    keys, tree.perm, tree.iperm, leaf_off, near_ptr, near_idx, has_near,
+                    nbr_idx, nbr_dist, NBR_SHARE, rows_off, rows, rows_cnt, mark,
+                    n_threads)
+        pos_cap, proj_cap = id_caps(ncols, rows_cnt, max_rank)
+        pos_off, proj_off = exclusive_cumsum(pos_cap), exclusive_cumsum(proj_cap)
+        pos_buf = np.empty(int(pos_cap.sum()), dtype=np.int64)
+        proj_buf = np.empty(int(proj_cap.sum()))
+        rank = np.zeros(nn, dtype=np.int64)
+        achieved = np.zeros(nn)
+        for c0, c1 in chunks(rows_cnt * ncols, CHUNK_BYTES // 8):
+            # K(cols, rows) row-major is K(rows, cols) column-major (symmetry)
+            B, Boff = reader.read(cols_ptr[c0:c1], ncols[c0:c1], cols_idx,
+                                  rows_off[c0:c1], rows_cnt[c0:c1], rows)
+            column_ids(B, Boff, rows_cnt[c0:c1], ncols[c0:c1], tol, max_rank,
+                       rank[c0:c1], achieved[c0:c1], proj_buf, proj_off[c0:c1],
+                       pos_buf, pos_off[c0:c1], n_threads)
+        lv = LevelIDs(lev, rank, achieved, cols_ptr, cols_idx, pos_buf, pos_off,
+                      proj_buf, proj_off, ncols)
+        levels.append(lv)
+        # the parents' columns: [skel(left child), skel(right child)], in order
+        cols_idx = lv.skel
+        cols_ptr = lv.skel_ptr[0::2].copy()
+    return assemble_bases(tree, levels, tol, max_rank)

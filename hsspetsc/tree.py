@@ -4,13 +4,35 @@ Node ``a`` has children ``2a+1`` and ``2a+2``; level ``l`` holds nodes
 ``2**l - 1 .. 2**(l+1) - 2``; the leaves are the last level. ``perm`` lists the
 original indices in tree order, and node ``a`` owns ``perm[node_off[a] :
 node_off[a] + node_size[a]]``. Sibling sizes differ by at most one.
+
+Splits (DESIGN 3.2) are computed a level at a time: for every node of the level,
+p = the index farthest (summed distance) from a few sampled columns, q = the index
+farthest from p, and the node's indices sorted by d(i, p) - d(i, q); the first half
+goes left. Randomized trees (the neighbour search) draw p and q at random. The
+distances of a level are read in one batch (:class:`Metric`), the choices and the
+sorting run in one Cython ``prange`` over the level's nodes, and every random
+choice comes from the node's own counter-based stream, so the tree does not depend
+on the thread count.
 """
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from ._blocks import BlockReader
+from ._threads import effective_n_threads
+
 DISTANCES = ("angle", "kernel", "geometric")
+SQDIST = 7                       # kernel code of the squared distance (_kernels.pyx)
+
+
+def phase_key(seed, phase, extra=0):
+    """64-bit key of one random phase, from the user's seed (numpy SeedSequence)."""
+    ss = np.random.SeedSequence([int(seed), int(phase), int(extra)])
+    return int(ss.generate_state(1, dtype=np.uint64)[0])
+
+
+PHASE_TREE, PHASE_ANN, PHASE_ROWS, PHASE_SKETCH, PHASE_CHECK = 1, 2, 3, 4, 5
 
 
 class Metric:
@@ -19,28 +41,45 @@ class Metric:
     - ``angle``:  d(i, j) = 1 - K_ij^2 / (K_ii K_jj)   (needs K_ii > 0)
     - ``kernel``: d(i, j) = K_ii + K_jj - 2 K_ij
     - ``geometric``: squared Euclidean distance of ``source.points``.
+
+    ``reader`` (a :class:`~hsspetsc._blocks.BlockReader` of the source) counts the
+    entries read; the geometric metric reads points, not entries.
     """
 
-    def __init__(self, source, kind, diag):
-        self.source = source
+    def __init__(self, source, kind, diag, reader=None, n_threads=None):
         self.kind = kind
-        self.diag = diag
+        self.diag = np.ascontiguousarray(diag, dtype=np.float64)
+        self.n = source.n
         if kind == "geometric":
-            self.points = np.ascontiguousarray(source.points, dtype=np.float64)
-            self.sq = np.einsum("ij,ij->i", self.points, self.points)
+            from ._kernels import KernelEvaluator
+            pts = np.ascontiguousarray(source.points, dtype=np.float64)
+            ev = KernelEvaluator(pts, SQDIST, 1.0, 0.0, 1.0, np.zeros(0))
+            self.reader = BlockReader(evaluator=ev, n_threads=n_threads)
+        else:
+            self.reader = reader if reader is not None else BlockReader(source, n_threads)
+        self.n_threads = self.reader.n_threads
+
+    def read(self, row_start, row_len, row_idx, col_start, col_len, col_idx):
+        """Distances of a block list (see :mod:`hsspetsc._blocks`): (data, offsets)."""
+        data, off = self.reader.read(row_start, row_len, row_idx, col_start, col_len,
+                                     col_idx)
+        if self.kind != "geometric" and data.size:
+            from ._build import to_distance
+            to_distance(data, off, _i64(row_start), _i64(row_len), _i64(row_idx),
+                        _i64(col_start), _i64(col_len), _i64(col_idx), self.diag,
+                        0 if self.kind == "angle" else 1, self.n_threads)
+        return data, off
 
     def __call__(self, I, J):
-        I = np.asarray(I, dtype=np.int64)
-        J = np.asarray(J, dtype=np.int64)
-        if self.kind == "geometric":
-            d = self.sq[I][:, None] + self.sq[J][None, :] - 2.0 * (self.points[I] @ self.points[J].T)
-            return np.maximum(d, 0.0)
-        K = self.source.entries(I, J)
-        if self.kind == "angle":
-            d = 1.0 - (K * K) / np.outer(self.diag[I], self.diag[J])
-        else:
-            d = self.diag[I][:, None] + self.diag[J][None, :] - 2.0 * K
-        return np.maximum(d, 0.0)
+        """The distance block d(I, J) as a (len(I), len(J)) array."""
+        I, J = _i64(I), _i64(J)
+        z = np.zeros(1, np.int64)
+        data, _ = self.read(z, [I.size], I, z, [J.size], J)
+        return data.reshape(I.size, J.size)
+
+
+def _i64(a):
+    return np.ascontiguousarray(a, dtype=np.int64)
 
 
 def tree_depth(n, leaf_size):
@@ -64,7 +103,7 @@ def tree_layout(n, n_levels):
     return off, size
 
 
-@dataclass
+@dataclass(frozen=True)
 class ClusterTree:
     """Flat cluster tree. See the module docstring for the layout."""
 
@@ -98,45 +137,80 @@ class ClusterTree:
         o = self.node_off[a]
         return self.perm[o:o + self.node_size[a]]
 
+    def leaf_bounds(self):
+        """(n_leaves + 1,) tree positions where the leaves start, then n."""
+        return np.r_[self.node_off[self.first_leaf:], self.n].astype(np.int64)
+
     def leaf_of_original(self):
         """(n,) leaf number (0 .. n_leaves-1) of each original index."""
-        leaf_off = self.node_off[self.first_leaf:]
-        pos_leaf = np.searchsorted(leaf_off, np.arange(self.n), side="right") - 1
+        pos_leaf = np.searchsorted(self.leaf_bounds()[:-1], np.arange(self.n),
+                                   side="right") - 1
         return pos_leaf[self.iperm]
 
 
-def _split_order(idx, metric, rng, n_samples, randomized):
-    """Order of ``idx`` that puts the half closer to p (then q) first.
-
-    p is the index farthest from a few sampled columns (by summed distance), q the
-    index farthest from p; every index is projected on d(i, p) - d(i, q) and the
-    split is the median of that projection. ``randomized`` picks p and q at random
-    (the randomized trees of the neighbour search)."""
-    size = idx.shape[0]
-    if randomized:
-        ip, iq = rng.choice(size, 2, replace=False)
-        p, q = idx[ip], idx[iq]
-        dp = metric(idx, [p])[:, 0]
-    else:
-        cols = idx[rng.choice(size, min(size, n_samples), replace=False)]
-        p = idx[int(np.argmax(metric(idx, cols).sum(axis=1)))]
-        dp = metric(idx, [p])[:, 0]
-        q = idx[int(np.argmax(dp))]
-    dq = metric(idx, [q])[:, 0]
-    return np.argsort(dp - dq, kind="stable")
-
-
-def build_tree(n, metric, leaf_size, rng, n_samples=8, randomized=False):
-    """Build the cluster tree by recursive median splits, one level at a time."""
+def tree_from_order(n, leaf_size, perm=None):
+    """The balanced tree over a given order (``perm``, default the identity):
+    bisection of that order, no entries read."""
     n_levels = tree_depth(n, leaf_size)
     off, size = tree_layout(n, n_levels)
-    perm = np.arange(n, dtype=np.int64)
-    for lev in range(n_levels):
-        for a in range(2 ** lev - 1, 2 ** (lev + 1) - 1):
-            o, s = off[a], size[a]
-            idx = perm[o:o + s]
-            perm[o:o + s] = idx[_split_order(idx, metric, rng, n_samples, randomized)]
+    perm = np.arange(n, dtype=np.int64) if perm is None else _i64(perm).copy()
     iperm = np.empty_like(perm)
     iperm[perm] = np.arange(n, dtype=np.int64)
     return ClusterTree(n=n, n_levels=n_levels, perm=perm, iperm=iperm,
                        node_off=off, node_size=size)
+
+
+def build_tree(n, metric, leaf_size, seed=0, n_samples=8, randomized=False, key=None):
+    """Build the cluster tree by median splits under ``metric``, one level at a time.
+
+    ``key``: the 64-bit random key of this tree (default: from ``seed``)."""
+    from ._build import node_keys, pick_columns, reorder_level, row_sum_argmax
+    n_levels = tree_depth(n, leaf_size)
+    off, size = tree_layout(n, n_levels)
+    perm = np.arange(n, dtype=np.int64)
+    if key is None:
+        key = phase_key(seed, PHASE_TREE)
+    nt = effective_n_threads(metric.n_threads)
+    for lev in range(n_levels):
+        nodes = np.arange(2 ** lev - 1, 2 ** (lev + 1) - 1, dtype=np.int64)
+        lo, sz = off[nodes], size[nodes]
+        keys = np.empty(nodes.size, dtype=np.uint64)
+        node_keys(np.uint64(key), nodes, keys)
+        if randomized:
+            ncol = np.full(nodes.size, 2, dtype=np.int64)
+        else:
+            ncol = np.minimum(sz, n_samples).astype(np.int64)
+        col_ptr = np.r_[0, np.cumsum(ncol)].astype(np.int64)
+        cols = np.empty(int(col_ptr[-1]), dtype=np.int64)
+        pick_columns(lo, sz, perm, keys, col_ptr, cols, nt)
+        if randomized:
+            D, _ = metric.read(lo, sz, perm, col_ptr[:-1], ncol, cols)
+            dp, dq = np.ascontiguousarray(D[0::2]), np.ascontiguousarray(D[1::2])
+        else:
+            D, Doff = metric.read(lo, sz, perm, col_ptr[:-1], ncol, cols)
+            p = np.empty(nodes.size, dtype=np.int64)
+            row_sum_argmax(D, Doff, lo, sz, ncol, perm, p, nt)
+            one = np.ones(nodes.size, dtype=np.int64)
+            idx = np.arange(nodes.size, dtype=np.int64)
+            dp, _ = metric.read(lo, sz, perm, idx, one, p)
+            q = np.empty(nodes.size, dtype=np.int64)
+            row_sum_argmax(dp, lo, lo, sz, one, perm, q, nt)
+            dq, _ = metric.read(lo, sz, perm, idx, one, q)
+        reorder_level(perm, lo, sz, dp, dq, nt)
+    iperm = np.empty_like(perm)
+    iperm[perm] = np.arange(n, dtype=np.int64)
+    return ClusterTree(n=n, n_levels=n_levels, perm=perm, iperm=iperm,
+                       node_off=off, node_size=size)
+
+
+def level_leaf_range(tree, nodes):
+    """First and end leaf number (0-based among the leaves) under each node."""
+    nodes = np.asarray(nodes, dtype=np.int64)
+    lev = np.floor(np.log2(nodes + 1)).astype(np.int64)
+    shift = tree.n_levels - lev
+    pos = nodes - (2 ** lev - 1)
+    return pos << shift, (pos + 1) << shift
+
+
+__all__ = ["ClusterTree", "Metric", "build_tree", "tree_from_order", "tree_depth",
+           "tree_layout", "phase_key"]

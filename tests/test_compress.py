@@ -83,7 +83,7 @@ def test_stats_and_repr_agree_with_the_storage(k02):
                 "entries_fraction", "near_fraction", "time"):
         assert key in s
     assert s["N"] == n and s["levels"] == H.n_levels
-    assert set(s["time"]) >= {"tree", "neighbors", "skeletons", "caching", "total"}
+    assert set(s["time"]) >= {"tree", "neighbors", "skeletons", "blocks", "total"}
     # near fraction = share of N^2 held by the near blocks (both triangles)
     near_entries = H.near_data.size * 2 - sum(
         int(H.tree.node_size[a]) ** 2 for a, b in H.near_pairs if a == b)

@@ -15,7 +15,7 @@ def _metric(src, kind="angle"):
 def test_tree_is_complete_and_balanced(gauss3d, n, m):
     X = np.random.default_rng(0).random((n, 2))
     src = hsspetsc.gallery.kernel_matrix(X, "gaussian", bandwidth=0.2)
-    tree = build_tree(n, _metric(src), m, np.random.default_rng(0))
+    tree = build_tree(n, _metric(src), m, 0)
     assert np.array_equal(np.sort(tree.perm), np.arange(n))
     assert np.array_equal(tree.iperm[tree.perm], np.arange(n))
     leaves = tree.node_size[tree.first_leaf:]
@@ -37,7 +37,7 @@ def test_split_separates_two_clusters(distance):
     order = rng.permutation(400)
     X, label = X[order], label[order]
     src = hsspetsc.gallery.kernel_matrix(X, "gaussian", bandwidth=1.0)
-    tree = build_tree(400, _metric(src, distance), 200, np.random.default_rng(0))
+    tree = build_tree(400, _metric(src, distance), 200, 0)
     left = label[tree.indices(1)]
     assert left.min() == left.max()
 
@@ -48,7 +48,7 @@ def test_neighbor_recall_is_measured_honestly(distance):
     src = hsspetsc.gallery.kernel_matrix(X, "gaussian", bandwidth=0.1)
     metric = _metric(src, distance)
     k = 16
-    nb = approximate_neighbors(1500, metric, k, 64, np.random.default_rng(0))
+    nb = approximate_neighbors(1500, metric, k, 64, 0)
     assert nb.index.shape == (1500, k)
     assert not np.any(nb.index == np.arange(1500)[:, None])       # no self
     # recall against brute force on all indices
@@ -80,9 +80,8 @@ def test_near_and_far_cover_every_entry_once(budget):
     X = np.random.default_rng(4).random((600, 2))
     src = hsspetsc.gallery.kernel_matrix(X, "gaussian", bandwidth=0.1)
     metric = _metric(src)
-    rng = np.random.default_rng(0)
-    tree = build_tree(600, metric, 20, rng)
-    nb = approximate_neighbors(600, metric, 8, 20, rng)
+    tree = build_tree(600, metric, 20, 0)
+    nb = approximate_neighbors(600, metric, 8, 20, 0)
     inter = build_interactions(tree, nb, budget)
     assert np.all(_coverage(tree, inter) == 1)
     nl = tree.n_leaves

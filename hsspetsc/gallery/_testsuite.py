@@ -24,7 +24,8 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from .._validation import check_choice, check_int, effective_n_threads
+from .._threads import effective_n_threads
+from .._validation import check_choice, check_int
 from ..sources import DenseSource, KernelSource
 
 TESTSUITE_NAMES = ("K02", "K03", "K04", "K05", "K06", "K07", "K08", "K09", "K10", "K11",

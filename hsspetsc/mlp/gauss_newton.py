@@ -17,8 +17,7 @@ It is a :class:`hsspetsc.Source`, so ``hsspetsc.compress(GaussNewton(...))`` wor
 """
 import numpy as np
 
-from .._validation import (add_to_diagonal, as_float_array, check_finite, check_float,
-                           check_int, effective_n_threads)
+from .._validation import as_float_array, check_finite, check_float, check_int
 from ..sources import Source
 from .model import act_deriv, softmax
 
@@ -156,16 +155,19 @@ class GaussNewton(Source):
         self._diag = diag
 
     # ------------------------------------------------------------ source API
+    def evaluator(self):
+        """The nogil entry evaluator (damping included), or None for a subclass that
+        overrides ``_block``."""
+        if type(self)._block is not GaussNewton._block:
+            return None
+        from .._gn import GNEvaluator
+        return GNEvaluator(self._layer, self._pidx, self._qidx, self._Xbuf, self._xoff,
+                           self._Gbuf, self._goff, self._outs, self._m,
+                           self.model.n_layers, self.diag_last, 1.0 / self._m, self.damping)
+
     def _block(self, I, J):
-        from .._gn import gn_entries
-        out = np.empty((len(I), len(J)))
-        gn_entries(np.ascontiguousarray(I, np.int64), np.ascontiguousarray(J, np.int64),
-                   self._layer, self._pidx, self._qidx, self._Xbuf, self._xoff,
-                   self._Gbuf, self._goff, self._outs, self._m, self.model.n_layers,
-                   self.diag_last, 1.0 / self._m, out, effective_n_threads(self.n_threads))
-        if self.damping:
-            add_to_diagonal(out, I, J, self.damping)
-        return out
+        from ..sources import evaluate_block
+        return evaluate_block(GaussNewton.evaluator(self), I, J, self.n_threads)
 
     def diagonal(self):
         return self._diag + self.damping

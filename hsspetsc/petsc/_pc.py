@@ -20,19 +20,18 @@ import numpy as np
 from petsc4py import PETSc
 
 from .._validation import check_int
-from ..compress import compress, validate_params
-from ..sketch import compress_sketch
+from .. import _params
+from ..compress import compress, compress_sketch
 from ..factor import FactorizationError
 from ..sources import DenseSource, EntrySource
 from ._comm import collective, release_refs
 from ._mat import HSSMatContext
 from ._vec import Gatherer, check_vec, set_local
 
-_DEFAULTS = {"leaf_size": 128, "max_rank": 256, "tol": 1e-5, "neighbors": 32,
-             "budget": 0.0, "distance": "angle", "seed": 0, "samples": 0}
-_GETTERS = {"leaf_size": "getInt", "max_rank": "getInt", "tol": "getReal",
-            "neighbors": "getInt", "budget": "getReal", "distance": "getString",
-            "seed": "getInt", "samples": "getInt"}
+# compress's defaults (one specification: hsspetsc._params); samples 0 = from entries
+_KEYS = ("leaf_size", "max_rank", "tol", "neighbors", "budget", "distance", "seed")
+_DEFAULTS = dict({k: _params.default(k) for k in _KEYS}, samples=0)
+_GETTERS = {int: "getInt", float: "getReal", str: "getString"}
 
 
 def _read_options(pc):
@@ -42,7 +41,7 @@ def _read_options(pc):
         name = f"pc_hss_{key}"
         if opts.hasName(name):
             explicit.add(key)
-        params[key] = getattr(opts, _GETTERS[key])(name, default)
+        params[key] = getattr(opts, _GETTERS[_params.SPEC[key].kind])(name, default)
     shift = opts.getReal("pc_hss_shift", 0.0)
     validate = opts.getInt("pc_hss_validate", 0)
     auto = opts.getBool("pc_hss_auto_shift", False)
@@ -55,7 +54,7 @@ def _check(params, n, prefix):
     where = f"HSSPC (options -{prefix or ''}pc_hss_*)"
     p = dict(params)
     samples = check_int(p.pop("samples"), "samples", where, lo=0, hi=n)
-    validate_params(n, where=where, **p)
+    _params.check(n, where, **p)
     if samples and (p["budget"] > 0 or p["distance"] == "kernel"):
         raise ValueError(f"{where}: -pc_hss_samples builds plain HSS from products "
                          f"(compress_sketch): it needs -pc_hss_budget 0 and "

@@ -1,25 +1,39 @@
 """Matrix sources: what the compressor reads a matrix through.
 
-A source gives ``entries(I, J)`` (the block K[I][:, J]) and ``diagonal()``; nothing
-else is needed (geometry-oblivious). Optional: ``points`` (enables the geometric
-distance) and ``to_dense()``.
+The Source protocol, in one place:
+
+- required: ``n``, ``entries(I, J)`` (the block K[I][:, J]) and ``diagonal()``;
+  nothing else is needed (geometry-oblivious);
+- optional ``entries_batch(blocks)``: many blocks in one call (a list of (I, J)
+  pairs in, a list of arrays out). The compressor reads a whole tree level per
+  call; the default loops over ``entries``. Give one when a call is expensive
+  (a remote or collective source);
+- optional ``evaluator()``: a nogil block evaluator (``hsspetsc._entries``), so the
+  compressor evaluates entries in its Cython kernels without the GIL (kernel,
+  dense and Gauss-Newton sources have one; None otherwise);
+- optional ``matmat(V)``: products K @ V (``compress_sketch`` needs them); None
+  when the source has none;
+- optional ``points`` (enables the geometric distance) and ``to_dense()``.
 """
 from abc import ABC, abstractmethod
 
 import numpy as np
 
-from .._validation import (as_float_array, as_index_array, check_finite,
-                           check_int, effective_n_threads)
+from .._blocks import fill_with_evaluator
+from .._threads import effective_n_threads
+from .._validation import (as_float_array, as_index_array, check_finite, check_int)
 
 __all__ = ["Source", "DenseSource", "EntrySource", "KernelSource", "as_source"]
 
 
 class Source(ABC):
-    """Base class of matrix sources. Subclasses implement ``_block(I, J)`` and
-    ``diagonal()``; ``entries`` validates the indices and calls ``_block``."""
+    """Base class of matrix sources (see the module docstring for the protocol).
+    Subclasses implement ``_block(I, J)`` and ``diagonal()``; ``entries`` validates
+    the indices and calls ``_block``."""
 
     n = 0
     points = None
+    matmat = None            # products K @ V, when a subclass can give them
 
     @property
     def shape(self):
@@ -30,6 +44,14 @@ class Source(ABC):
         I = as_index_array(I, self.n, "I", f"{type(self).__name__}.entries")
         J = as_index_array(J, self.n, "J", f"{type(self).__name__}.entries")
         return self._block(I, J)
+
+    def entries_batch(self, blocks):
+        """K[I][:, J] for every (I, J) of ``blocks`` (validated int64 arrays)."""
+        return [self._block(I, J) for I, J in blocks]
+
+    def evaluator(self):
+        """A nogil block evaluator, or None (the default)."""
+        return None
 
     @abstractmethod
     def _block(self, I, J):
@@ -49,6 +71,23 @@ class Source(ABC):
 
     def __repr__(self):
         return f"{type(self).__name__}(n={self.n})"
+
+
+def evaluate_block(ev, I, J, n_threads=None):
+    """K[I][:, J] through a nogil evaluator, rows split over the threads."""
+    I = np.ascontiguousarray(I, dtype=np.int64)
+    J = np.ascontiguousarray(J, dtype=np.int64)
+    out = np.empty((I.size, J.size))
+    z = np.zeros(1, dtype=np.int64)
+    fill_with_evaluator(ev, z, [I.size], I, z, [J.size], J, z, out.reshape(-1),
+                        effective_n_threads(n_threads))
+    return out
+
+
+def _own_block(obj, cls):
+    """True when ``obj`` evaluates entries with ``cls._block`` (a subclass that
+    overrides ``_block`` must not be bypassed by the class's evaluator)."""
+    return type(obj)._block is cls._block
 
 
 class DenseSource(Source):
@@ -83,6 +122,16 @@ class DenseSource(Source):
     def _block(self, I, J):
         return self.A[np.ix_(I, J)]
 
+    def evaluator(self):
+        if not _own_block(self, DenseSource):
+            return None
+        from .._entries import DenseEvaluator
+        return DenseEvaluator(self.A)
+
+    def matmat(self, V):
+        """K @ V."""
+        return self.A @ V
+
     def diagonal(self):
         return np.diagonal(self.A).copy()
 
@@ -102,9 +151,15 @@ class EntrySource(Source):
     diagonal : callable ``diagonal() -> (n,)`` or an (n,) array
         The diagonal of K.
     points : optional (n, d) array, enables ``distance="geometric"``.
+    entries_batch : optional callable ``entries_batch(blocks) -> list of arrays``
+        Many blocks per call (``blocks`` is a list of (I, J) index pairs); the
+        compressor then calls it once per tree level instead of calling
+        ``entries`` once per block.
+    matmat : optional callable ``matmat(V) -> K @ V`` (for ``compress_sketch``).
     """
 
-    def __init__(self, n, entries, diagonal, points=None):
+    def __init__(self, n, entries, diagonal, points=None, entries_batch=None,
+                 matmat=None):
         where = "EntrySource"
         self.n = check_int(n, "n", where, lo=1)
         if not callable(entries):
@@ -128,13 +183,34 @@ class EntrySource(Source):
                                  f"rows. Got shape {points.shape} instead.")
             check_finite(points, "points", where)
         self.points = points
+        for name, f in (("entries_batch", entries_batch), ("matmat", matmat)):
+            if f is not None and not callable(f):
+                raise TypeError(f"The '{name}' parameter of {where} must be callable or "
+                                f"None. Got {type(f).__name__} instead.")
+        self._batch = entries_batch
+        if matmat is not None:
+            self.matmat = matmat
 
     def _block(self, I, J):
-        out = np.asarray(self._entries(I, J), dtype=np.float64)
+        return self._checked(self._entries(I, J), I, J, "entries")
+
+    def entries_batch(self, blocks):
+        if self._batch is None:
+            return super().entries_batch(blocks)
+        values = list(self._batch(blocks))
+        if len(values) != len(blocks):
+            raise ValueError(f"EntrySource: the entries_batch callback returned "
+                             f"{len(values)} blocks for {len(blocks)} requested.")
+        return [self._checked(v, I, J, "entries_batch")
+                for v, (I, J) in zip(values, blocks)]
+
+    @staticmethod
+    def _checked(out, I, J, what):
+        out = np.asarray(out, dtype=np.float64)
         if out.shape != (len(I), len(J)):
-            raise ValueError(f"EntrySource: the entries callback returned shape {out.shape} "
+            raise ValueError(f"EntrySource: the {what} callback returned shape {out.shape} "
                              f"for a ({len(I)}, {len(J)}) block.")
-        check_finite(out, "entries (callback result)", "EntrySource")
+        check_finite(out, f"{what} (callback result)", "EntrySource")
         return out
 
     def diagonal(self):
@@ -175,17 +251,22 @@ class KernelSource(Source):
         self._diag = np.ascontiguousarray(diag, dtype=np.float64)
 
     def _eval(self, I, J, diag):
-        from .._kernels import kernel_block
-        out = np.empty((len(I), len(J)), dtype=np.float64)
-        kernel_block(self.points, I, J, self._code, self.bandwidth, self.param,
-                     1.0 if diag is None else self.scale,
-                     np.zeros(0) if diag is None else diag, out,
-                     effective_n_threads(self.n_threads))
-        return out
+        from .._kernels import KernelEvaluator
+        ev = KernelEvaluator(self.points, self._code, self.bandwidth, self.param,
+                             1.0 if diag is None else self.scale,
+                             np.zeros(0) if diag is None else diag)
+        return evaluate_block(ev, I, J, self.n_threads)
 
     def _block(self, I, J):
         # diagonal entries come from the stored diagonal (shift, the suite's fix)
         return self._eval(I, J, self._diag)
+
+    def evaluator(self):
+        if not _own_block(self, KernelSource):
+            return None
+        from .._kernels import KernelEvaluator
+        return KernelEvaluator(self.points, self._code, self.bandwidth, self.param,
+                               self.scale, self._diag)
 
     def diagonal(self):
         return self._diag.copy()
@@ -208,28 +289,12 @@ def as_source(obj, where="compress"):
         if n is None and getattr(obj, "shape", None) is not None:
             n = obj.shape[0]
         if n is not None:
+            batch = getattr(obj, "entries_batch", None)
+            matmat = getattr(obj, "matmat", None)
             return EntrySource(int(n), obj.entries, obj.diagonal,
-                               points=getattr(obj, "points", None))
+                               points=getattr(obj, "points", None),
+                               entries_batch=batch if callable(batch) else None,
+                               matmat=matmat if callable(matmat) else None)
     raise TypeError(f"The 'source' parameter of {where} must be a square ndarray or an "
                     f"object with entries(I, J) and diagonal(). Got "
                     f"{type(obj).__name__} instead.")
-
-
-class CountingSource(Source):
-    """Wraps a source and counts the entries it evaluates (for ``entries_fraction``)."""
-
-    def __init__(self, source):
-        self.inner = source
-        self.n = source.n
-        self.points = source.points
-        self.count = 0
-
-    def _block(self, I, J):
-        self.count += len(I) * len(J)
-        return self.inner._block(I, J)
-
-    def entries(self, I, J):
-        return self._block(np.asarray(I, dtype=np.int64), np.asarray(J, dtype=np.int64))
-
-    def diagonal(self):
-        return self.inner.diagonal()

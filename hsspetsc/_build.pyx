@@ -1,0 +1,553 @@
+# cython: language_level=3
+"""Construction kernels: one ``prange`` over the nodes of a tree level (private).
+
+Python orchestrates per level (hsspetsc/_construct.py); every loop over nodes or
+indices is here. Entries are read between kernel calls, a level (or a
+memory-bounded chunk of it) at a time, by ``_blocks.BlockReader``; the kernels
+only see flat buffers. Kernels check nothing; arguments are labelled IN / OUT /
+WORK. BLAS/LAPACK run single-threaded inside the parallel regions (the caller
+holds OpenBLAS to one thread).
+
+Random choices come from the counter-based streams of ``_random.pxd``: node ``a``
+uses the key ``node_key(phase_key, a)``, so results do not depend on the thread
+count or the order nodes are processed in.
+
+Sections: tree splits (column picks, arg-max, median reorder), the distance
+transform, neighbour merging, row sampling, the interpolative decomposition
+(entries and sketch variants).
+"""
+from cython.parallel cimport prange, threadid
+from libc.math cimport sqrt, fabs
+from libc.stdint cimport int64_t, uint64_t
+from libc.stdlib cimport malloc, free, qsort
+from libc.string cimport memcpy, memset
+
+from ._blas cimport dgemm, dtrsm, dgeqrf, dgeqp3
+from ._random cimport node_key, draw_below
+
+
+# ---------------------------------------------------------------- sorting
+cdef struct KeyIdx:
+    double key
+    int64_t idx
+
+
+cdef int _cmp_keyidx(const void* a, const void* b) noexcept nogil:
+    cdef const KeyIdx* x = <const KeyIdx*>a
+    cdef const KeyIdx* y = <const KeyIdx*>b
+    if x.key < y.key:
+        return -1
+    if x.key > y.key:
+        return 1
+    if x.idx < y.idx:
+        return -1
+    if x.idx > y.idx:
+        return 1
+    return 0
+
+
+cdef inline void _sort_keyidx(KeyIdx* v, Py_ssize_t n) noexcept nogil:
+    """Sort by (key, idx): a total order, so the result is unique."""
+    if n > 1:
+        qsort(v, n, sizeof(KeyIdx), _cmp_keyidx)
+
+
+def node_keys(uint64_t key,
+              const int64_t[::1] nodes,    # IN  node ids
+              uint64_t[::1] out):          # OUT stream key of each node
+    cdef Py_ssize_t t
+    for t in range(nodes.shape[0]):
+        out[t] = node_key(key, nodes[t])
+
+
+# ------------------------------------------------------------ tree splits
+def pick_columns(const int64_t[::1] node_off,   # IN  first tree position of each node
+                 const int64_t[::1] node_size,  # IN
+                 const int64_t[::1] perm,       # IN  tree position -> original index
+                 const uint64_t[::1] keys,      # IN  stream key per node
+                 const int64_t[::1] col_ptr,    # IN  node t picks col_ptr[t+1]-col_ptr[t]
+                 int64_t[::1] col_idx,          # OUT original indices, distinct per node
+                 int n_threads):
+    """Distinct positions of each node drawn uniformly (the sampled columns of a
+    split, or the random p and q of a randomized split)."""
+    cdef Py_ssize_t t, c, e, nn = node_off.shape[0]
+    cdef int64_t k, pos, ctr
+    cdef bint dup
+    for t in prange(nn, nogil=True, num_threads=n_threads, schedule="static"):
+        k = col_ptr[t + 1] - col_ptr[t]
+        ctr = 0
+        c = 0
+        while c < k:
+            pos = node_off[t] + draw_below(keys[t], ctr, node_size[t])
+            ctr = ctr + 1
+            dup = False
+            for e in range(c):
+                if col_idx[col_ptr[t] + e] == perm[pos]:
+                    dup = True
+            if not dup:
+                col_idx[col_ptr[t] + c] = perm[pos]
+                c = c + 1
+
+
+def row_sum_argmax(const double[::1] D,         # IN  node t: node_size[t] x ncol[t] row-major at D_off[t]
+                   const int64_t[::1] D_off,
+                   const int64_t[::1] node_off,
+                   const int64_t[::1] node_size,
+                   const int64_t[::1] ncol,
+                   const int64_t[::1] perm,
+                   int64_t[::1] best,           # OUT original index of the row with the largest sum
+                   int n_threads):
+    """Per node: the row whose entries sum highest (first one on ties)."""
+    cdef Py_ssize_t t, i, j, nn = node_off.shape[0]
+    cdef double s, top
+    cdef int64_t arg
+    cdef const double* row
+    for t in prange(nn, nogil=True, num_threads=n_threads, schedule="static"):
+        top = -1.0
+        arg = 0
+        for i in range(node_size[t]):
+            row = &D[D_off[t] + i * ncol[t]]
+            s = 0.0
+            for j in range(ncol[t]):
+                s = s + row[j]
+            if s > top:
+                top = s
+                arg = i
+        best[t] = perm[node_off[t] + arg]
+
+
+def reorder_level(int64_t[::1] perm,           # IN/OUT tree position -> original index
+                  const int64_t[::1] node_off,
+                  const int64_t[::1] node_size,
+                  const double[::1] dp,         # IN  d(i, p) at tree position of i
+                  const double[::1] dq,         # IN  d(i, q)
+                  int n_threads):
+    """Sort each node's indices by d(i, p) - d(i, q) (ties by position): the first
+    ceil(size/2) go to the left child."""
+    cdef Py_ssize_t t, i, nn = node_off.shape[0]
+    cdef int64_t o, s
+    cdef KeyIdx* v
+    cdef int64_t* old
+    for t in prange(nn, nogil=True, num_threads=n_threads, schedule="dynamic"):
+        o = node_off[t]
+        s = node_size[t]
+        v = <KeyIdx*>malloc(s * sizeof(KeyIdx))
+        old = <int64_t*>malloc(s * sizeof(int64_t))
+        for i in range(s):
+            v[i].key = dp[o + i] - dq[o + i]
+            v[i].idx = i
+            old[i] = perm[o + i]
+        _sort_keyidx(v, s)
+        for i in range(s):
+            perm[o + i] = old[v[i].idx]
+        free(v)
+        free(old)
+
+
+# --------------------------------------------------------------- distances
+def to_distance(double[::1] data,                # IN/OUT entries -> distances
+                const int64_t[::1] out_off,
+                const int64_t[::1] row_start, const int64_t[::1] row_len,
+                const int64_t[::1] row_idx,
+                const int64_t[::1] col_start, const int64_t[::1] col_len,
+                const int64_t[::1] col_idx,
+                const double[::1] diag,
+                int kind,                        # 0: angle, 1: kernel
+                int n_threads):
+    """angle: 1 - K_ij^2 / (K_ii K_jj); kernel: K_ii + K_jj - 2 K_ij; clipped at 0."""
+    cdef Py_ssize_t b, i, j, nb = out_off.shape[0]
+    cdef int64_t nr, nc
+    cdef double di, v
+    cdef double* blk
+    for b in prange(nb, nogil=True, num_threads=n_threads, schedule="dynamic"):
+        nr = row_len[b]
+        nc = col_len[b]
+        blk = &data[out_off[b]]
+        for i in range(nr):
+            di = diag[row_idx[row_start[b] + i]]
+            for j in range(nc):
+                v = blk[i * nc + j]
+                if kind == 0:
+                    v = 1.0 - v * v / (di * diag[col_idx[col_start[b] + j]])
+                else:
+                    v = di + diag[col_idx[col_start[b] + j]] - 2.0 * v
+                blk[i * nc + j] = v if v > 0.0 else 0.0
+
+
+# -------------------------------------------------------------- neighbours
+def merge_leaf_neighbors(const double[::1] D,      # IN  leaf t: size x size distances at D_off[t]
+                         const int64_t[::1] D_off,
+                         const int64_t[::1] leaf_off,
+                         const int64_t[::1] leaf_size,
+                         const int64_t[::1] perm,
+                         int64_t[:, ::1] idx,      # IN/OUT k best so far (original indices, -1: none)
+                         double[:, ::1] dist,      # IN/OUT their distances, ascending (inf: none)
+                         int n_threads):
+    """Merge each leaf's exhaustive distances into the running k-best lists of its
+    members (leaves are disjoint, so each list is written by one thread)."""
+    cdef Py_ssize_t t, r, c, e, nn = leaf_off.shape[0], k = idx.shape[1]
+    cdef int64_t s, i, j, ncand, a, b, w
+    cdef double worst
+    cdef KeyIdx* cand
+    cdef KeyIdx* cur
+    cdef bint dup
+    if k == 0:
+        return
+    for t in prange(nn, nogil=True, num_threads=n_threads, schedule="dynamic"):
+        s = leaf_size[t]
+        cand = <KeyIdx*>malloc((s + 1) * sizeof(KeyIdx))
+        cur = <KeyIdx*>malloc((k + 1) * sizeof(KeyIdx))
+        for r in range(s):
+            i = perm[leaf_off[t] + r]
+            worst = dist[i, k - 1]
+            ncand = 0
+            for c in range(s):
+                if c == r:
+                    continue
+                j = perm[leaf_off[t] + c]
+                if D[D_off[t] + r * s + c] < worst:
+                    dup = False
+                    for e in range(k):
+                        if idx[i, e] == j:
+                            dup = True
+                            break
+                    if not dup:
+                        cand[ncand].key = D[D_off[t] + r * s + c]
+                        cand[ncand].idx = j
+                        ncand = ncand + 1
+            if ncand == 0:
+                continue
+            _sort_keyidx(cand, ncand)
+            for e in range(k):
+                cur[e].key = dist[i, e]
+                cur[e].idx = idx[i, e]
+            # merge two ascending lists, keep the k smallest in (key, idx) order
+            # (empty slots have key inf: every candidate is finite and goes first)
+            a = 0
+            b = 0
+            for w in range(k):
+                if b < ncand and (a >= k or _cmp_keyidx(&cand[b], &cur[a]) < 0):
+                    dist[i, w] = cand[b].key
+                    idx[i, w] = cand[b].idx
+                    b = b + 1
+                else:
+                    dist[i, w] = cur[a].key
+                    idx[i, w] = cur[a].idx
+                    a = a + 1
+        free(cand)
+        free(cur)
+
+
+# ------------------------------------------------------------ row sampling
+cdef inline int64_t _leaf_of(const int64_t[::1] leaf_off, int64_t pos) noexcept nogil:
+    """Leaf number holding tree position pos (leaf_off: n_leaves + 1 boundaries)."""
+    cdef int64_t lo = 0, hi = leaf_off.shape[0] - 1, mid
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if leaf_off[mid] <= pos:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+cdef inline bint _excluded(int64_t i, int64_t lo, int64_t hi, int64_t llo, int64_t lhi,
+                           const int64_t[::1] iperm, const int64_t[::1] leaf_off,
+                           const int64_t[::1] near_ptr, const int64_t[::1] near_idx,
+                           bint has_near) noexcept nogil:
+    """Row i is inside the node (positions [lo, hi)) or in a leaf near one of the
+    node's leaves [llo, lhi)."""
+    cdef int64_t pos = iperm[i], leaf, e
+    if pos >= lo and pos < hi:
+        return True
+    if has_near:
+        leaf = _leaf_of(leaf_off, pos)
+        for e in range(near_ptr[leaf], near_ptr[leaf + 1]):
+            if near_idx[e] >= llo and near_idx[e] < lhi:
+                return True
+    return False
+
+
+def sample_rows(const int64_t[::1] node_lo, const int64_t[::1] node_hi,   # IN positions of each node
+                const int64_t[::1] leaf_lo, const int64_t[::1] leaf_hi,   # IN its leaves
+                const int64_t[::1] col_ptr, const int64_t[::1] col_idx,   # IN its columns
+                const int64_t[::1] n_rows,       # IN  rows wanted per node
+                const uint64_t[::1] keys,        # IN  stream key per node
+                const int64_t[::1] perm, const int64_t[::1] iperm,
+                const int64_t[::1] leaf_off,     # IN  n_leaves + 1 position boundaries
+                const int64_t[::1] near_ptr, const int64_t[::1] near_idx,   # IN near leaves (CSR)
+                bint has_near,
+                const int64_t[:, ::1] nbr_idx,   # IN  (n, k) neighbours, -1: none
+                const double[:, ::1] nbr_dist,   # IN  (n, k)
+                double nbr_share,                # IN  at most this share of rows from neighbours
+                const int64_t[::1] rows_off,     # IN  node t writes rows[rows_off[t]: + n_rows[t]]
+                int64_t[::1] rows,               # OUT sampled rows (original indices)
+                int64_t[::1] rows_cnt,           # OUT how many were found
+                signed char[:, ::1] mark,        # WORK (threads, n) zeros, left zero
+                int n_threads):
+    """Rows for each node's interpolative decomposition, outside the node and its
+    near leaves: the columns' neighbours closest first (up to ``nbr_share``), then
+    uniform draws. O(rows + columns * k) per node."""
+    cdef Py_ssize_t t, c, e, nn = node_lo.shape[0], k = nbr_idx.shape[1]
+    cdef int64_t n = perm.shape[0], lo, hi, llo, lhi, cap, cnt, nmax, ncand, i, p
+    cdef int64_t n_out, ctr, attempts, max_att, th
+    cdef KeyIdx* cand
+    cdef int64_t* out
+    for t in prange(nn, nogil=True, num_threads=n_threads, schedule="dynamic"):
+        th = threadid()
+        lo = node_lo[t]
+        hi = node_hi[t]
+        llo = leaf_lo[t]
+        lhi = leaf_hi[t]
+        cap = n_rows[t]
+        out = &rows[rows_off[t]]
+        cnt = 0
+        n_out = n - (hi - lo)
+        if n_out <= cap:
+            # every row outside the node that is not near it
+            p = 0
+            while p < n:
+                if p == lo:
+                    p = hi
+                    continue
+                i = perm[p]
+                if not _excluded(i, lo, hi, llo, lhi, iperm, leaf_off, near_ptr,
+                                 near_idx, has_near):
+                    out[cnt] = i
+                    cnt = cnt + 1
+                p = p + 1
+            rows_cnt[t] = cnt
+            continue
+        # neighbours of the columns, closest first
+        nmax = <int64_t>(nbr_share * cap)
+        if k > 0 and nmax > 0:
+            ncand = 0
+            cand = <KeyIdx*>malloc(((col_ptr[t + 1] - col_ptr[t]) * k + 1) * sizeof(KeyIdx))
+            for c in range(col_ptr[t], col_ptr[t + 1]):
+                for e in range(k):
+                    i = nbr_idx[col_idx[c], e]
+                    if i < 0:
+                        continue
+                    if _excluded(i, lo, hi, llo, lhi, iperm, leaf_off, near_ptr,
+                                 near_idx, has_near):
+                        continue
+                    cand[ncand].key = nbr_dist[col_idx[c], e]
+                    cand[ncand].idx = i
+                    ncand = ncand + 1
+            _sort_keyidx(cand, ncand)
+            for e in range(ncand):
+                if cnt >= nmax:
+                    break
+                i = cand[e].idx
+                if mark[th, i] == 0:
+                    mark[th, i] = 1
+                    out[cnt] = i
+                    cnt = cnt + 1
+            free(cand)
+        # uniform rows outside the node
+        ctr = 0
+        attempts = 0
+        max_att = 16 * (cap - cnt) + 256
+        while cnt < cap and attempts < max_att:
+            p = draw_below(keys[t], ctr, n_out)
+            ctr = ctr + 1
+            attempts = attempts + 1
+            if p >= lo:
+                p = p + (hi - lo)
+            i = perm[p]
+            if mark[th, i] != 0:
+                continue
+            if has_near and _excluded(i, lo, hi, llo, lhi, iperm, leaf_off, near_ptr,
+                                      near_idx, has_near):
+                continue
+            mark[th, i] = 1
+            out[cnt] = i
+            cnt = cnt + 1
+        for e in range(cnt):
+            mark[th, out[e]] = 0
+        rows_cnt[t] = cnt
+
+
+# ------------------------------------------------- interpolative decomposition
+cdef int _column_id(double* A, int m, int n, int lda, double tol, int max_rank,
+                    double* tau, double* work, int lwork, int* jpvt, double* tails,
+                    double* P, int64_t* piv, double* achieved) noexcept nogil:
+    """Adaptive column ID of A (m x n, column-major, destroyed): A ~= A[:, piv] P.
+
+    QR of a tall A first (BLAS-3), then the pivoted QR of R (same column choices,
+    the column norms are kept). The rank r is the smallest k with
+    |R[k:, k:]|_F <= tol |R|_F (capped by max_rank); P (r x n, row-major) has the
+    identity on the pivot columns and R11^-1 R12 on the others. Returns r; writes
+    the first r pivots (0-based) and the relative size of what was dropped."""
+    cdef int info = 0, i, j, kmax, r, nr, ldr = lda, mr = m
+    cdef double total, s, one = 1.0
+    cdef char side = b'L', uplo = b'U', trans = b'N', diag = b'N'
+    achieved[0] = 0.0
+    if n == 0 or m == 0:
+        return 0
+    if m > n + n // 4:
+        dgeqrf(&m, &n, A, &lda, tau, work, &lwork, &info)
+        for j in range(n):              # keep R: zero the Householder vectors below it
+            for i in range(j + 1, n):
+                A[i + j * lda] = 0.0
+        mr = n
+    for j in range(n):
+        jpvt[j] = 0
+    dgeqp3(&mr, &n, A, &ldr, jpvt, tau, work, &lwork, &info)
+    kmax = mr if mr < n else n
+    # tails[k] = |R[k:, k:]|_F
+    tails[kmax] = 0.0
+    for i in range(kmax - 1, -1, -1):
+        s = 0.0
+        for j in range(i, n):
+            s = s + A[i + j * ldr] * A[i + j * ldr]
+        tails[i] = tails[i + 1] + s
+    total = fabs(A[0])
+    if total == 0.0:
+        return 0
+    r = kmax
+    for i in range(kmax + 1):
+        if sqrt(tails[i]) <= tol * total:
+            r = i
+            break
+    if r > max_rank:
+        r = max_rank
+    achieved[0] = sqrt(tails[r]) / total
+    for i in range(r):
+        piv[i] = jpvt[i] - 1
+    if r == 0:
+        return 0
+    nr = n - r
+    if nr > 0:                          # T = R11^-1 R12, in place
+        dtrsm(&side, &uplo, &trans, &diag, &r, &nr, &one, A, &ldr, &A[r * ldr], &ldr)
+    memset(P, 0, r * n * sizeof(double))
+    for i in range(r):
+        P[i * n + jpvt[i] - 1] = 1.0
+        for j in range(nr):
+            P[i * n + jpvt[r + j] - 1] = A[i + (r + j) * ldr]
+    return r
+
+
+cdef inline int _lwork(int n) noexcept nogil:
+    return 64 * (n + 1) + 3 * n + 1
+
+
+def column_ids(double[::1] B,                  # IN/WORK node t: nrows[t] x ncols[t] column-major at B_off[t]
+               const int64_t[::1] B_off,
+               const int64_t[::1] nrows,
+               const int64_t[::1] ncols,
+               double tol, int max_rank,
+               int64_t[::1] rank,              # OUT
+               double[::1] achieved,           # OUT |dropped|_F / |block|_F
+               double[::1] proj,               # OUT P (rank x ncols, row-major) at proj_off[t]
+               const int64_t[::1] proj_off,    # IN  room for min(max_rank, ncols) x ncols
+               int64_t[::1] pos,               # OUT skeleton positions among the columns
+               const int64_t[::1] pos_off,     # IN  room for min(max_rank, ncols)
+               int n_threads):
+    """Interpolative decompositions of the sampled blocks of a level, one per node."""
+    cdef Py_ssize_t t, nn = B_off.shape[0]
+    cdef int m, n, lw
+    cdef double* tau
+    cdef double* work
+    cdef double* tails
+    cdef int* jpvt
+    for t in prange(nn, nogil=True, num_threads=n_threads, schedule="dynamic"):
+        m = <int>nrows[t]
+        n = <int>ncols[t]
+        lw = _lwork(n)
+        tau = <double*>malloc((n + 1) * sizeof(double))
+        tails = <double*>malloc((n + 2) * sizeof(double))
+        work = <double*>malloc(lw * sizeof(double))
+        jpvt = <int*>malloc((n + 1) * sizeof(int))
+        rank[t] = _column_id(&B[B_off[t]], m, n, m if m > 0 else 1, tol, max_rank, tau,
+                             work, lw, jpvt, tails, &proj[proj_off[t]], &pos[pos_off[t]],
+                             &achieved[t])
+        free(tau)
+        free(tails)
+        free(work)
+        free(jpvt)
+
+
+def sketch_ids(bint leaf, int s,
+               const double[::1] Y, const double[::1] Om,     # IN  (n x s) row-major, tree order (leaf level)
+               const int64_t[::1] node_off,                    # IN  leaf positions (leaf level)
+               const double[::1] blk, const int64_t[::1] blk_off,   # IN leaf: K(I, I); inner: K(skel_l, skel_r)
+               const int64_t[::1] ncols,                       # IN  columns of each node
+               const int64_t[::1] rank_l, const int64_t[::1] rank_r,   # IN children's ranks (inner)
+               const double[::1] Yh_prev, const double[::1] Oh_prev,   # IN children's reduced sketches
+               const int64_t[::1] prev_off,                    # IN  child c's rows at prev_off[c] * s
+               double tol, int max_rank,
+               int64_t[::1] rank, double[::1] achieved,        # OUT
+               double[::1] proj, const int64_t[::1] proj_off,  # OUT P (rank x ncols)
+               int64_t[::1] pos, const int64_t[::1] pos_off,   # OUT skeleton positions
+               double[::1] Yh, double[::1] Oh,                 # OUT reduced sketches (rank x s)
+               const int64_t[::1] new_off,                     # IN  node t's rows at new_off[t] * s
+               int n_threads):
+    """Row IDs of the sketched off-diagonal block rows of a level (Martinsson 2011):
+    leaf: Y_a = Y(I) - K(I, I) Om(I); inner: Y_a = [Yh_l - B Oh_r; Yh_r - B^T Oh_l]
+    with B = K(skel_l, skel_r), Om_a = [Oh_l; Oh_r]; then Y_a ~= P^T Y_a[piv],
+    Yh_a = Y_a[piv], Oh_a = P Om_a."""
+    cdef Py_ssize_t t, i, nn = ncols.shape[0]
+    cdef int n, lw, r, rl, rr, ss = s
+    cdef double one = 1.0, mone = -1.0, zero = 0.0
+    cdef char N = b'N', T = b'T'
+    cdef double* Ya
+    cdef double* A
+    cdef double* Oa
+    cdef double* tau
+    cdef double* work
+    cdef double* tails
+    cdef int* jpvt
+    cdef const double* B
+    for t in prange(nn, nogil=True, num_threads=n_threads, schedule="dynamic"):
+        n = <int>ncols[t]
+        if n == 0:
+            rank[t] = 0
+            achieved[t] = 0.0
+            continue
+        lw = _lwork(n if n > ss else ss)
+        Ya = <double*>malloc(n * ss * sizeof(double))
+        A = <double*>malloc(n * ss * sizeof(double))
+        Oa = <double*>malloc(n * ss * sizeof(double))
+        tau = <double*>malloc((n + ss + 1) * sizeof(double))
+        tails = <double*>malloc((n + 2) * sizeof(double))
+        work = <double*>malloc(lw * sizeof(double))
+        jpvt = <int*>malloc((n + 1) * sizeof(int))
+        B = &blk[blk_off[t]]
+        if leaf:
+            # Ya^T (s x n, col-major) = Y(I)^T - Om(I)^T K(I, I)
+            memcpy(Ya, &Y[node_off[t] * ss], n * ss * sizeof(double))
+            memcpy(Oa, &Om[node_off[t] * ss], n * ss * sizeof(double))
+            dgemm(&N, &N, &ss, &n, &n, &mone, Oa, &ss, <double*>B, &n, &one, Ya, &ss)
+        else:
+            rl = <int>rank_l[t]
+            rr = <int>rank_r[t]
+            memcpy(Ya, &Yh_prev[prev_off[2 * t] * ss], rl * ss * sizeof(double))
+            memcpy(&Ya[rl * ss], &Yh_prev[prev_off[2 * t + 1] * ss], rr * ss * sizeof(double))
+            memcpy(Oa, &Oh_prev[prev_off[2 * t] * ss], rl * ss * sizeof(double))
+            memcpy(&Oa[rl * ss], &Oh_prev[prev_off[2 * t + 1] * ss], rr * ss * sizeof(double))
+            # top: Yh_l - B Oh_r  (B: rl x rr row-major = rr x rl col-major = B^T)
+            if rl > 0 and rr > 0:
+                dgemm(&N, &N, &ss, &rl, &rr, &mone, &Oa[rl * ss], &ss, <double*>B, &rr,
+                      &one, Ya, &ss)
+                # bottom: Yh_r - B^T Oh_l
+                dgemm(&N, &T, &ss, &rr, &rl, &mone, Oa, &ss, <double*>B, &rr, &one,
+                      &Ya[rl * ss], &ss)
+        memcpy(A, Ya, n * ss * sizeof(double))
+        r = _column_id(A, ss, n, ss, tol, max_rank, tau, work, lw, jpvt, tails,
+                       &proj[proj_off[t]], &pos[pos_off[t]], &achieved[t])
+        rank[t] = r
+        for i in range(r):
+            memcpy(&Yh[(new_off[t] + i) * ss], &Ya[pos[pos_off[t] + i] * ss],
+                   ss * sizeof(double))
+        if r > 0:
+            # Oh^T (s x r) = Oa^T (s x n) P^T (P row-major r x n = n x r col-major)
+            dgemm(&N, &N, &ss, &r, &n, &one, Oa, &ss, &proj[proj_off[t]], &n, &zero,
+                  &Oh[new_off[t] * ss], &ss)
+        free(Ya)
+        free(A)
+        free(Oa)
+        free(tau)
+        free(tails)
+        free(work)
+        free(jpvt)

@@ -1,0 +1,100 @@
+"""The construction parameters, specified once.
+
+Both front doors (``compress`` from entries, ``compress_sketch`` from products) and
+the PETSc options (``-pc_hss_*``) take their defaults, types, ranges and help
+text from ``SPEC``; ``check`` validates a set of values once, with the message
+template of :mod:`hsspetsc._validation`.
+
+What ``tol`` means (both paths): the target relative error of H~ in the Frobenius
+norm, enforced node by node. Every node keeps the smallest rank whose dropped part
+is at most ``tol`` times its block's Frobenius norm, where the block is the node's
+off-diagonal block row as the construction sees it: sampled rows K(rows, cols)
+from entries, or the sketch K(rest, cols) Omega from products. Each entry of K is
+represented through at most ``levels`` such blocks, so |K - H~|_F <= about
+sqrt(levels) * tol * |K|_F, and about tol when the errors of the levels do not
+add up (the usual case). Nodes capped by ``max_rank`` miss it; they are listed in
+``stats()["truncated_nodes"]`` with the relative size of what they dropped.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._validation import as_index_array, check_choice, check_float, check_int
+from .tree import DISTANCES
+
+ORDERS = ("natural", "angle", "geometric")
+
+
+@dataclass(frozen=True)
+class Param:
+    kind: type            # int, float or str
+    default: object       # for compress (entries)
+    help: str
+    lo: object = None
+    hi: object = None     # "N": the order of the matrix
+    lo_open: bool = False
+    hi_open: bool = False
+    choices: tuple = ()
+    sketch_default: object = "same"
+
+
+SPEC = {
+    "leaf_size": Param(int, 128, "largest leaf (m); leaf blocks are kept exactly",
+                       lo=2, hi="N"),
+    "max_rank": Param(int, 256, "cap on a node's rank (s); capped nodes are reported",
+                      lo=1, sketch_default=None),
+    "tol": Param(float, 1e-5, "target relative error of H~ (Frobenius norm, node by "
+                 "node: see hsspetsc._params)", lo=0.0, hi=1.0, lo_open=True,
+                 hi_open=True, sketch_default=1e-4),
+    "neighbors": Param(int, 32, "approximate nearest neighbours per index (k); 0: "
+                       "uniform row sampling only", lo=0),
+    "budget": Param(float, 0.0, "near-field share: each leaf keeps about budget * "
+                    "leaves exact blocks (0: plain HSS)", lo=0.0, hi=1.0),
+    "distance": Param(str, "angle", "metric of the tree and the neighbours",
+                      choices=DISTANCES),
+    "seed": Param(int, 0, "all randomness; same seed, same result bit for bit", lo=0),
+    "samples": Param(int, 256, "products K @ Omega of compress_sketch", lo=1, hi="N"),
+    "probes": Param(int, 8, "extra products of compress_sketch for its error estimate",
+                    lo=0),
+}
+
+
+def default(name, path="entries"):
+    p = SPEC[name]
+    if path == "sketch" and p.sketch_default != "same":
+        return p.sketch_default
+    return p.default
+
+
+def check(n, where, **values):
+    """Validate ``values`` (names of SPEC) for a matrix of order n; returns them
+    cleaned. ``max_rank=None`` is passed through (the sketch's default)."""
+    out = {}
+    for name, value in values.items():
+        p = SPEC[name]
+        if name == "max_rank" and value is None:
+            out[name] = None
+            continue
+        hi = n if p.hi == "N" else p.hi
+        if p.kind is int:
+            out[name] = check_int(value, name, where, lo=p.lo, hi=hi)
+        elif p.kind is float:
+            out[name] = check_float(value, name, where, lo=p.lo, hi=hi,
+                                    lo_open=p.lo_open, hi_open=p.hi_open)
+        else:
+            out[name] = check_choice(value, name, where, p.choices)
+    return out
+
+
+def check_order(order, n, where):
+    """``order`` of compress_sketch: a name of ORDERS, or a permutation (returned as
+    an int64 array)."""
+    if isinstance(order, str):
+        return check_choice(order, "order", where, ORDERS)
+    perm = as_index_array(order, n, "order", where)
+    if perm.size != n or np.unique(perm).size != n:
+        raise ValueError(f"The 'order' parameter of {where} must be one of "
+                         f"{', '.join(map(repr, ORDERS))} or a permutation of "
+                         f"range({n}). Got an array of {perm.size} indices with "
+                         f"{np.unique(perm).size} distinct.")
+    return perm
