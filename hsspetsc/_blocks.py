@@ -94,10 +94,10 @@ class BlockReader:
         sizes = row_len * col_len
         offsets = exclusive_cumsum(sizes)
         out = np.empty(int(sizes.sum()))
-        self.count += out.size
-        self.calls += 1
         if out.size == 0:
             return out, offsets
+        self.count += out.size
+        self.calls += 1
         if self.evaluator is not None:
             fill_with_evaluator(self.evaluator, row_start, row_len, row_idx, col_start,
                                 col_len, col_idx, offsets, out, self.n_threads)

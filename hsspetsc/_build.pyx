@@ -52,6 +52,42 @@ cdef inline void _sort_keyidx(KeyIdx* v, Py_ssize_t n) noexcept nogil:
         qsort(v, n, sizeof(KeyIdx), _cmp_keyidx)
 
 
+cdef void _select(KeyIdx* v, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
+    """Reorder v so that v[:k] holds its k smallest elements in (key, idx) order
+    (in no particular order among themselves): quickselect, median-of-three
+    pivots, O(n) expected. Deterministic: the result depends only on the input."""
+    cdef Py_ssize_t lo = 0, hi = n - 1, mid, i, j, t = k - 1
+    cdef KeyIdx pivot, tmp
+    if k <= 0 or k >= n:
+        return
+    while hi > lo:
+        mid = lo + (hi - lo) // 2
+        if _cmp_keyidx(&v[mid], &v[lo]) < 0:
+            tmp = v[mid]; v[mid] = v[lo]; v[lo] = tmp
+        if _cmp_keyidx(&v[hi], &v[lo]) < 0:
+            tmp = v[hi]; v[hi] = v[lo]; v[lo] = tmp
+        if _cmp_keyidx(&v[hi], &v[mid]) < 0:
+            tmp = v[hi]; v[hi] = v[mid]; v[mid] = tmp
+        pivot = v[mid]
+        i = lo
+        j = hi
+        while i <= j:
+            while _cmp_keyidx(&v[i], &pivot) < 0:
+                i = i + 1
+            while _cmp_keyidx(&v[j], &pivot) > 0:
+                j = j - 1
+            if i <= j:
+                tmp = v[i]; v[i] = v[j]; v[j] = tmp
+                i = i + 1
+                j = j - 1
+        if t <= j:
+            hi = j
+        elif t >= i:
+            lo = i
+        else:
+            break
+
+
 def node_keys(uint64_t key,
               const int64_t[::1] nodes,    # IN  node ids
               uint64_t[::1] out):          # OUT stream key of each node
@@ -122,26 +158,40 @@ def reorder_level(int64_t[::1] perm,           # IN/OUT tree position -> origina
                   const double[::1] dp,         # IN  d(i, p) at tree position of i
                   const double[::1] dq,         # IN  d(i, q)
                   int n_threads):
-    """Sort each node's indices by d(i, p) - d(i, q) (ties by position): the first
-    ceil(size/2) go to the left child."""
+    """Split each node at the median of d(i, p) - d(i, q) (ties by position): the
+    ceil(size/2) smallest go to the left child; both halves keep their order."""
     cdef Py_ssize_t t, i, nn = node_off.shape[0]
-    cdef int64_t o, s
+    cdef int64_t o, s, half, nl, nr
     cdef KeyIdx* v
     cdef int64_t* old
+    cdef char* left
     for t in prange(nn, nogil=True, num_threads=n_threads, schedule="dynamic"):
         o = node_off[t]
         s = node_size[t]
+        half = (s + 1) // 2
         v = <KeyIdx*>malloc(s * sizeof(KeyIdx))
         old = <int64_t*>malloc(s * sizeof(int64_t))
+        left = <char*>malloc(s * sizeof(char))
         for i in range(s):
             v[i].key = dp[o + i] - dq[o + i]
             v[i].idx = i
             old[i] = perm[o + i]
-        _sort_keyidx(v, s)
+            left[i] = 0
+        _select(v, s, half)
+        for i in range(half):
+            left[v[i].idx] = 1
+        nl = 0
+        nr = half
         for i in range(s):
-            perm[o + i] = old[v[i].idx]
+            if left[i]:
+                perm[o + nl] = old[i]
+                nl = nl + 1
+            else:
+                perm[o + nr] = old[i]
+                nr = nr + 1
         free(v)
         free(old)
+        free(left)
 
 
 # --------------------------------------------------------------- distances
@@ -217,6 +267,9 @@ def merge_leaf_neighbors(const double[::1] D,      # IN  leaf t: size x size dis
                         ncand = ncand + 1
             if ncand == 0:
                 continue
+            if ncand > k:
+                _select(cand, ncand, k)
+                ncand = k
             _sort_keyidx(cand, ncand)
             for e in range(k):
                 cur[e].key = dist[i, e]

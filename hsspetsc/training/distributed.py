@@ -120,9 +120,21 @@ class DistributedGN(Source):
         return self.local.neuron_order()
 
     def _block(self, I, J):
-        out = self.problem.comm.sum(self.local._block(I, J) * self._we)
-        if self.damping:
-            add_to_diagonal(out, I, J, self.damping)
+        return self.entries_batch([(I, J)])[0]
+
+    def entries_batch(self, blocks):
+        """Many blocks with one reduction over the ranks (collective)."""
+        local = [self.local._block(I, J).ravel() for I, J in blocks]
+        sizes = [v.size for v in local]
+        total = self.problem.comm.sum(
+            np.concatenate(local) * self._we if local else np.zeros(0))
+        out, start = [], 0
+        for (I, J), size in zip(blocks, sizes):
+            blk = total[start:start + size].reshape(len(I), len(J))
+            start += size
+            if self.damping:
+                add_to_diagonal(blk, I, J, self.damping)
+            out.append(blk)
         return out
 
     def diagonal(self):

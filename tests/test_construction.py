@@ -1,0 +1,216 @@
+"""The construction back end: reproducibility, batched source calls, kernel oracles."""
+import numpy as np
+import pytest
+import scipy.linalg as sla
+
+import hsspetsc
+from hsspetsc._blocks import BlockReader, chunks, fill_tasks, ranges
+from hsspetsc.interactions import build_interactions
+from hsspetsc.neighbors import approximate_neighbors
+from hsspetsc.tree import Metric, build_tree, level_leaf_range
+
+
+def _stored(H):
+    """Every buffer an HSSMatrix stores."""
+    return {"perm": H.tree.perm, "rank": H.rank, "skel_idx": H.skel_idx,
+            "skel_pos": H.skel_pos, "proj_ptr": H.proj_ptr, "proj": H.proj,
+            "near_pairs": H.near_pairs, "near": H.near_data, "far_pairs": H.far_pairs,
+            "far_off": H.far_pair_off, "far": H.far_data, "sib_pairs": H.sib_pairs,
+            "sib": H.sib_data}
+
+
+def _assert_bitwise(H1, H2):
+    s1, s2 = _stored(H1), _stored(H2)
+    for name in s1:
+        assert s1[name].dtype == s2[name].dtype, name
+        assert np.array_equal(s1[name], s2[name]), name
+
+
+@pytest.mark.parametrize("budget", [0.0, 0.1])
+def test_compress_is_bitwise_identical_on_1_and_2_threads(gauss3d, budget):
+    kw = dict(leaf_size=48, tol=1e-6, neighbors=8, budget=budget, seed=3)
+    H1 = hsspetsc.compress(gauss3d, n_threads=1, **kw)
+    H2 = hsspetsc.compress(gauss3d, n_threads=2, **kw)
+    _assert_bitwise(H1, H2)
+    assert H1.stats()["params"]["construction"] == "entries"
+    H3 = hsspetsc.compress(gauss3d, n_threads=2, **dict(kw, seed=4))
+    assert not np.array_equal(H1.tree.perm, H3.tree.perm)     # the seed matters
+
+
+@pytest.mark.filterwarnings("ignore:compress_sketch")
+@pytest.mark.parametrize("order", ["natural", "angle"])
+def test_compress_sketch_is_bitwise_identical_on_1_and_2_threads(k05, order):
+    K = k05.to_dense()
+    kw = dict(samples=160, leaf_size=48, tol=1e-6, order=order, probes=4, seed=1)
+    H1 = hsspetsc.compress_sketch(K, n_threads=1, **kw)
+    H2 = hsspetsc.compress_sketch(K, n_threads=2, **kw)
+    _assert_bitwise(H1, H2)
+    assert H1.stats()["error_estimate"] == H2.stats()["error_estimate"]
+    assert H1.stats()["params"]["construction"] == "sketch"
+
+
+def test_callback_source_is_entered_once_per_round_and_gives_the_same_matrix(k02):
+    """A Python source with entries_batch is called O(levels) times (not once per
+    node), and the result equals the one from the dense array bit for bit."""
+    K = k02.to_dense()
+    calls = {"batch": 0, "blocks": 0, "single": 0}
+
+    def batch(blocks):
+        calls["batch"] += 1
+        calls["blocks"] += len(blocks)
+        return [K[np.ix_(I, J)] for I, J in blocks]
+
+    def single(I, J):
+        calls["single"] += 1
+        return K[np.ix_(I, J)]
+
+    src = hsspetsc.EntrySource(K.shape[0], single, np.diag(K), entries_batch=batch)
+    kw = dict(leaf_size=32, tol=1e-6, neighbors=8, seed=2)
+    H = hsspetsc.compress(src, **kw)
+    L = H.n_levels
+    iters = H.stats()["neighbor_iterations"]
+    # tree: 3 rounds per level; each neighbour tree: 1 per level + its leaves, plus
+    # the recall check; skeletons: 1 per level; stored blocks: 3
+    bound = 3 * L + iters * (L + 2) + 1 + L + 3
+    assert calls["single"] == 0
+    assert calls["batch"] == H.stats()["source_calls"] <= bound
+    assert calls["blocks"] > 4 * calls["batch"]            # many blocks per call
+    _assert_bitwise(H, hsspetsc.compress(K, **kw))
+    # without entries_batch the default loops over entries(): same matrix again
+    plain = hsspetsc.EntrySource(K.shape[0], single, np.diag(K))
+    _assert_bitwise(H, hsspetsc.compress(plain, **kw))
+    assert calls["single"] == calls["blocks"]
+
+
+def _reference_column_id(B, tol, max_rank):
+    """Numpy/scipy oracle of the ID kernel: QR, pivoted QR of R, rank by the
+    Frobenius tail against |R_11|, P = [I, R11^-1 R12] in pivot order."""
+    m, n = B.shape
+    R = sla.qr(B, mode="r")[0][:n] if m > n + n // 4 else B
+    R, piv = sla.qr(R, mode="r", pivoting=True)
+    kmax = min(R.shape[0], n)
+    rows = np.array([np.sum(R[i, i:] ** 2) for i in range(kmax)])
+    tails = np.sqrt(np.r_[np.cumsum(rows[::-1])[::-1], 0.0])
+    r = int(np.argmax(tails <= tol * abs(R[0, 0])))
+    r = min(r, max_rank)
+    P = np.zeros((r, n))
+    P[np.arange(r), piv[:r]] = 1.0
+    P[:, piv[r:]] = sla.solve_triangular(R[:r, :r], R[:r, r:])
+    return r, piv[:r], P
+
+
+@pytest.mark.parametrize("m,n,rank,max_rank", [(200, 40, 12, 64), (30, 50, 20, 64),
+                                               (120, 60, 60, 25)])
+def test_column_id_kernel_agrees_with_the_numpy_oracle(m, n, rank, max_rank):
+    from hsspetsc._build import column_ids
+    rng = np.random.default_rng(0)
+    blocks = [rng.standard_normal((m, rank)) @ (rng.standard_normal((rank, n))
+                                                * np.logspace(0, -12, n))
+              for _ in range(3)]
+    tol = 1e-7
+    B = np.concatenate([b.ravel(order="F") for b in blocks])
+    off = np.arange(3, dtype=np.int64) * m * n
+    cap = min(max_rank, m, n)
+    rank_out = np.zeros(3, np.int64)
+    ach = np.zeros(3)
+    proj = np.zeros(3 * cap * n)
+    pos = np.zeros(3 * cap, np.int64)
+    column_ids(B, off, np.full(3, m, np.int64), np.full(3, n, np.int64), tol, max_rank,
+               rank_out, ach, proj, np.arange(3, dtype=np.int64) * cap * n, pos,
+               np.arange(3, dtype=np.int64) * cap, 2)
+    for t, blk in enumerate(blocks):
+        r, piv, P = _reference_column_id(blk, tol, max_rank)
+        assert rank_out[t] == r
+        assert np.array_equal(pos[t * cap:t * cap + r], piv)
+        got = proj[t * cap * n:t * cap * n + r * n].reshape(r, n)
+        scale = np.abs(P).max()
+        np.testing.assert_allclose(got, P, rtol=0, atol=1e-8 * scale)
+        # and it is an interpolative decomposition of the block
+        approx = blk[:, piv] @ got
+        err = np.linalg.norm(blk - approx) / np.linalg.norm(blk)
+        assert err <= 10 * max(tol, ach[t])
+
+
+def test_sampled_rows_avoid_the_node_and_its_near_leaves():
+    from hsspetsc._build import node_keys, sample_rows
+    X = np.random.default_rng(4).random((700, 2))
+    src = hsspetsc.gallery.kernel_matrix(X, "gaussian", bandwidth=0.1)
+    metric = Metric(src, "angle", src.diagonal())
+    tree = build_tree(700, metric, 20, 0)
+    nb = approximate_neighbors(700, metric, 6, 20, 0)
+    inter = build_interactions(tree, nb, 0.1)
+    near = inter.near_leaves
+    lev = tree.n_levels - 1
+    nodes = tree.level_nodes(lev).astype(np.int64)
+    lo = tree.node_off[nodes]
+    hi = lo + tree.node_size[nodes]
+    llo, lhi = level_leaf_range(tree, nodes)
+    cols_ptr = np.r_[lo, 700].astype(np.int64)
+    n_rows = np.full(nodes.size, 60, np.int64)
+    keys = np.empty(nodes.size, np.uint64)
+    node_keys(np.uint64(7), nodes, keys)
+    rows = np.empty(int(n_rows.sum()), np.int64)
+    cnt = np.empty(nodes.size, np.int64)
+    mark = np.zeros((2, 700), np.int8)
+    off = np.arange(nodes.size, dtype=np.int64) * 60
+    sample_rows(lo, hi, llo, lhi, cols_ptr, tree.perm, n_rows, keys, tree.perm,
+                tree.iperm, tree.leaf_bounds(), near.indptr.astype(np.int64),
+                near.indices.astype(np.int64), True, nb.index, nb.dist, 0.75, off, rows,
+                cnt, mark, 2)
+    assert not mark.any()                                  # work buffer left clean
+    leaf_of = tree.leaf_of_original()
+    for t in range(nodes.size):
+        r = rows[off[t]:off[t] + cnt[t]]
+        assert 0 < r.size <= 60 and np.unique(r).size == r.size
+        pos = tree.iperm[r]
+        assert not np.any((pos >= lo[t]) & (pos < hi[t]))
+        under = np.arange(llo[t], lhi[t])
+        forbidden = np.union1d(under, near[under].indices)
+        assert not np.isin(leaf_of[r], forbidden).any()
+
+
+@pytest.mark.filterwarnings("ignore:compress_sketch")
+def test_tree_from_a_given_permutation():
+    K = np.exp(-np.abs(np.subtract.outer(np.arange(300.0), np.arange(300.0))) / 40)
+    perm = np.random.default_rng(0).permutation(300)
+    H = hsspetsc.compress_sketch(K, samples=80, leaf_size=40, tol=1e-6,
+                                 order=perm, probes=0)
+    assert np.array_equal(H.tree.perm, perm)
+    assert H.stats()["params"]["distance"] == "given"
+
+
+@pytest.mark.parametrize("tol", [1e-4, 1e-7])
+def test_tol_means_the_same_on_both_paths(tol):
+    """Same tol, same kind of error: both paths land within a small factor of tol
+    in the relative Frobenius norm."""
+    x = np.sort(np.random.default_rng(5).random(1024))
+    K = np.exp(-(x[:, None] - x[None, :]) ** 2 / (2 * 0.05 ** 2)) + 1e-3 * np.eye(1024)
+    He = hsspetsc.compress(K, leaf_size=64, tol=tol, max_rank=512)
+    Hs = hsspetsc.compress_sketch(K, samples=300, leaf_size=64, tol=tol, probes=0)
+    for H in (He, Hs):
+        err = np.linalg.norm(H.to_dense() - K) / np.linalg.norm(K)
+        assert err <= 10 * tol, (H.params["construction"], err)
+        assert not H.truncated
+
+
+def test_block_list_helpers():
+    assert np.array_equal(ranges([5, 0, 9], [2, 0, 3]), [5, 6, 9, 10, 11])
+    assert ranges([1], [0]).size == 0
+    blk, r0, r1 = fill_tasks([3, 0, 20000], [5000, 4, 1])
+    assert np.array_equal(blk, [0, 0, 0, 2, 2, 2])
+    assert np.array_equal(r0, [0, 1, 2, 0, 8192, 16384])
+    assert np.array_equal(r1, [1, 2, 3, 8192, 16384, 20000])
+    assert chunks([4, 4, 4, 10, 1], 8) == [(0, 2), (2, 3), (3, 4), (4, 5)]
+
+
+def test_reader_refuses_bad_batches():
+    src = hsspetsc.EntrySource(10, lambda I, J: np.zeros((len(I), len(J))), np.ones(10),
+                               entries_batch=lambda blocks: [np.zeros((1, 1))])
+    z = np.zeros(2, np.int64)
+    with pytest.raises(ValueError, match="entries_batch"):
+        BlockReader(src).read(z, [2, 2], np.arange(10), z, [3, 3], np.arange(10))
+    src = hsspetsc.EntrySource(10, lambda I, J: np.zeros((len(I), len(J))), np.ones(10),
+                               entries_batch=lambda blocks: [np.full((2, 3), np.nan)
+                                                             for _ in blocks])
+    with pytest.raises(ValueError, match="NaN"):
+        BlockReader(src).read(z, [2, 2], np.arange(10), z, [3, 3], np.arange(10))
