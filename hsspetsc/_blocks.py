@@ -18,7 +18,7 @@ import numpy as np
 
 from ._threads import effective_n_threads
 
-TASK_ENTRIES = 8192       # about 64 KB of output per parallel task
+TASK_ENTRIES = 65536      # about 512 KB of output per parallel task
 
 
 def exclusive_cumsum(sizes):

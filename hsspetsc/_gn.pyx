@@ -12,8 +12,31 @@ Pair blocks are found through ``goff[la * L + lb]`` (la <= lb). All buffers flat
 ``damping`` is added where the row and column index agree.
 """
 from libc.stdint cimport int64_t
+from libc.stdlib cimport free, malloc, qsort
+from libc.string cimport memcpy
 
+from ._blas cimport dgemm
 from ._entries cimport BlockEvaluator
+
+
+cdef struct KeyIdx:
+    double key
+    int64_t idx
+
+
+cdef int _cmp_keyidx(const void* a, const void* b) noexcept nogil:
+    cdef const KeyIdx* x = <const KeyIdx*>a
+    cdef const KeyIdx* y = <const KeyIdx*>b
+    if x.key < y.key:
+        return -1
+    if x.key > y.key:
+        return 1
+    return -1 if x.idx < y.idx else (1 if x.idx > y.idx else 0)
+
+
+cdef inline void _sort_keyidx(KeyIdx* v, Py_ssize_t n) noexcept nogil:
+    if n > 1:
+        qsort(v, n, sizeof(KeyIdx), _cmp_keyidx)
 
 
 cdef inline double _dot3(const double* x, const double* y, const double* g,
@@ -58,46 +81,124 @@ cdef class GNEvaluator(BlockEvaluator):
         self.scale = scale
         self.damping = damping
 
-    cdef void fill(self, const int64_t* I, Py_ssize_t ni, const int64_t* J,
-                   Py_ssize_t nj, double* out, Py_ssize_t ld) noexcept nogil:
-        cdef Py_ssize_t r, c
-        cdef int64_t a, b, la, lb, pa, pb, qa, qb, t, L = self.n_layers, last = L - 1
-        cdef int64_t n = self.n
-        cdef const double* xa
-        cdef const double* xb
+    cdef inline const double* _g(self, int64_t la, int64_t pa, int64_t lb,
+                                 int64_t pb) noexcept nogil:
+        """The per-sample factor of the pair (la <= lb), or NULL when the entry is a
+        structural zero (last layer with itself, different outputs, MSE)."""
+        cdef int64_t L = self.n_layers
+        if self.diag_last and la == L - 1 and lb == L - 1:
+            if pa != pb:
+                return NULL
+            return &self.Gbuf[self.goff[la * L + lb] + pa * self.n]
+        return &self.Gbuf[self.goff[la * L + lb] + (pa * self.outs[lb] + pb) * self.n]
+
+    cdef void _fill_direct(self, const int64_t* I, Py_ssize_t ni, const int64_t* J,
+                           Py_ssize_t nj, double* out, Py_ssize_t ld) noexcept nogil:
+        """One dot product of n samples per entry."""
+        cdef Py_ssize_t r, c, n = self.n
+        cdef int64_t a, b, la, lb
         cdef const double* g
         cdef double v
         for r in range(ni):
             a = I[r]
+            la = self.layer[a]
             for c in range(nj):
                 b = J[c]
-                la = self.layer[a]
                 lb = self.layer[b]
-                pa = self.pidx[a]
-                pb = self.pidx[b]
-                qa = self.qidx[a]
-                qb = self.qidx[b]
-                if la > lb:      # symmetric: use the stored (lb, la) block
-                    t = la
-                    la = lb
-                    lb = t
-                    t = pa
-                    pa = pb
-                    pb = t
-                    t = qa
-                    qa = qb
-                    qb = t
-                xa = &self.Xbuf[self.xoff[la] + qa * n]
-                xb = &self.Xbuf[self.xoff[lb] + qb * n]
-                if self.diag_last and la == last and lb == last:
-                    if pa != pb:
-                        v = 0.0
-                    else:
-                        g = &self.Gbuf[self.goff[la * L + lb] + pa * n]
-                        v = self.scale * _dot3(xa, xb, g, n)
+                if la <= lb:
+                    g = self._g(la, self.pidx[a], lb, self.pidx[b])
                 else:
-                    g = &self.Gbuf[self.goff[la * L + lb] + (pa * self.outs[lb] + pb) * n]
-                    v = self.scale * _dot3(xa, xb, g, n)
+                    g = self._g(lb, self.pidx[b], la, self.pidx[a])
+                if g == NULL:
+                    v = 0.0
+                else:
+                    v = self.scale * _dot3(&self.Xbuf[self.xoff[la] + self.qidx[a] * n],
+                                           &self.Xbuf[self.xoff[lb] + self.qidx[b] * n], g, n)
                 if a == b:
                     v = v + self.damping
                 out[r * ld + c] = v
+
+    cdef void fill(self, const int64_t* I, Py_ssize_t ni, const int64_t* J,
+                   Py_ssize_t nj, double* out, Py_ssize_t ld) noexcept nogil:
+        """Rows and columns are grouped by (layer, unit): within a pair of groups
+        H[a, b] = sum_i x_qa,i x_qb,i g_i for one g, i.e. (X_a o g) X_b^T, one GEMM
+        (a leaf of parameters of one unit is one group). Small groups: dot loops."""
+        cdef Py_ssize_t r, c, i, a0, a1, b0, b1, n = self.n
+        cdef int ga, gb, nn = <int>self.n
+        cdef int64_t la, lb, pa, pb
+        cdef double one = 1.0, zero = 0.0, v
+        cdef char T = b'T', N = b'N'
+        cdef const double* g
+        if ni <= 8 or nj <= 8:        # thin block: no groups worth forming
+            self._fill_direct(I, ni, J, nj, out, ld)
+            return
+        cdef KeyIdx* rk = <KeyIdx*>malloc((ni + 1) * sizeof(KeyIdx))
+        cdef KeyIdx* ck = <KeyIdx*>malloc((nj + 1) * sizeof(KeyIdx))
+        cdef double* XI = <double*>malloc((ni * n + 1) * sizeof(double))
+        cdef double* XJ = <double*>malloc((nj * n + 1) * sizeof(double))
+        cdef double* Xg = <double*>malloc((ni * n + 1) * sizeof(double))
+        cdef double* C = <double*>malloc((ni * nj + 1) * sizeof(double))
+        for r in range(ni):
+            rk[r].key = <double>self.layer[I[r]] * 4294967296.0 + <double>self.pidx[I[r]]
+            rk[r].idx = r
+        for c in range(nj):
+            ck[c].key = <double>self.layer[J[c]] * 4294967296.0 + <double>self.pidx[J[c]]
+            ck[c].idx = c
+        _sort_keyidx(rk, ni)
+        _sort_keyidx(ck, nj)
+        for r in range(ni):       # x vectors in group order
+            memcpy(&XI[r * n], &self.Xbuf[self.xoff[self.layer[I[rk[r].idx]]]
+                                          + self.qidx[I[rk[r].idx]] * n], n * sizeof(double))
+        for c in range(nj):
+            memcpy(&XJ[c * n], &self.Xbuf[self.xoff[self.layer[J[ck[c].idx]]]
+                                          + self.qidx[J[ck[c].idx]] * n], n * sizeof(double))
+        a0 = 0
+        while a0 < ni:
+            a1 = a0 + 1
+            while a1 < ni and rk[a1].key == rk[a0].key:
+                a1 = a1 + 1
+            la = self.layer[I[rk[a0].idx]]
+            pa = self.pidx[I[rk[a0].idx]]
+            b0 = 0
+            while b0 < nj:
+                b1 = b0 + 1
+                while b1 < nj and ck[b1].key == ck[b0].key:
+                    b1 = b1 + 1
+                lb = self.layer[J[ck[b0].idx]]
+                pb = self.pidx[J[ck[b0].idx]]
+                g = self._g(la, pa, lb, pb) if la <= lb else self._g(lb, pb, la, pa)
+                ga = <int>(a1 - a0)
+                gb = <int>(b1 - b0)
+                if g == NULL:
+                    for r in range(a0, a1):
+                        for c in range(b0, b1):
+                            out[rk[r].idx * ld + ck[c].idx] = 0.0
+                elif ga < 4 or gb < 4:
+                    for r in range(a0, a1):
+                        for c in range(b0, b1):
+                            out[rk[r].idx * ld + ck[c].idx] = self.scale * _dot3(
+                                &XI[r * n], &XJ[c * n], g, n)
+                else:
+                    for r in range(a0, a1):
+                        for i in range(n):
+                            Xg[(r - a0) * n + i] = XI[r * n + i] * g[i]
+                    # C (gb x ga, col-major) = XJ_group (n x gb)^T Xg (n x ga)
+                    dgemm(&T, &N, &gb, &ga, &nn, &one, &XJ[b0 * n], &nn, Xg, &nn, &zero,
+                          C, &gb)
+                    for r in range(a0, a1):
+                        for c in range(b0, b1):
+                            out[rk[r].idx * ld + ck[c].idx] = self.scale * C[
+                                (r - a0) * gb + (c - b0)]
+                b0 = b1
+            a0 = a1
+        if self.damping != 0.0:
+            for r in range(ni):
+                for c in range(nj):
+                    if I[r] == J[c]:
+                        out[r * ld + c] = out[r * ld + c] + self.damping
+        free(rk)
+        free(ck)
+        free(XI)
+        free(XJ)
+        free(Xg)
+        free(C)

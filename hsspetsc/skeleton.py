@@ -120,8 +120,7 @@ def skeletonize(tree, reader, nbrs, inter, tol, max_rank, seed, n_threads):
         nodes = tree.level_nodes(lev).astype(np.int64)
         nn = nodes.size
         ncols = np.diff(cols_ptr)
-        n_rows = np.where(ncols > 0, ROW_FACTOR * np.minimum(np.maximum(ncols, m),
-                                                              max_rank), 0)
+        n_rows = np.where(ncols > 0, ROW_FACTOR * np.maximum(ncols, m), 0)
         keys = np.empty(nn, dtype=np.uint64)
         node_keys(key, nodes, keys)
         lo = tree.node_off[nodes]

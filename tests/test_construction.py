@@ -4,7 +4,7 @@ import pytest
 import scipy.linalg as sla
 
 import hsspetsc
-from hsspetsc._blocks import BlockReader, chunks, fill_tasks, ranges
+from hsspetsc._blocks import TASK_ENTRIES, BlockReader, chunks, fill_tasks, ranges
 from hsspetsc.interactions import build_interactions
 from hsspetsc.neighbors import approximate_neighbors
 from hsspetsc.tree import Metric, build_tree, level_leaf_range
@@ -196,10 +196,11 @@ def test_tol_means_the_same_on_both_paths(tol):
 def test_block_list_helpers():
     assert np.array_equal(ranges([5, 0, 9], [2, 0, 3]), [5, 6, 9, 10, 11])
     assert ranges([1], [0]).size == 0
-    blk, r0, r1 = fill_tasks([3, 0, 20000], [5000, 4, 1])
+    T = TASK_ENTRIES
+    blk, r0, r1 = fill_tasks([3, 0, 5 * T // 2], [T, 4, 1])
     assert np.array_equal(blk, [0, 0, 0, 2, 2, 2])
-    assert np.array_equal(r0, [0, 1, 2, 0, 8192, 16384])
-    assert np.array_equal(r1, [1, 2, 3, 8192, 16384, 20000])
+    assert np.array_equal(r0, [0, 1, 2, 0, T, 2 * T])
+    assert np.array_equal(r1, [1, 2, 3, T, 2 * T, 5 * T // 2])
     assert chunks([4, 4, 4, 10, 1], 8) == [(0, 2), (2, 3), (3, 4), (4, 5)]
 
 

@@ -222,7 +222,8 @@ class GaussNewton(Source):
     def matmat(self, V):
         """H V for a block V (N x k): the products of ``matvec`` for all columns at
         once (each layer's forward and backward step is one GEMM over the block),
-        in chunks that keep the (k, n, width) intermediates near 128 MB."""
+        in chunks that keep the (k, n, width) intermediates near 8 MB (cache-sized: larger
+        chunks were slower, page faults and strided passes over big temporaries)."""
         V = as_float_array(V, "V", "GaussNewton.matmat", ndim=2)
         if V.shape[0] != self.n:
             raise ValueError(f"The 'V' parameter of GaussNewton.matmat must have "
@@ -231,7 +232,7 @@ class GaussNewton(Source):
         k = V.shape[1]
         out = np.empty((self.n, k))
         width = max(self.model.widths)
-        chunk = max(1, int(16e6 // (self.n_samples * width)))
+        chunk = max(1, int(1e6 // (self.n_samples * width)))
         for c in range(0, k, chunk):
             Vc = V[:, c:c + chunk]
             out[:, c:c + chunk] = self._vjp_block(self._apply_G(self._jvp_block(Vc))) \
