@@ -429,11 +429,11 @@ cdef int _column_id(double* A, int m, int n, int lda, double tol, int max_rank,
 
     QR of a tall A first (BLAS-3), then the pivoted QR of R (same column choices,
     the column norms are kept). The rank r is the smallest k with
-    |R[k:, k:]|_F <= tol |R|_F (capped by max_rank); P (r x n, row-major) has the
+    |R[k:, k:]|_F <= tol |R_11| (capped by max_rank); P (r x n, row-major) has the
     identity on the pivot columns and R11^-1 R12 on the others. Returns r; writes
-    the first r pivots (0-based) and the relative size of what was dropped."""
+    the first r pivots (0-based) and |R[r:, r:]|_F / |R_11| (what was dropped)."""
     cdef int info = 0, i, j, kmax, r, nr, ldr = lda, mr = m
-    cdef double total, s, one = 1.0
+    cdef double total, s, one = 1.0     # total: |R_11|, the largest pivot
     cdef char side = b'L', uplo = b'U', trans = b'N', diag = b'N'
     achieved[0] = 0.0
     if n == 0 or m == 0:

@@ -6,13 +6,16 @@ text from ``SPEC``; ``check`` validates a set of values once, with the message
 template of :mod:`hsspetsc._validation`.
 
 What ``tol`` means (both paths): the target relative error of H~ in the Frobenius
-norm, enforced node by node. Every node keeps the smallest rank whose dropped part
-is at most ``tol`` times its block's Frobenius norm, where the block is the node's
+norm, enforced node by node. Every node keeps the smallest rank k whose dropped
+part |R[k:, k:]|_F (R from the pivoted QR of its block) is at most ``tol`` times
+|R_11|, the largest pivot (a lower estimate of the block's 2-norm, so the test is
+strict: a Frobenius norm against a spectral one). The block is the node's
 off-diagonal block row as the construction sees it: sampled rows K(rows, cols)
 from entries, or the sketch K(rest, cols) Omega from products. Each entry of K is
-represented through at most ``levels`` such blocks, so |K - H~|_F <= about
-sqrt(levels) * tol * |K|_F, and about tol when the errors of the levels do not
-add up (the usual case). Nodes capped by ``max_rank`` miss it; they are listed in
+represented through at most ``levels`` such blocks, so the errors could add up to
+about sqrt(levels) * tol relative; measured, |K - H~|_F / |K|_F and the row-wise
+matvec error eps2 stay within a small factor of tol (tests: 1e-2 to 1e-8, both
+paths). Nodes capped by ``max_rank`` miss it; they are listed in
 ``stats()["truncated_nodes"]`` with the relative size of what they dropped.
 """
 from dataclasses import dataclass

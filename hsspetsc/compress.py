@@ -98,9 +98,10 @@ def compress(source, leaf_size=128, max_rank=256, tol=1e-5, neighbors=32, budget
         Cap on a node's skeleton size (s). Nodes that need more are truncated and
         listed in ``H.stats()["truncated_nodes"]`` with the achieved error.
     tol : float in (0, 1)
-        Target relative error of H~ in the Frobenius norm, enforced node by node
-        (each node's sampled off-diagonal block row is kept to relative Frobenius
-        error tol; see :mod:`hsspetsc._params`). Ranks adapt to it.
+        Target relative error of H~ in the Frobenius norm, enforced node by node:
+        each node keeps the smallest rank whose dropped part of its sampled
+        off-diagonal block row is at most tol times the block's largest pivot (see
+        :mod:`hsspetsc._params`). Ranks adapt to it.
     neighbors : int >= 0
         Approximate nearest neighbours per index (k), used for the row sampling and
         the near lists. 0 disables the search (uniform sampling only).

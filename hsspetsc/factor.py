@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 
+from ._blocks import ranges
 from ._threads import blas_single_thread, effective_n_threads
 from ._validation import as_block, check_float
 
@@ -46,21 +47,22 @@ class _Layout:
         self.sk_pos = H.skel_pos
         self.rd_ptr = np.zeros(n_nodes + 1, dtype=np.int64)
         self.rd_ptr[1:] = np.cumsum(red)
-        rd_pos, T_parts = [], []
-        for a in range(1, n_nodes):
-            sk = H.skel_pos[H.skel_ptr[a]:H.skel_ptr[a + 1]]
-            mask = np.ones(c[a], dtype=bool)
-            mask[sk] = False
-            rd = np.flatnonzero(mask)
-            rd_pos.append(rd)
-            P = H.proj[H.proj_ptr[a]:H.proj_ptr[a + 1]].reshape(r[a], c[a])
-            T_parts.append(np.asfortranarray(P[:, rd]).ravel(order="F"))
-        self.rd_pos = (np.concatenate(rd_pos).astype(np.int64) if rd_pos
-                       else np.zeros(0, np.int64))
+        # redundant positions of every node (its columns that are not skeleton),
+        # ascending, and T = P[:, redundant] column-major: all nodes at once
+        col0 = _ptr(c)[:-1]
+        is_skel = np.zeros(int(c.sum()), dtype=bool)
+        owner = np.repeat(np.arange(n_nodes, dtype=np.int64), H.rank)
+        is_skel[col0[owner] + H.skel_pos] = True
+        is_skel[col0[0]:col0[0] + c[0]] = True           # the root has no T
+        flat = np.flatnonzero(~is_skel)
+        node_of = np.repeat(np.arange(n_nodes, dtype=np.int64), c)[flat]
+        self.rd_pos = (flat - col0[node_of]).astype(np.int64)
         sizes = r * red
-        self.T_ptr = np.zeros(n_nodes + 1, dtype=np.int64)
-        self.T_ptr[1:] = np.cumsum(sizes)
-        self.T_data = (np.concatenate([np.zeros(0)] + T_parts))
+        self.T_ptr = _ptr(sizes)
+        a = np.repeat(node_of, r[node_of])                # (node, j, i) in order
+        rd = np.repeat(self.rd_pos, r[node_of])
+        i = ranges(np.zeros(node_of.size, np.int64), r[node_of])
+        self.T_data = H.proj[H.proj_ptr[a] + i * c[a] + rd]
         self.L_ptr = _ptr(red * red)
         self.G_ptr = _ptr(red * r)
         self.Z_ptr = _ptr(r * r)
@@ -69,19 +71,21 @@ class _Layout:
         inner = np.arange(fl)
         self.B_ptr = _ptr(np.r_[r[2 * inner + 1] * r[2 * inner + 2],
                                 np.zeros(n_nodes - fl, np.int64)].astype(np.int64))
-        far = {(int(x), int(y)): int(o) for (x, y), o in zip(
-            H.far_pairs, H.far_pair_off)}
-        sib = {(int(x), int(y)): int(o) for (x, y), o in zip(H.sib_pairs, H.sib_off)}
-        parts = []
-        for a in range(fl):
-            rl, rr = int(H.rank[2 * a + 1]), int(H.rank[2 * a + 2])
-            key = (2 * a + 1, 2 * a + 2)
-            if key in far:
-                blk = H.far_data[far[key]:far[key] + rl * rr]
-            else:
-                blk = H.sib_data[sib[key]:sib[key] + rl * rr]
-            parts.append(blk.reshape(rl, rr).ravel(order="F"))
-        self.B_data = np.concatenate([np.zeros(0)] + parts)
+        # each parent's block comes from the far pairs or the extra couplings
+        self.B_data = np.empty(int(self.B_ptr[-1]))
+        for pairs, offsets, data in ((H.far_pairs, H.far_pair_off, H.far_data),
+                                     (H.sib_pairs, H.sib_off, H.sib_data)):
+            sib = (pairs[:, 1] == pairs[:, 0] + 1) & (pairs[:, 0] % 2 == 1)
+            par = (pairs[sib, 0] - 1) // 2
+            rl, rr = r[2 * par + 1], r[2 * par + 2]
+            # element (i, j) of K(skel l, skel r): row-major in, column-major out
+            p = np.repeat(par, rl * rr)
+            k = ranges(np.zeros(par.size, np.int64), rl * rr)
+            rrp = np.repeat(rr, rl * rr)
+            rlp = np.repeat(rl, rl * rr)
+            ii, jj = k // rrp, k % rrp
+            self.B_data[self.B_ptr[p] + jj * rlp + ii] = data[
+                np.repeat(offsets[sib], rl * rr) + k]
         self.levels = [tree.level_nodes(lev).astype(np.int64)
                        for lev in range(tree.n_levels + 1)]
 

@@ -3,10 +3,11 @@
 Columns of node a: its indices at a leaf, the union of its children's skeletons
 above. Rows: the columns' neighbours outside a and outside its near list, closest
 first (up to 3/4 of them), then uniform random rows from the same set;
-ROW_FACTOR x min(max(#cols, m), max_rank) rows in all (an ID never keeps more
-than max_rank columns, so more rows than a few times that buy nothing). The
+ROW_FACTOR x max(#cols, m) rows in all, or every allowed row when there are fewer.
+(Fewer rows, a few times max_rank, were cheaper but made the pivots of capped
+nodes flip under round-off.) The
 sampled block K(rows, cols) is factored by a QR and a pivoted QR of its R; the
-rank r is the smallest k whose dropped part |R[k:, k:]|_F is at most tol |R|_F
+rank r is the smallest k whose dropped part |R[k:, k:]|_F is at most tol |R_11|
 (capped by max_rank). Skeleton = the r pivot columns; P = [I, R11^-1 R12] (in
 pivot order) so that K(:, cols) ~= K(:, skel) P.
 
