@@ -19,73 +19,12 @@ transform, neighbour merging, row sampling, the interpolative decomposition
 from cython.parallel cimport prange, threadid
 from libc.math cimport sqrt, fabs
 from libc.stdint cimport int64_t, uint64_t
-from libc.stdlib cimport malloc, free, qsort
+from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset
 
 from ._blas cimport dgemm, dtrsm, dgeqrf, dgeqp3
 from ._random cimport node_key, draw_below
-
-
-# ---------------------------------------------------------------- sorting
-cdef struct KeyIdx:
-    double key
-    int64_t idx
-
-
-cdef int _cmp_keyidx(const void* a, const void* b) noexcept nogil:
-    cdef const KeyIdx* x = <const KeyIdx*>a
-    cdef const KeyIdx* y = <const KeyIdx*>b
-    if x.key < y.key:
-        return -1
-    if x.key > y.key:
-        return 1
-    if x.idx < y.idx:
-        return -1
-    if x.idx > y.idx:
-        return 1
-    return 0
-
-
-cdef inline void _sort_keyidx(KeyIdx* v, Py_ssize_t n) noexcept nogil:
-    """Sort by (key, idx): a total order, so the result is unique."""
-    if n > 1:
-        qsort(v, n, sizeof(KeyIdx), _cmp_keyidx)
-
-
-cdef void _select(KeyIdx* v, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
-    """Reorder v so that v[:k] holds its k smallest elements in (key, idx) order
-    (in no particular order among themselves): quickselect, median-of-three
-    pivots, O(n) expected. Deterministic: the result depends only on the input."""
-    cdef Py_ssize_t lo = 0, hi = n - 1, mid, i, j, t = k - 1
-    cdef KeyIdx pivot, tmp
-    if k <= 0 or k >= n:
-        return
-    while hi > lo:
-        mid = lo + (hi - lo) // 2
-        if _cmp_keyidx(&v[mid], &v[lo]) < 0:
-            tmp = v[mid]; v[mid] = v[lo]; v[lo] = tmp
-        if _cmp_keyidx(&v[hi], &v[lo]) < 0:
-            tmp = v[hi]; v[hi] = v[lo]; v[lo] = tmp
-        if _cmp_keyidx(&v[hi], &v[mid]) < 0:
-            tmp = v[hi]; v[hi] = v[mid]; v[mid] = tmp
-        pivot = v[mid]
-        i = lo
-        j = hi
-        while i <= j:
-            while _cmp_keyidx(&v[i], &pivot) < 0:
-                i = i + 1
-            while _cmp_keyidx(&v[j], &pivot) > 0:
-                j = j - 1
-            if i <= j:
-                tmp = v[i]; v[i] = v[j]; v[j] = tmp
-                i = i + 1
-                j = j - 1
-        if t <= j:
-            hi = j
-        elif t >= i:
-            lo = i
-        else:
-            break
+from ._sort cimport KeyIdx, cmp_keyidx, select_smallest, sort_keyidx
 
 
 def node_keys(uint64_t key,
@@ -177,7 +116,7 @@ def reorder_level(int64_t[::1] perm,           # IN/OUT tree position -> origina
             v[i].idx = i
             old[i] = perm[o + i]
             left[i] = 0
-        _select(v, s, half)
+        select_smallest(v, s, half)
         for i in range(half):
             left[v[i].idx] = 1
         nl = 0
@@ -268,9 +207,9 @@ def merge_leaf_neighbors(const double[::1] D,      # IN  leaf t: size x size dis
             if ncand == 0:
                 continue
             if ncand > k:
-                _select(cand, ncand, k)
+                select_smallest(cand, ncand, k)
                 ncand = k
-            _sort_keyidx(cand, ncand)
+            sort_keyidx(cand, ncand)
             for e in range(k):
                 cur[e].key = dist[i, e]
                 cur[e].idx = idx[i, e]
@@ -279,7 +218,7 @@ def merge_leaf_neighbors(const double[::1] D,      # IN  leaf t: size x size dis
             a = 0
             b = 0
             for w in range(k):
-                if b < ncand and (a >= k or _cmp_keyidx(&cand[b], &cur[a]) < 0):
+                if b < ncand and (a >= k or cmp_keyidx(&cand[b], &cur[a]) < 0):
                     dist[i, w] = cand[b].key
                     idx[i, w] = cand[b].idx
                     b = b + 1
@@ -387,7 +326,7 @@ def sample_rows(const int64_t[::1] node_lo, const int64_t[::1] node_hi,   # IN p
                     cand[ncand].key = nbr_dist[col_idx[c], e]
                     cand[ncand].idx = i
                     ncand = ncand + 1
-            _sort_keyidx(cand, ncand)
+            sort_keyidx(cand, ncand)
             for e in range(ncand):
                 if cnt >= nmax:
                     break

@@ -12,31 +12,12 @@ Pair blocks are found through ``goff[la * L + lb]`` (la <= lb). All buffers flat
 ``damping`` is added where the row and column index agree.
 """
 from libc.stdint cimport int64_t
-from libc.stdlib cimport free, malloc, qsort
+from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 
 from ._blas cimport dgemm
 from ._entries cimport BlockEvaluator
-
-
-cdef struct KeyIdx:
-    double key
-    int64_t idx
-
-
-cdef int _cmp_keyidx(const void* a, const void* b) noexcept nogil:
-    cdef const KeyIdx* x = <const KeyIdx*>a
-    cdef const KeyIdx* y = <const KeyIdx*>b
-    if x.key < y.key:
-        return -1
-    if x.key > y.key:
-        return 1
-    return -1 if x.idx < y.idx else (1 if x.idx > y.idx else 0)
-
-
-cdef inline void _sort_keyidx(KeyIdx* v, Py_ssize_t n) noexcept nogil:
-    if n > 1:
-        qsort(v, n, sizeof(KeyIdx), _cmp_keyidx)
+from ._sort cimport KeyIdx, sort_keyidx
 
 
 cdef inline double _dot3(const double* x, const double* y, const double* g,
@@ -118,6 +99,16 @@ cdef class GNEvaluator(BlockEvaluator):
                     v = v + self.damping
                 out[r * ld + c] = v
 
+    cdef void _gather_x(self, const int64_t* I, const KeyIdx* order, Py_ssize_t ni,
+                        double* out) noexcept nogil:
+        """out[r] = the activation vector x_q (n samples) of parameter I[order[r].idx]."""
+        cdef Py_ssize_t r, n = self.n
+        cdef int64_t a
+        for r in range(ni):
+            a = I[order[r].idx]
+            memcpy(&out[r * n], &self.Xbuf[self.xoff[self.layer[a]] + self.qidx[a] * n],
+                   n * sizeof(double))
+
     cdef void fill(self, const int64_t* I, Py_ssize_t ni, const int64_t* J,
                    Py_ssize_t nj, double* out, Py_ssize_t ld) noexcept nogil:
         """Rows and columns are grouped by (layer, unit): within a pair of groups
@@ -144,14 +135,10 @@ cdef class GNEvaluator(BlockEvaluator):
         for c in range(nj):
             ck[c].key = <double>self.layer[J[c]] * 4294967296.0 + <double>self.pidx[J[c]]
             ck[c].idx = c
-        _sort_keyidx(rk, ni)
-        _sort_keyidx(ck, nj)
-        for r in range(ni):       # x vectors in group order
-            memcpy(&XI[r * n], &self.Xbuf[self.xoff[self.layer[I[rk[r].idx]]]
-                                          + self.qidx[I[rk[r].idx]] * n], n * sizeof(double))
-        for c in range(nj):
-            memcpy(&XJ[c * n], &self.Xbuf[self.xoff[self.layer[J[ck[c].idx]]]
-                                          + self.qidx[J[ck[c].idx]] * n], n * sizeof(double))
+        sort_keyidx(rk, ni)
+        sort_keyidx(ck, nj)
+        self._gather_x(I, rk, ni, XI)        # x vectors in group order
+        self._gather_x(J, ck, nj, XJ)
         a0 = 0
         while a0 < ni:
             a1 = a0 + 1
