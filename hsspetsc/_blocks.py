@@ -101,6 +101,7 @@ class BlockReader:
         if self.evaluator is not None:
             fill_with_evaluator(self.evaluator, row_start, row_len, row_idx, col_start,
                                 col_len, col_idx, offsets, out, self.n_threads)
+            _check_finite(out)
             return out, offsets
         row_start, col_start = _i64(row_start), _i64(col_start)
         live = np.flatnonzero(sizes > 0)
@@ -116,10 +117,14 @@ class BlockReader:
                 raise ValueError(f"entries_batch returned a block of shape {v.shape}, "
                                  f"expected {(int(row_len[b]), int(col_len[b]))}.")
             out[offsets[b]:offsets[b] + sizes[b]] = v.ravel()
-        if not np.all(np.isfinite(out)):
-            raise ValueError("The source returned NaN or Inf entries; an SPD matrix has "
-                             "finite entries: check the source.")
+        _check_finite(out)
         return out, offsets
+
+
+def _check_finite(out):
+    if not np.isfinite(out).all():
+        raise ValueError("The source returned NaN or Inf entries; an SPD matrix has "
+                         "finite entries: check the source (e.g. a kernel that overflows).")
 
 
 def chunks(sizes, limit):

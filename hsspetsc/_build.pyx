@@ -96,6 +96,7 @@ def reorder_level(int64_t[::1] perm,           # IN/OUT tree position -> origina
                   const int64_t[::1] node_size,
                   const double[::1] dp,         # IN  d(i, p) at tree position of i
                   const double[::1] dq,         # IN  d(i, q)
+                  int64_t[::1] failed,          # OUT failed[0] = 1 when out of memory
                   int n_threads):
     """Split each node at the median of d(i, p) - d(i, q) (ties by position): the
     ceil(size/2) smallest go to the left child; both halves keep their order."""
@@ -108,9 +109,15 @@ def reorder_level(int64_t[::1] perm,           # IN/OUT tree position -> origina
         o = node_off[t]
         s = node_size[t]
         half = (s + 1) // 2
-        v = <KeyIdx*>malloc(s * sizeof(KeyIdx))
-        old = <int64_t*>malloc(s * sizeof(int64_t))
-        left = <char*>malloc(s * sizeof(char))
+        v = <KeyIdx*>malloc(<size_t>s * sizeof(KeyIdx))
+        old = <int64_t*>malloc(<size_t>s * sizeof(int64_t))
+        left = <char*>malloc(<size_t>s * sizeof(char))
+        if v == NULL or old == NULL or left == NULL:
+            failed[0] = 1
+            free(v)
+            free(old)
+            free(left)
+            continue
         for i in range(s):
             v[i].key = dp[o + i] - dq[o + i]
             v[i].idx = i
@@ -171,9 +178,12 @@ def merge_leaf_neighbors(const double[::1] D,      # IN  leaf t: size x size dis
                          const int64_t[::1] perm,
                          int64_t[:, ::1] idx,      # IN/OUT k best so far (original indices, -1: none)
                          double[:, ::1] dist,      # IN/OUT their distances, ascending (inf: none)
+                         int64_t[::1] failed,      # OUT failed[0] = 1 when out of memory
                          int n_threads):
     """Merge each leaf's exhaustive distances into the running k-best lists of its
-    members (leaves are disjoint, so each list is written by one thread)."""
+    members (leaves are disjoint, so each list is written by one thread). Only
+    candidates strictly closer than the current k-th are taken (a tie with it
+    keeps the entry already there)."""
     cdef Py_ssize_t t, r, c, e, nn = leaf_off.shape[0], k = idx.shape[1]
     cdef int64_t s, i, j, ncand, a, b, w
     cdef double worst
@@ -184,8 +194,13 @@ def merge_leaf_neighbors(const double[::1] D,      # IN  leaf t: size x size dis
         return
     for t in prange(nn, nogil=True, num_threads=n_threads, schedule="dynamic"):
         s = leaf_size[t]
-        cand = <KeyIdx*>malloc((s + 1) * sizeof(KeyIdx))
-        cur = <KeyIdx*>malloc((k + 1) * sizeof(KeyIdx))
+        cand = <KeyIdx*>malloc(<size_t>(s + 1) * sizeof(KeyIdx))
+        cur = <KeyIdx*>malloc(<size_t>(k + 1) * sizeof(KeyIdx))
+        if cand == NULL or cur == NULL:
+            failed[0] = 1
+            free(cand)
+            free(cur)
+            continue
         for r in range(s):
             i = perm[leaf_off[t] + r]
             worst = dist[i, k - 1]
@@ -260,10 +275,38 @@ cdef inline bint _excluded(int64_t i, int64_t lo, int64_t hi, int64_t llo, int64
     return False
 
 
+cdef inline int64_t _allowed_leaves_rows(int64_t llo, int64_t lhi,
+                                         const int64_t[::1] leaf_off,
+                                         const int64_t[::1] near_ptr,
+                                         const int64_t[::1] near_idx, bint has_near,
+                                         const int64_t[::1] perm,
+                                         int64_t* out) noexcept nogil:
+    """Write every row outside the node's leaves [llo, lhi) and their near leaves;
+    return how many. O(leaves + near pairs + rows)."""
+    cdef int64_t leaf, e, p, cnt = 0, nl = leaf_off.shape[0] - 1
+    cdef bint skip
+    for leaf in range(nl):
+        if leaf >= llo and leaf < lhi:
+            continue
+        skip = False
+        if has_near:
+            for e in range(near_ptr[leaf], near_ptr[leaf + 1]):
+                if near_idx[e] >= llo and near_idx[e] < lhi:
+                    skip = True
+                    break
+        if skip:
+            continue
+        for p in range(leaf_off[leaf], leaf_off[leaf + 1]):
+            out[cnt] = perm[p]
+            cnt = cnt + 1
+    return cnt
+
+
 def sample_rows(const int64_t[::1] node_lo, const int64_t[::1] node_hi,   # IN positions of each node
                 const int64_t[::1] leaf_lo, const int64_t[::1] leaf_hi,   # IN its leaves
                 const int64_t[::1] col_ptr, const int64_t[::1] col_idx,   # IN its columns
                 const int64_t[::1] n_rows,       # IN  rows wanted per node
+                const int64_t[::1] n_allowed,    # IN  rows outside the node and its near leaves
                 const uint64_t[::1] keys,        # IN  stream key per node
                 const int64_t[::1] perm, const int64_t[::1] iperm,
                 const int64_t[::1] leaf_off,     # IN  n_leaves + 1 position boundaries
@@ -274,17 +317,21 @@ def sample_rows(const int64_t[::1] node_lo, const int64_t[::1] node_hi,   # IN p
                 double nbr_share,                # IN  at most this share of rows from neighbours
                 const int64_t[::1] rows_off,     # IN  node t writes rows[rows_off[t]: + n_rows[t]]
                 int64_t[::1] rows,               # OUT sampled rows (original indices)
-                int64_t[::1] rows_cnt,           # OUT how many were found
+                int64_t[::1] rows_cnt,           # OUT how many were found (-1: out of memory)
                 signed char[:, ::1] mark,        # WORK (threads, n) zeros, left zero
                 int n_threads):
     """Rows for each node's interpolative decomposition, outside the node and its
-    near leaves: the columns' neighbours closest first (up to ``nbr_share``), then
-    uniform draws. O(rows + columns * k) per node."""
+    near leaves. When they all fit, all of them; else the columns' neighbours
+    closest first (up to ``nbr_share``), then uniform draws among the allowed rows:
+    from an explicit list when they are few (a partial Fisher-Yates shuffle), by
+    rejection otherwise. O(rows + columns * k) per node, plus O(leaves + allowed
+    rows) when the allowed rows are few."""
     cdef Py_ssize_t t, c, e, nn = node_lo.shape[0], k = nbr_idx.shape[1]
-    cdef int64_t n = perm.shape[0], lo, hi, llo, lhi, cap, cnt, nmax, ncand, i, p
-    cdef int64_t n_out, ctr, attempts, max_att, th
+    cdef int64_t n = perm.shape[0], lo, hi, llo, lhi, cap, cnt, nmax, ncand, i, p, j
+    cdef int64_t n_out, ctr, attempts, max_att, th, npool
     cdef KeyIdx* cand
     cdef int64_t* out
+    cdef int64_t* pool
     for t in prange(nn, nogil=True, num_threads=n_threads, schedule="dynamic"):
         th = threadid()
         lo = node_lo[t]
@@ -295,26 +342,19 @@ def sample_rows(const int64_t[::1] node_lo, const int64_t[::1] node_hi,   # IN p
         out = &rows[rows_off[t]]
         cnt = 0
         n_out = n - (hi - lo)
-        if n_out <= cap:
-            # every row outside the node that is not near it
-            p = 0
-            while p < n:
-                if p == lo:
-                    p = hi
-                    continue
-                i = perm[p]
-                if not _excluded(i, lo, hi, llo, lhi, iperm, leaf_off, near_ptr,
-                                 near_idx, has_near):
-                    out[cnt] = i
-                    cnt = cnt + 1
-                p = p + 1
-            rows_cnt[t] = cnt
+        if n_allowed[t] <= cap:
+            rows_cnt[t] = _allowed_leaves_rows(llo, lhi, leaf_off, near_ptr, near_idx,
+                                               has_near, perm, out)
             continue
         # neighbours of the columns, closest first
         nmax = <int64_t>(nbr_share * cap)
         if k > 0 and nmax > 0:
             ncand = 0
-            cand = <KeyIdx*>malloc(((col_ptr[t + 1] - col_ptr[t]) * k + 1) * sizeof(KeyIdx))
+            cand = <KeyIdx*>malloc(<size_t>((col_ptr[t + 1] - col_ptr[t]) * k + 1)
+                                   * sizeof(KeyIdx))
+            if cand == NULL:
+                rows_cnt[t] = -1
+                continue
             for c in range(col_ptr[t], col_ptr[t + 1]):
                 for e in range(k):
                     i = nbr_idx[col_idx[c], e]
@@ -336,25 +376,49 @@ def sample_rows(const int64_t[::1] node_lo, const int64_t[::1] node_hi,   # IN p
                     out[cnt] = i
                     cnt = cnt + 1
             free(cand)
-        # uniform rows outside the node
         ctr = 0
-        attempts = 0
-        max_att = 16 * (cap - cnt) + 256
-        while cnt < cap and attempts < max_att:
-            p = draw_below(keys[t], ctr, n_out)
-            ctr = ctr + 1
-            attempts = attempts + 1
-            if p >= lo:
-                p = p + (hi - lo)
-            i = perm[p]
-            if mark[th, i] != 0:
+        if n_allowed[t] <= 8 * cap:
+            # few allowed rows: draw without replacement from their list
+            pool = <int64_t*>malloc(<size_t>(n_allowed[t] + 1) * sizeof(int64_t))
+            if pool == NULL:
+                for e in range(cnt):
+                    mark[th, out[e]] = 0
+                rows_cnt[t] = -1
                 continue
-            if has_near and _excluded(i, lo, hi, llo, lhi, iperm, leaf_off, near_ptr,
-                                      near_idx, has_near):
-                continue
-            mark[th, i] = 1
-            out[cnt] = i
-            cnt = cnt + 1
+            npool = _allowed_leaves_rows(llo, lhi, leaf_off, near_ptr, near_idx,
+                                         has_near, perm, pool)
+            j = 0
+            while cnt < cap and j < npool:
+                p = j + draw_below(keys[t], ctr, npool - j)
+                ctr = ctr + 1
+                i = pool[p]
+                pool[p] = pool[j]
+                pool[j] = i
+                j = j + 1
+                if mark[th, i] == 0:
+                    mark[th, i] = 1
+                    out[cnt] = i
+                    cnt = cnt + 1
+            free(pool)
+        else:
+            # many: uniform positions outside the node, the near ones rejected
+            attempts = 0
+            max_att = 4 * (cap - cnt) * (n_out // n_allowed[t] + 1) + 256
+            while cnt < cap and attempts < max_att:
+                p = draw_below(keys[t], ctr, n_out)
+                ctr = ctr + 1
+                attempts = attempts + 1
+                if p >= lo:
+                    p = p + (hi - lo)
+                i = perm[p]
+                if mark[th, i] != 0:
+                    continue
+                if has_near and _excluded(i, lo, hi, llo, lhi, iperm, leaf_off, near_ptr,
+                                          near_idx, has_near):
+                    continue
+                mark[th, i] = 1
+                out[cnt] = i
+                cnt = cnt + 1
         for e in range(cnt):
             mark[th, out[e]] = 0
         rows_cnt[t] = cnt
@@ -371,7 +435,8 @@ cdef int _column_id(double* A, int m, int n, int lda, double tol, int max_rank,
     |R[k:, k:]|_F <= tol |R_11| (capped by max_rank); P (r x n, row-major) has the
     identity on the pivot columns and R11^-1 R12 on the others. Returns r; writes
     the first r pivots (0-based) and |R[r:, r:]|_F / |R_11| (what was dropped)."""
-    cdef int info = 0, i, j, kmax, r, nr, ldr = lda, mr = m
+    cdef int info = 0, kmax, r, nr, ldr = lda, mr = m
+    cdef Py_ssize_t i, j
     cdef double total, s, one = 1.0     # total: |R_11|, the largest pivot
     cdef char side = b'L', uplo = b'U', trans = b'N', diag = b'N'
     achieved[0] = 0.0
@@ -412,7 +477,7 @@ cdef int _column_id(double* A, int m, int n, int lda, double tol, int max_rank,
     nr = n - r
     if nr > 0:                          # T = R11^-1 R12, in place
         dtrsm(&side, &uplo, &trans, &diag, &r, &nr, &one, A, &ldr, &A[r * ldr], &ldr)
-    memset(P, 0, r * n * sizeof(double))
+    memset(P, 0, <size_t>r * n * sizeof(double))
     for i in range(r):
         P[i * n + jpvt[i] - 1] = 1.0
         for j in range(nr):
@@ -447,13 +512,16 @@ def column_ids(double[::1] B,                  # IN/WORK node t: nrows[t] x ncol
         m = <int>nrows[t]
         n = <int>ncols[t]
         lw = _lwork(n)
-        tau = <double*>malloc((n + 1) * sizeof(double))
-        tails = <double*>malloc((n + 2) * sizeof(double))
-        work = <double*>malloc(lw * sizeof(double))
-        jpvt = <int*>malloc((n + 1) * sizeof(int))
-        rank[t] = _column_id(&B[B_off[t]], m, n, m if m > 0 else 1, tol, max_rank, tau,
-                             work, lw, jpvt, tails, &proj[proj_off[t]], &pos[pos_off[t]],
-                             &achieved[t])
+        tau = <double*>malloc(<size_t>(n + 1) * sizeof(double))
+        tails = <double*>malloc(<size_t>(n + 2) * sizeof(double))
+        work = <double*>malloc(<size_t>lw * sizeof(double))
+        jpvt = <int*>malloc(<size_t>(n + 1) * sizeof(int))
+        if tau == NULL or tails == NULL or work == NULL or jpvt == NULL:
+            rank[t] = -1
+        else:
+            rank[t] = _column_id(&B[B_off[t]], m, n, m if m > 0 else 1, tol, max_rank, tau,
+                                 work, lw, jpvt, tails, &proj[proj_off[t]],
+                                 &pos[pos_off[t]], &achieved[t])
         free(tau)
         free(tails)
         free(work)
@@ -469,6 +537,7 @@ def sketch_ids(bint leaf, int s,
                const double[::1] Yh_prev, const double[::1] Oh_prev,   # IN children's reduced sketches
                const int64_t[::1] prev_off,                    # IN  child c's rows at prev_off[c] * s
                double tol, int max_rank,
+               int certified,                                  # IN  larger ranks are not certified
                int64_t[::1] rank, double[::1] achieved,        # OUT
                double[::1] proj, const int64_t[::1] proj_off,  # OUT P (rank x ncols)
                int64_t[::1] pos, const int64_t[::1] pos_off,   # OUT skeleton positions
@@ -498,26 +567,37 @@ def sketch_ids(bint leaf, int s,
             achieved[t] = 0.0
             continue
         lw = _lwork(n if n > ss else ss)
-        Ya = <double*>malloc(n * ss * sizeof(double))
-        A = <double*>malloc(n * ss * sizeof(double))
-        Oa = <double*>malloc(n * ss * sizeof(double))
-        tau = <double*>malloc((n + ss + 1) * sizeof(double))
-        tails = <double*>malloc((n + 2) * sizeof(double))
-        work = <double*>malloc(lw * sizeof(double))
-        jpvt = <int*>malloc((n + 1) * sizeof(int))
+        Ya = <double*>malloc(<size_t>n * ss * sizeof(double))
+        A = <double*>malloc(<size_t>n * ss * sizeof(double))
+        Oa = <double*>malloc(<size_t>n * ss * sizeof(double))
+        tau = <double*>malloc(<size_t>(n + ss + 1) * sizeof(double))
+        tails = <double*>malloc(<size_t>(n + 2) * sizeof(double))
+        work = <double*>malloc(<size_t>lw * sizeof(double))
+        jpvt = <int*>malloc(<size_t>(n + 1) * sizeof(int))
+        if (Ya == NULL or A == NULL or Oa == NULL or tau == NULL or tails == NULL
+                or work == NULL or jpvt == NULL):
+            rank[t] = -1
+            free(Ya)
+            free(A)
+            free(Oa)
+            free(tau)
+            free(tails)
+            free(work)
+            free(jpvt)
+            continue
         B = &blk[blk_off[t]]
         if leaf:
             # Ya^T (s x n, col-major) = Y(I)^T - Om(I)^T K(I, I)
-            memcpy(Ya, &Y[node_off[t] * ss], n * ss * sizeof(double))
-            memcpy(Oa, &Om[node_off[t] * ss], n * ss * sizeof(double))
+            memcpy(Ya, &Y[node_off[t] * ss], <size_t>n * ss * sizeof(double))
+            memcpy(Oa, &Om[node_off[t] * ss], <size_t>n * ss * sizeof(double))
             dgemm(&N, &N, &ss, &n, &n, &mone, Oa, &ss, <double*>B, &n, &one, Ya, &ss)
         else:
             rl = <int>rank_l[t]
             rr = <int>rank_r[t]
-            memcpy(Ya, &Yh_prev[prev_off[2 * t] * ss], rl * ss * sizeof(double))
-            memcpy(&Ya[rl * ss], &Yh_prev[prev_off[2 * t + 1] * ss], rr * ss * sizeof(double))
-            memcpy(Oa, &Oh_prev[prev_off[2 * t] * ss], rl * ss * sizeof(double))
-            memcpy(&Oa[rl * ss], &Oh_prev[prev_off[2 * t + 1] * ss], rr * ss * sizeof(double))
+            memcpy(Ya, &Yh_prev[prev_off[2 * t] * ss], <size_t>rl * ss * sizeof(double))
+            memcpy(&Ya[rl * ss], &Yh_prev[prev_off[2 * t + 1] * ss], <size_t>rr * ss * sizeof(double))
+            memcpy(Oa, &Oh_prev[prev_off[2 * t] * ss], <size_t>rl * ss * sizeof(double))
+            memcpy(&Oa[rl * ss], &Oh_prev[prev_off[2 * t + 1] * ss], <size_t>rr * ss * sizeof(double))
             # top: Yh_l - B Oh_r  (B: rl x rr row-major = rr x rl col-major = B^T)
             if rl > 0 and rr > 0:
                 dgemm(&N, &N, &ss, &rl, &rr, &mone, &Oa[rl * ss], &ss, <double*>B, &rr,
@@ -525,9 +605,11 @@ def sketch_ids(bint leaf, int s,
                 # bottom: Yh_r - B^T Oh_l
                 dgemm(&N, &T, &ss, &rr, &rl, &mone, Oa, &ss, <double*>B, &rr, &one,
                       &Ya[rl * ss], &ss)
-        memcpy(A, Ya, n * ss * sizeof(double))
+        memcpy(A, Ya, <size_t>n * ss * sizeof(double))
         r = _column_id(A, ss, n, ss, tol, max_rank, tau, work, lw, jpvt, tails,
                        &proj[proj_off[t]], &pos[pos_off[t]], &achieved[t])
+        if r > certified and r < n:
+            achieved[t] = 1.0          # too close to the samples to trust: unknown
         rank[t] = r
         for i in range(r):
             memcpy(&Yh[(new_off[t] + i) * ss], &Ya[pos[pos_off[t] + i] * ss],

@@ -35,7 +35,7 @@ cdef class DenseEvaluator(BlockEvaluator):
                 out[a * ld + b] = row[J[b]]
 
 
-def fill_blocks(BlockEvaluator ev,
+def fill_blocks(BlockEvaluator ev not None,
                 const int64_t[::1] row_start,  # IN  rows of block b: row_idx[row_start[b]:][:row_len[b]]
                 const int64_t[::1] row_idx,
                 const int64_t[::1] col_start,  # IN  columns of block b, the same way

@@ -94,6 +94,10 @@ def check_order(order, n, where):
     an int64 array)."""
     if isinstance(order, str):
         return check_choice(order, "order", where, ORDERS)
+    if np.ndim(order) != 1:
+        raise ValueError(f"The 'order' parameter of {where} must be one of "
+                         f"{', '.join(map(repr, ORDERS))} or a permutation of "
+                         f"range({n}) (1-D). Got shape {np.shape(order)} instead.")
     perm = as_index_array(order, n, "order", where)
     if perm.size != n or np.unique(perm).size != n:
         raise ValueError(f"The 'order' parameter of {where} must be one of "

@@ -6,10 +6,10 @@ from ._validation import check_int
 _controller = None
 
 
-def effective_n_threads(n_threads=None):
+def effective_n_threads(n_threads=None, where="hsspetsc"):
     """Threads for OpenMP kernels: the argument, else OMP_NUM_THREADS, else all cores."""
     if n_threads is not None:
-        return check_int(n_threads, "n_threads", "hsspetsc", lo=1)
+        return check_int(n_threads, "n_threads", where, lo=1)
     env = os.environ.get("OMP_NUM_THREADS", "")
     try:
         value = int(env.split(",")[0])

@@ -123,7 +123,8 @@ def compress(source, leaf_size=128, max_rank=256, tol=1e-5, neighbors=32, budget
     p = _params.check(src.n, where, leaf_size=leaf_size, max_rank=max_rank, tol=tol,
                       neighbors=neighbors, budget=budget, distance=distance, seed=seed)
     _check_metric(src, diag, p["distance"], where)
-    return _construct(src, diag, p, "entries", verbose, n_threads)
+    return _construct(src, diag, p, "entries", verbose,
+                      effective_n_threads(n_threads, where))
 
 
 def compress_sketch(source, samples=256, leaf_size=128, tol=1e-4, max_rank=None,
@@ -178,14 +179,13 @@ def compress_sketch(source, samples=256, leaf_size=128, tol=1e-4, max_rank=None,
     else:
         p["distance"] = "given"
     p.update(neighbors=0, budget=0.0)
-    return _construct(src, diag, p, "sketch", verbose, n_threads,
+    return _construct(src, diag, p, "sketch", verbose, effective_n_threads(n_threads, where),
                       perm=None if isinstance(order, str) else order)
 
 
-def _construct(src, diag, p, path, verbose, n_threads, perm=None):
+def _construct(src, diag, p, path, verbose, nt, perm=None):
     """The back end of both front doors (parameters already validated)."""
     n = src.n
-    nt = effective_n_threads(n_threads)
     reader = BlockReader(src, nt)
     n_products = [0]
     ph = _Phases(verbose, n, lambda: reader.count + n_products[0] * n)
@@ -250,9 +250,10 @@ def _construct(src, diag, p, path, verbose, n_threads, perm=None):
     H = H.with_info(info)
     if path == "sketch" and bases.truncated:
         warnings.warn(f"compress_sketch: {len(bases.truncated)} node(s) reached max_rank "
-                      f"= {p['max_rank']} with samples = {p['samples']}; their "
-                      f"off-diagonal rank may be larger: raise samples (and max_rank) "
-                      f"for accuracy.", RuntimeWarning, stacklevel=3)
+                      f"= {p['max_rank']} or came within 10 of samples = "
+                      f"{p['samples']}; their off-diagonal rank may be larger: raise "
+                      f"samples (and max_rank) for accuracy.", RuntimeWarning,
+                      stacklevel=3)
     if verbose:
         print(repr(H), flush=True)
     return H

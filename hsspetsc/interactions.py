@@ -48,14 +48,19 @@ def _fill_by_tree(rows, cols, nl, want):
     short = np.flatnonzero(count < want)
     if short.size == 0:
         return rows, cols
-    need = want - count[short]
     t = np.arange(1, min(nl, want + int(count[short].max()) + 1), dtype=np.int64)
-    cand = short[:, None] ^ t[None, :]
-    taken = np.isin(short[:, None] * nl + cand, rows * nl + cols)
-    ok = ~taken
-    ok &= np.cumsum(ok, axis=1) <= need[:, None]
-    rr = np.broadcast_to(short[:, None], cand.shape)[ok]
-    return np.r_[rows, rr], np.r_[cols, cand[ok]]
+    keys = np.sort(rows * nl + cols)
+    add_r, add_c = [rows], [cols]
+    step = max(1, (1 << 22) // t.size)          # rows per chunk: arrays of ~4M entries
+    for s0 in range(0, short.size, step):
+        sh = short[s0:s0 + step]
+        need = want - count[sh]
+        cand = sh[:, None] ^ t[None, :]
+        ok = ~np.isin(sh[:, None] * nl + cand, keys)
+        ok &= np.cumsum(ok, axis=1) <= need[:, None]
+        add_r.append(np.broadcast_to(sh[:, None], cand.shape)[ok])
+        add_c.append(cand[ok])
+    return np.concatenate(add_r), np.concatenate(add_c)
 
 
 def near_leaf_matrix(tree, nbrs, budget):

@@ -58,7 +58,11 @@ def approximate_neighbors(n, metric, k, leaf_size, seed=0, target_recall=0.8,
         for c0, c1 in chunks(size * size, CHUNK_BYTES // 8):
             lo, sz = off[c0:c1], size[c0:c1]
             D, Doff = metric.read(lo, sz, tree.perm, lo, sz, tree.perm)
-            merge_leaf_neighbors(D, Doff, lo, sz, tree.perm, idx, dist, metric.n_threads)
+            failed = np.zeros(1, dtype=np.int64)
+            merge_leaf_neighbors(D, Doff, lo, sz, tree.perm, idx, dist, failed,
+                                 metric.n_threads)
+            if failed[0]:
+                raise MemoryError("hsspetsc: out of memory in the neighbour search.")
         recall = _recall(idx, dist, sample, exact_kth)
         if recall >= target_recall:
             break

@@ -19,6 +19,7 @@ factors them. Level buffers are sized by their caps up front and compacted once.
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
 from ._blocks import chunks, exclusive_cumsum, ranges
 from .tree import PHASE_ROWS, level_leaf_range, phase_key
@@ -62,6 +63,27 @@ class LevelIDs:
         self.skel_ptr = np.r_[0, np.cumsum(rank)].astype(np.int64)
 
 
+def check_alloc(ok, what):
+    """A kernel reports a failed malloc by a negative count."""
+    if not ok:
+        raise MemoryError(f"hsspetsc: out of memory in {what}; use fewer threads, a "
+                          f"smaller leaf_size or max_rank.")
+
+
+def _allowed_rows(near, leaf_sizes, llo, lhi, n):
+    """Rows outside each node's leaves [llo, lhi) and outside every leaf near one of
+    them: n minus the sizes of the leaves the node's leaves are near (the near
+    relation contains the identity)."""
+    nl = leaf_sizes.size
+    counts = lhi - llo
+    under = sp.csr_matrix((np.ones(int(counts.sum())),
+                           (np.repeat(np.arange(llo.size), counts), ranges(llo, counts))),
+                          shape=(llo.size, nl))
+    touched = (under @ near.astype(np.float64)).tocsr()
+    touched.data[:] = 1.0
+    return n - np.asarray(touched @ leaf_sizes.astype(np.float64)).ravel().astype(np.int64)
+
+
 def id_caps(ncols, n_rows, max_rank):
     """Room per node for the skeleton positions and for P."""
     cap = np.minimum(np.minimum(ncols, n_rows), max_rank).astype(np.int64)
@@ -82,7 +104,7 @@ def assemble_bases(tree, levels, tol, max_rank):
         parts_pos.append(lv.pos)
         parts_proj.append(lv.proj)
         proj_sizes.append(lv.rank * lv.ncols)
-        capped = np.flatnonzero((lv.rank >= max_rank) & (lv.achieved > tol))
+        capped = np.flatnonzero(lv.achieved > tol)     # rank capped, or not certified
         truncated += [{"node": int(nodes[t]), "level": lev, "rank": int(lv.rank[t]),
                        "achieved": float(lv.achieved[t])} for t in capped]
     sizes = np.r_[0, np.concatenate(proj_sizes)] if proj_sizes else np.zeros(1, np.int64)
@@ -111,7 +133,7 @@ def skeletonize(tree, reader, nbrs, inter, tol, max_rank, seed, n_threads):
         nbr_idx, nbr_dist = nbrs.index, nbrs.dist
     else:
         nbr_idx, nbr_dist = np.zeros((n, 0), np.int64), np.zeros((n, 0))
-    mark = np.zeros((n_threads, n), dtype=np.int8)
+    leaf_sizes = np.diff(leaf_off)
     # the leaves' columns are their indices
     leaves = tree.level_nodes(L)
     cols_ptr = np.r_[tree.node_off[leaves], n].astype(np.int64)
@@ -127,13 +149,17 @@ def skeletonize(tree, reader, nbrs, inter, tol, max_rank, seed, n_threads):
         lo = tree.node_off[nodes]
         hi = lo + tree.node_size[nodes]
         llo, lhi = level_leaf_range(tree, nodes)
+        n_allowed = _allowed_rows(near, leaf_sizes, llo, lhi, n) if has_near else n - (hi - lo)
         rows_off = exclusive_cumsum(n_rows)
         rows = np.empty(int(n_rows.sum()), dtype=np.int64)
         rows_cnt = np.empty(nn, dtype=np.int64)
+        nt = min(n_threads, nn)
+        mark = np.zeros((nt, n), dtype=np.int8)
         sample_rows(lo, hi, llo, lhi, cols_ptr, cols_idx, n_rows.astype(np.int64),
-                    keys, tree.perm, tree.iperm, leaf_off, near_ptr, near_idx, has_near,
-                    nbr_idx, nbr_dist, NBR_SHARE, rows_off, rows, rows_cnt, mark,
-                    n_threads)
+                    n_allowed.astype(np.int64), keys, tree.perm, tree.iperm, leaf_off,
+                    near_ptr, near_idx, has_near, nbr_idx, nbr_dist, NBR_SHARE, rows_off,
+                    rows, rows_cnt, mark, nt)
+        check_alloc(rows_cnt.min() >= 0, "the row sampling")
         pos_cap, proj_cap = id_caps(ncols, rows_cnt, max_rank)
         pos_off, proj_off = exclusive_cumsum(pos_cap), exclusive_cumsum(proj_cap)
         pos_buf = np.empty(int(pos_cap.sum()), dtype=np.int64)
@@ -147,6 +173,7 @@ def skeletonize(tree, reader, nbrs, inter, tol, max_rank, seed, n_threads):
             column_ids(B, Boff, rows_cnt[c0:c1], ncols[c0:c1], tol, max_rank,
                        rank[c0:c1], achieved[c0:c1], proj_buf, proj_off[c0:c1],
                        pos_buf, pos_off[c0:c1], n_threads)
+        check_alloc(rank.min() >= 0, "the interpolative decompositions")
         lv = LevelIDs(lev, rank, achieved, cols_ptr, cols_idx, pos_buf, pos_off,
                       proj_buf, proj_off, ncols)
         levels.append(lv)

@@ -18,13 +18,16 @@ are read in one batch and one Cython ``prange`` forms every Y_a and factors it. 
 leaf blocks and couplings read on the way are exactly the near and far blocks of
 the result (plain HSS, budget 0), so nothing is read twice. The rank rule is the
 one of the entries path (``tol``: see :mod:`hsspetsc._params`). A rank can never
-exceed the samples, and a rank close to it is unreliable when the spectrum decays
-slowly: ``max_rank`` defaults to samples // 2.
+exceed the samples, and a rank close to it is unreliable (the sketch needs about
+ten more samples than the rank it certifies): ``max_rank`` defaults to samples // 2,
+and a node whose rank ends above samples - 10 is reported like a capped one.
 """
 import numpy as np
 
 from ._blocks import exclusive_cumsum
-from .skeleton import LevelIDs, assemble_bases
+
+OVERSAMPLING = 10       # a rank above samples - 10 is not certified by the sketch
+from .skeleton import LevelIDs, assemble_bases, check_alloc
 
 
 def products(src, Omega, where):
@@ -90,9 +93,11 @@ def sketch_bases(tree, reader, Y, Omega, tol, max_rank, n_threads):
         rank = np.zeros(nn, dtype=np.int64)
         achieved = np.zeros(nn)
         sketch_ids(lev == L, s, Yt, Ot, lo.astype(np.int64), blk, blk_off, ncols,
-                   rank_l, rank_r, Yh_prev, Oh_prev, prev_off, tol, max_rank, rank,
+                   rank_l, rank_r, Yh_prev, Oh_prev, prev_off, tol, max_rank,
+                   s - OVERSAMPLING, rank,
                    achieved, proj_buf, proj_off, pos_buf, pos_off, Yh, Oh, pos_off,
                    n_threads)
+        check_alloc(rank.min() >= 0, "the sketch's interpolative decompositions")
         prev = LevelIDs(lev, rank, achieved, cols_ptr, cols_idx, pos_buf, pos_off,
                         proj_buf, proj_off, ncols)
         levels.append(prev)

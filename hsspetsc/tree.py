@@ -196,7 +196,10 @@ def build_tree(n, metric, leaf_size, seed=0, n_samples=8, randomized=False, key=
             q = np.empty(nodes.size, dtype=np.int64)
             row_sum_argmax(dp, lo, lo, sz, one, perm, q, nt)
             dq, _ = metric.read(lo, sz, perm, idx, one, q)
-        reorder_level(perm, lo, sz, dp, dq, nt)
+        failed = np.zeros(1, dtype=np.int64)
+        reorder_level(perm, lo, sz, dp, dq, failed, nt)
+        if failed[0]:
+            raise MemoryError("hsspetsc: out of memory while splitting the tree.")
     iperm = np.empty_like(perm)
     iperm[perm] = np.arange(n, dtype=np.int64)
     return ClusterTree(n=n, n_levels=n_levels, perm=perm, iperm=iperm,

@@ -8,6 +8,7 @@ from hsspetsc._blocks import TASK_ENTRIES, BlockReader, chunks, fill_tasks, rang
 from hsspetsc.interactions import build_interactions
 from hsspetsc.neighbors import approximate_neighbors
 from hsspetsc.tree import Metric, build_tree, level_leaf_range
+from helpers import assert_close
 
 
 def _stored(H):
@@ -153,7 +154,9 @@ def test_sampled_rows_avoid_the_node_and_its_near_leaves():
     cnt = np.empty(nodes.size, np.int64)
     mark = np.zeros((2, 700), np.int8)
     off = np.arange(nodes.size, dtype=np.int64) * 60
-    sample_rows(lo, hi, llo, lhi, cols_ptr, tree.perm, n_rows, keys, tree.perm,
+    from hsspetsc.skeleton import _allowed_rows
+    n_allowed = _allowed_rows(near, np.diff(tree.leaf_bounds()), llo, lhi, 700)
+    sample_rows(lo, hi, llo, lhi, cols_ptr, tree.perm, n_rows, n_allowed, keys, tree.perm,
                 tree.iperm, tree.leaf_bounds(), near.indptr.astype(np.int64),
                 near.indices.astype(np.int64), True, nb.index, nb.dist, 0.75, off, rows,
                 cnt, mark, 2)
@@ -215,3 +218,48 @@ def test_reader_refuses_bad_batches():
                                                              for _ in blocks])
     with pytest.raises(ValueError, match="NaN"):
         BlockReader(src).read(z, [2, 2], np.arange(10), z, [3, 3], np.arange(10))
+
+
+def test_high_budget_still_takes_every_allowed_row():
+    """With a large near field the rows outside a node's near leaves are few: all of
+    them are used, so tol is met (a sampler that drew only some lost 4 digits)."""
+    x = np.random.default_rng(0).random((1000, 2))
+    K = np.exp(-((x[:, None] - x[None]) ** 2).sum(-1) / 0.05) + 1e-3 * np.eye(1000)
+    for budget in (0.5, 0.95):
+        H = hsspetsc.compress(K, leaf_size=16, tol=1e-8, budget=budget, max_rank=200)
+        err = np.linalg.norm(H.to_dense() - K) / np.linalg.norm(K)
+        assert err <= 10 * 1e-8 and not H.truncated, (budget, err)
+
+
+def test_gauss_newton_subclass_with_its_own_entries_is_used_not_bypassed():
+    from hsspetsc.mlp import MLP, GaussNewton
+    X = np.random.default_rng(0).standard_normal((30, 5))
+    m = MLP([5, 3, 5], seed=0)
+
+    class Doubled(GaussNewton):
+        def _block(self, I, J):
+            return 2 * super()._block(I, J)
+
+    G, D = GaussNewton(m, X, X, damping=1e-3), Doubled(m, X, X, damping=1e-3)
+    idx = np.arange(G.n)
+    assert D.evaluator() is None
+    assert_close(D.entries(idx, idx), 2 * G.entries(idx, idx), rtol=1e-14)
+    H = hsspetsc.compress(D, leaf_size=8, tol=1e-10, neighbors=4)
+    assert_close(H.to_dense(), 2 * G.entries(idx, idx), rtol=1e-6)
+
+
+def test_sketch_ranks_near_the_samples_are_reported():
+    x = np.sort(np.random.default_rng(0).random(400))
+    K = np.exp(-(x[:, None] - x[None]) ** 2 / (2 * 0.01 ** 2))
+    with pytest.warns(RuntimeWarning, match="within 10 of samples"):
+        H = hsspetsc.compress_sketch(K, samples=10, max_rank=10, leaf_size=25, probes=4)
+    assert H.truncated and all(t["achieved"] == 1.0 for t in H.truncated)
+
+
+def test_order_must_be_a_1d_permutation():
+    K = np.eye(40) + 0.1
+    with pytest.raises(ValueError, match="1-D"):
+        hsspetsc.compress_sketch(K, samples=8, leaf_size=10,
+                                 order=np.arange(40).reshape(2, 20))
+    with pytest.raises(ValueError, match="'n_threads' parameter of compress"):
+        hsspetsc.compress(K, leaf_size=10, n_threads=0)

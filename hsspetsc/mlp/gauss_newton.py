@@ -160,6 +160,9 @@ class GaussNewton(Source):
         overrides ``_block``."""
         if type(self)._block is not GaussNewton._block:
             return None
+        return self._gn_evaluator()
+
+    def _gn_evaluator(self):
         from .._gn import GNEvaluator
         return GNEvaluator(self._layer, self._pidx, self._qidx, self._Xbuf, self._xoff,
                            self._Gbuf, self._goff, self._outs, self._m,
@@ -167,7 +170,7 @@ class GaussNewton(Source):
 
     def _block(self, I, J):
         from ..sources import evaluate_block
-        return evaluate_block(GaussNewton.evaluator(self), I, J, self.n_threads)
+        return evaluate_block(self._gn_evaluator(), I, J, self.n_threads)
 
     def diagonal(self):
         return self._diag + self.damping

@@ -7,6 +7,8 @@ differently on different ranks). With one rank nothing is communicated.
 """
 import numpy as np
 
+from .._blocks import exclusive_cumsum, fill_with_evaluator
+from .._threads import effective_n_threads
 from .._validation import add_to_diagonal
 from ..mlp.gauss_newton import GaussNewton
 from ..sources import Source
@@ -123,15 +125,23 @@ class DistributedGN(Source):
         return self.entries_batch([(I, J)])[0]
 
     def entries_batch(self, blocks):
-        """Many blocks with one reduction over the ranks (collective)."""
-        local = [self.local._block(I, J).ravel() for I, J in blocks]
-        sizes = [v.size for v in local]
-        total = self.problem.comm.sum(
-            np.concatenate(local) * self._we if local else np.zeros(0))
-        out, start = [], 0
-        for (I, J), size in zip(blocks, sizes):
-            blk = total[start:start + size].reshape(len(I), len(J))
-            start += size
+        """Many blocks: one parallel evaluation of this rank's part, one reduction
+        over the ranks (collective)."""
+        rows = [np.asarray(I, np.int64) for I, _ in blocks]
+        cols = [np.asarray(J, np.int64) for _, J in blocks]
+        rl = np.array([r.size for r in rows], np.int64)
+        cl = np.array([c.size for c in cols], np.int64)
+        off = exclusive_cumsum(rl * cl)
+        local = np.empty(int((rl * cl).sum()))
+        if local.size:
+            fill_with_evaluator(self.local._gn_evaluator(), exclusive_cumsum(rl),
+                                rl, np.concatenate(rows), exclusive_cumsum(cl), cl,
+                                np.concatenate(cols), off, local,
+                                effective_n_threads(self.local.n_threads))
+        total = self.problem.comm.sum(local * self._we)
+        out = []
+        for b, (I, J) in enumerate(blocks):
+            blk = total[off[b]:off[b] + rl[b] * cl[b]].reshape(len(I), len(J))
             if self.damping:
                 add_to_diagonal(blk, I, J, self.damping)
             out.append(blk)
