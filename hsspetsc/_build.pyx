@@ -150,10 +150,11 @@ def to_distance(double[::1] data,                # IN/OUT entries -> distances
                 const double[::1] diag,
                 int kind,                        # 0: angle, 1: kernel
                 int n_threads):
-    """angle: 1 - K_ij^2 / (K_ii K_jj); kernel: K_ii + K_jj - 2 K_ij; clipped at 0."""
+    """angle: 1 - K_ij^2 / (K_ii K_jj) (1, the largest, where a diagonal entry is
+    0: a zero row is close to nothing); kernel: K_ii + K_jj - 2 K_ij; clipped at 0."""
     cdef Py_ssize_t b, i, j, nb = out_off.shape[0]
     cdef int64_t nr, nc
-    cdef double di, v
+    cdef double di, dj, v
     cdef double* blk
     for b in prange(nb, nogil=True, num_threads=n_threads, schedule="dynamic"):
         nr = row_len[b]
@@ -164,7 +165,8 @@ def to_distance(double[::1] data,                # IN/OUT entries -> distances
             for j in range(nc):
                 v = blk[i * nc + j]
                 if kind == 0:
-                    v = 1.0 - v * v / (di * diag[col_idx[col_start[b] + j]])
+                    dj = di * diag[col_idx[col_start[b] + j]]
+                    v = 1.0 - v * v / dj if dj > 0.0 else 1.0
                 else:
                     v = di + diag[col_idx[col_start[b] + j]] - 2.0 * v
                 blk[i * nc + j] = v if v > 0.0 else 0.0

@@ -86,11 +86,12 @@ cdef int _chol(int n, double* A) noexcept nogil:
     return info
 
 
-cdef void _assemble(int64_t a, bint leaf, int c, double shift,
+cdef void _assemble(int64_t a, bint leaf, int c, double shift, const double* dshift,
                     const double* near_data, const int64_t* diag_off,
                     const int64_t* r, const int64_t* Z_ptr, const double* Z_data,
                     const int64_t* B_ptr, const double* B_data, double* A) noexcept nogil:
-    """Active block of node a (c x c, column-major) into A."""
+    """Active block of node a (c x c, column-major) into A. A leaf's diagonal gets
+    ``shift`` plus ``dshift`` (its slice of a per-index diagonal, or NULL)."""
     cdef Py_ssize_t i, j, rl, rr
     cdef const double* D
     cdef const double* Zl
@@ -102,6 +103,8 @@ cdef void _assemble(int64_t a, bint leaf, int c, double shift,
             for i in range(c):
                 A[i + j * c] = D[i + j * c]
             A[j + j * c] += shift
+            if dshift != NULL:
+                A[j + j * c] += dshift[j]
         return
     rl = r[2 * a + 1]
     rr = r[2 * a + 2]
@@ -121,6 +124,8 @@ cdef void _assemble(int64_t a, bint leaf, int c, double shift,
 
 
 def factor_level(const int64_t[::1] nodes, bint leaf, double shift,
+                 const double[::1] dshift,        # IN  extra diagonal, tree order (or empty)
+                 const int64_t[::1] node_off,
                  const int64_t[::1] c, const int64_t[::1] r, const int64_t[::1] red,
                  const int64_t[::1] sk_ptr, const int64_t[::1] sk_pos,
                  const int64_t[::1] rd_ptr, const int64_t[::1] rd_pos,
@@ -146,6 +151,7 @@ def factor_level(const int64_t[::1] nodes, bint leaf, double shift,
     cdef const int64_t* skp
     cdef const int64_t* rdp
     cdef const double* nd = _cptr(near_data)
+    cdef const double* dsh = _cptr(dshift)
     cdef const double* bd = _cptr(B_data)
     cdef const double* td = _cptr(T_data)
     cdef double* ld = _ptr(L_data)
@@ -160,8 +166,8 @@ def factor_level(const int64_t[::1] nodes, bint leaf, double shift,
         rd = <int>red[a]
         A = &work[work_ptr[q]]
         X = &work[work_ptr[q] + <int64_t>ci * ci]
-        _assemble(a, leaf, ci, shift, nd, &diag_off[0], &r[0], &Z_ptr[0], zd,
-                  &B_ptr[0], bd, A)
+        _assemble(a, leaf, ci, shift, &dsh[node_off[a]] if dsh != NULL else NULL, nd,
+                  &diag_off[0], &r[0], &Z_ptr[0], zd, &B_ptr[0], bd, A)
         Lb = &ld[L_ptr[a]] if rd > 0 else NULL
         Gb = &gd[G_ptr[a]] if rd > 0 and ra > 0 else NULL
         Zb = &zd[Z_ptr[a]] if ra > 0 else NULL
@@ -194,7 +200,8 @@ def factor_level(const int64_t[::1] nodes, bint leaf, double shift,
         _gemm(b'T', b'N', ra, ra, rd, -1.0, Gb, rd, Gb, rd, 1.0, Zb, ra)
 
 
-def factor_root(bint leaf, double shift, const int64_t[::1] c, const int64_t[::1] r,
+def factor_root(bint leaf, double shift, const double[::1] dshift,
+                const int64_t[::1] c, const int64_t[::1] r,
                 const double[::1] near_data, const int64_t[::1] diag_off,
                 const int64_t[::1] Z_ptr, const double[::1] Z_data,
                 const int64_t[::1] B_ptr, const double[::1] B_data,
@@ -206,7 +213,7 @@ def factor_root(bint leaf, double shift, const int64_t[::1] c, const int64_t[::1
     cdef const double* bd = _cptr(B_data)
     if c0 == 0:
         return 0
-    _assemble(0, leaf, c0, shift, nd, &diag_off[0], &r[0], &Z_ptr[0], zd, &B_ptr[0], bd,
+    _assemble(0, leaf, c0, shift, _cptr(dshift), nd, &diag_off[0], &r[0], &Z_ptr[0], zd, &B_ptr[0], bd,
               &Lroot[0])
     return _chol(c0, &Lroot[0])
 
@@ -390,3 +397,38 @@ def solve_down_level(const int64_t[::1] nodes, bint leaf, int k,
             for i in range(rd):
                 xact[rdp[i] + t * ci] = w[i + t * rd]
         _scatter_active(a, leaf, ci, k, xact, &Xt[0, 0], &node_off[0], &r[0], &sk_ptr[0], yd)
+
+
+def gather_T(const int64_t[::1] nodes,       # IN  nodes with a T
+             const int64_t[::1] r, const int64_t[::1] c, const int64_t[::1] red,
+             const int64_t[::1] proj_ptr, const double[::1] proj,   # IN  P (r x c, row-major)
+             const int64_t[::1] rd_ptr, const int64_t[::1] rd_pos,  # IN  redundant positions
+             const int64_t[::1] T_ptr, double[::1] T,               # OUT T = P[:, rd], col-major
+             int n_threads):
+    """The ID coefficients of the redundant columns, node by node."""
+    cdef Py_ssize_t q, i, j, nq = nodes.shape[0]
+    cdef int64_t a
+    for q in prange(nq, nogil=True, num_threads=n_threads, schedule="dynamic"):
+        a = nodes[q]
+        for j in range(red[a]):
+            for i in range(r[a]):
+                T[T_ptr[a] + j * r[a] + i] = proj[proj_ptr[a] + i * c[a]
+                                                  + rd_pos[rd_ptr[a] + j]]
+
+
+def gather_B(const int64_t[::1] parents,     # IN  parent of each block
+             const int64_t[::1] src_off,     # IN  where its K(skel_l, skel_r) starts in data
+             const double[::1] data,         # IN  row-major blocks
+             const int64_t[::1] r,
+             const int64_t[::1] B_ptr, double[::1] B,   # OUT column-major, per parent
+             int n_threads):
+    """Sibling couplings K(skel_l, skel_r), row-major in, column-major out."""
+    cdef Py_ssize_t q, i, j, nq = parents.shape[0]
+    cdef int64_t a, rl, rr
+    for q in prange(nq, nogil=True, num_threads=n_threads, schedule="dynamic"):
+        a = parents[q]
+        rl = r[2 * a + 1]
+        rr = r[2 * a + 2]
+        for i in range(rl):
+            for j in range(rr):
+                B[B_ptr[a] + j * rl + i] = data[src_off[q] + i * rr + j]

@@ -44,8 +44,15 @@ class Param:
 SPEC = {
     "leaf_size": Param(int, 128, "largest leaf (m); leaf blocks are kept exactly",
                        lo=2, hi="N"),
-    "max_rank": Param(int, 256, "cap on a node's rank (s); capped nodes are reported",
-                      lo=1, sketch_default=None),
+    "max_rank": Param(int, None, "cap on a node's rank (s); None: ranks grow until tol "
+                      "is met, within the memory budget; capped nodes are reported",
+                      lo=1),
+    "memory": Param(float, None, "budget in bytes for H~ with max_rank=None (default: a "
+                    "quarter of the machine's memory); it caps the ranks", lo=0.0,
+                    lo_open=True),
+    "spd": Param(bool, True, "add the smallest diagonal compensation that makes H~ "
+                 "positive semi-definite, certified by a factorization (an SPD source "
+                 "then factors at every positive shift)"),
     "tol": Param(float, 1e-5, "target relative error of H~ (Frobenius norm, node by "
                  "node: see hsspetsc._params)", lo=0.0, hi=1.0, lo_open=True,
                  hi_open=True, sketch_default=1e-4),
@@ -57,9 +64,18 @@ SPEC = {
                       choices=DISTANCES),
     "seed": Param(int, 0, "all randomness; same seed, same result bit for bit", lo=0),
     "samples": Param(int, 256, "products K @ Omega of compress_sketch", lo=1, hi="N"),
-    "probes": Param(int, 8, "extra products of compress_sketch for its error estimate",
-                    lo=0),
+    "probes": Param(int, 32, "exact rows (compress) or extra products (compress_sketch) "
+                    "for the error estimate; 0: none", lo=0, sketch_default=8),
 }
+
+
+def default_memory():
+    """A quarter of the machine's physical memory, in bytes (1 GiB if unknown)."""
+    import os
+    try:
+        return 0.25 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return float(2 ** 30)
 
 
 def default(name, path="entries"):
@@ -75,11 +91,16 @@ def check(n, where, **values):
     out = {}
     for name, value in values.items():
         p = SPEC[name]
-        if name == "max_rank" and value is None:
+        if name in ("max_rank", "memory") and value is None:
             out[name] = None
             continue
         hi = n if p.hi == "N" else p.hi
-        if p.kind is int:
+        if p.kind is bool:
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"The '{name}' parameter of {where} must be a bool. Got "
+                                f"{value!r} instead.")
+            out[name] = bool(value)
+        elif p.kind is int:
             out[name] = check_int(value, name, where, lo=p.lo, hi=hi)
         elif p.kind is float:
             out[name] = check_float(value, name, where, lo=p.lo, hi=hi,

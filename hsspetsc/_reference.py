@@ -34,9 +34,7 @@ def reference_matvec(H, W):
             B = _block(H.near_data, H.near_blk[e], size[b], size[a], H.near_trans[e])
             U[off[b]:off[b] + size[b]] += B @ Wt[off[a]:off[a] + size[a]]
     if tree.n_levels == 0:
-        out = np.empty_like(U)
-        out[tree.perm] = U
-        return out[:, 0] if vec else out
+        return _finish(H, U, W2, vec)
     # upward
     What = [np.zeros((0, k))] * n_nodes
     for a in range(n_nodes - 1, 0, -1):
@@ -59,6 +57,13 @@ def reference_matvec(H, W):
             r1 = H.rank[2 * a + 1]
             Uhat[2 * a + 1] = Uhat[2 * a + 1] + y[:r1]
             Uhat[2 * a + 2] = Uhat[2 * a + 2] + y[r1:]
+    return _finish(H, U, W2, vec)
+
+
+def _finish(H, U, W2, vec):
+    """Back to user order, plus the diagonal compensation."""
     out = np.empty_like(U)
-    out[tree.perm] = U
+    out[H.tree.perm] = U
+    if H.compensation is not None:
+        out += H.compensation[:, None] * W2
     return out[:, 0] if vec else out

@@ -1,4 +1,12 @@
-"""Accuracy of a compressed matrix against its source (DESIGN 3.8)."""
+"""Accuracy of a compressed matrix against its source (DESIGN 3.8).
+
+- :func:`relative_error`: the user's check (eps2 from sampled rows, eps_F when K
+  can be formed);
+- :func:`rows_estimate` / :func:`products_estimate`: the a-posteriori estimate
+  ``compress`` and ``compress_sketch`` store in ``stats()["error_estimate"]``, in the
+  measure ``tol`` promises: the relative Frobenius error |K - K~|_F / |K|_F, from
+  a few exact rows (entries path) or a few exact products (sketch path).
+"""
 import numpy as np
 
 from ._validation import check_int, rng_from_seed
@@ -35,3 +43,26 @@ def relative_error(H, source, nrows=100, nrhs=8, seed=0, exact_max_n=4096):
         Kt = H.to_dense(max_n=exact_max_n)
         eps_fro = float(np.linalg.norm(Kt - K) / np.linalg.norm(K))
     return {"eps2": eps2, "eps_fro": eps_fro, "nrows": int(rows.size), "nrhs": nrhs}
+
+
+def rows_estimate(H, reader, rows):
+    """|K(S,:) - K~(S,:)|_F / |K(S,:)|_F for the sampled rows S (uniform, so the
+    ratio estimates |K - K~|_F / |K|_F). Reads |S| x N entries through ``reader``.
+
+    Returns (estimate, the exact rows, K~'s rows) so callers can re-use them."""
+    n = H.n
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    exact, _ = reader.read([0], [rows.size], rows, [0], [n], np.arange(n, dtype=np.int64))
+    exact = exact.reshape(rows.size, n)
+    E = np.zeros((n, rows.size))
+    E[rows, np.arange(rows.size)] = 1.0
+    approx = H.matvec(E).T                  # K~ is symmetric: its rows S
+    den = np.linalg.norm(exact)
+    est = float(np.linalg.norm(approx - exact) / den) if den > 0 else 0.0
+    return est, exact, approx
+
+
+def products_estimate(H, KZ, Z):
+    """|K Z - K~ Z|_F / |K Z|_F for Gaussian Z (estimates |K - K~|_F / |K|_F)."""
+    den = np.linalg.norm(KZ)
+    return float(np.linalg.norm(KZ - H.matvec(Z)) / den) if den > 0 else 0.0

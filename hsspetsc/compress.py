@@ -28,7 +28,9 @@ from .neighbors import approximate_neighbors
 from .skeleton import skeletonize
 from .sketch import products, sketch_bases
 from .sources import as_source
-from .tree import PHASE_SKETCH, Metric, build_tree, phase_key, tree_from_order
+from .accuracy import products_estimate, rows_estimate
+from .factor import psd_compensation
+from .tree import PHASE_CHECK, PHASE_SKETCH, Metric, build_tree, phase_key, tree_from_order
 
 
 class _Phases:
@@ -66,25 +68,20 @@ def _source_and_diagonal(source, where):
 
 
 def _check_metric(src, diag, distance, where, what="distance"):
-    """The metric of the tree must make sense for this source."""
+    """The source must look positive semi-definite where that is cheap to see (its
+    diagonal), and the metric of the tree must make sense for it."""
+    if np.any(diag < 0):
+        i = int(np.flatnonzero(diag < 0)[0])
+        raise ValueError(f"{where}: the source is not positive semi-definite: its "
+                         f"diagonal entry K[{i}, {i}] = {diag[i]:.3g} is negative.")
     if distance == "geometric" and src.points is None:
         raise ValueError(f"The '{what}' parameter of {where} is 'geometric' but the "
                          f"source has no points; use 'angle' or 'kernel'.")
-    if distance == "angle" and np.any(diag <= 0):
-        i = int(np.flatnonzero(diag <= 0)[0])
-        raise ValueError(f"The angle distance needs a positive diagonal, but K[{i}, {i}] = "
-                         f"{diag[i]:.3g}; an SPD matrix has a positive diagonal. (A PSD "
-                         f"matrix with zero rows, such as a Gauss-Newton Hessian, needs a "
-                         f"small damping, e.g. GaussNewton(..., damping=1e-10), or "
-                         f"distance='kernel'.)")
-    if distance == "kernel" and np.any(diag < 0):
-        i = int(np.flatnonzero(diag < 0)[0])
-        raise ValueError(f"The kernel distance needs a non-negative diagonal, but "
-                         f"K[{i}, {i}] = {diag[i]:.3g}.")
 
 
-def compress(source, leaf_size=128, max_rank=256, tol=1e-5, neighbors=32, budget=0.0,
-             distance="angle", seed=0, verbose=False, n_threads=None):
+def compress(source, leaf_size=128, max_rank=None, tol=1e-5, neighbors=32, budget=0.0,
+             distance="angle", seed=0, memory=None, spd=True, probes=32, verbose=False,
+             n_threads=None):
     """Compress a symmetric (SPD) matrix from its entries into an HSSMatrix.
 
     Parameters
@@ -94,9 +91,11 @@ def compress(source, leaf_size=128, max_rank=256, tol=1e-5, neighbors=32, budget
         see :mod:`hsspetsc.sources` for the optional batched and nogil forms).
     leaf_size : int in [2, N]
         Largest leaf (m). Larger leaves: more exact near field, fewer levels.
-    max_rank : int >= 1
-        Cap on a node's skeleton size (s). Nodes that need more are truncated and
-        listed in ``H.stats()["truncated_nodes"]`` with the achieved error.
+    max_rank : int >= 1 or None (default)
+        Cap on a node's skeleton size (s). None: ranks grow until tol is met, within
+        ``memory``. Nodes stopped by the cap are listed in
+        ``H.stats()["truncated_nodes"]`` with what they dropped, and a RuntimeWarning
+        names the remedy.
     tol : float in (0, 1)
         Target relative error of H~ in the Frobenius norm, enforced node by node:
         each node keeps the smallest rank whose dropped part of its sampled
@@ -113,22 +112,45 @@ def compress(source, leaf_size=128, max_rank=256, tol=1e-5, neighbors=32, budget
     seed : int >= 0
         All randomness comes from it, through one counter-based stream per tree node:
         same seed, same result, bit for bit, on any number of threads.
+    memory : float > 0 or None
+        Budget in bytes for H~ when ``max_rank`` is None (default: a quarter of the
+        machine's memory). When it binds, a warning says so and the error reached.
+    spd : bool (default True)
+        Make H~ positive semi-definite: add the smallest diagonal compensation
+        delta (to a factor 1.33) for which the factorization of H~ succeeds, on the
+        rows with a nonzero diagonal. Why that makes it PSD: the factorization is an
+        exact block Cholesky of the hierarchical part, so it succeeds exactly when
+        the matrix is positive definite. For an SPD source delta is 0 or at most
+        about the compression error, and ``H.factorize(shift)`` then succeeds for
+        every shift >= 1e-12 x max diag. With a near field (budget > 0) the
+        matvec keeps the exact near blocks and only the factored HSS part (the
+        preconditioner) is compensated and certified. ``stats()["compensation"]``.
+    probes : int >= 0 (default 32)
+        Exact rows read for ``stats()["error_estimate"]``, the estimated
+        |K - H~|_F / |K|_F (cost: probes x N entries, counted). 0: none.
     verbose : bool
         Print one progress line per phase.
     n_threads : int or None
         OpenMP threads (default: OMP_NUM_THREADS, else all cores).
+
+    Zero rows and columns (a zero diagonal, as in a Gauss-Newton matrix with
+    inputs that are always 0) are fine: they stay exactly zero in H~.
     """
     where = "compress"
     src, diag = _source_and_diagonal(source, where)
     p = _params.check(src.n, where, leaf_size=leaf_size, max_rank=max_rank, tol=tol,
-                      neighbors=neighbors, budget=budget, distance=distance, seed=seed)
+                      neighbors=neighbors, budget=budget, distance=distance, seed=seed,
+                      memory=memory, spd=spd, probes=probes)
+    if p["memory"] is None:
+        p["memory"] = _params.default_memory()
     _check_metric(src, diag, p["distance"], where)
     return _construct(src, diag, p, "entries", verbose,
                       effective_n_threads(n_threads, where))
 
 
 def compress_sketch(source, samples=256, leaf_size=128, tol=1e-4, max_rank=None,
-                    order="natural", probes=8, seed=0, verbose=False, n_threads=None):
+                    order="natural", probes=8, seed=0, spd=True, verbose=False,
+                    n_threads=None):
     """Compress a symmetric matrix into an HSSMatrix from ``samples`` products and a
     few entries (randomized HSS; see :mod:`hsspetsc.sketch`).
 
@@ -156,6 +178,9 @@ def compress_sketch(source, samples=256, leaf_size=128, tol=1e-4, max_rank=None,
         |K - K~|_F / |K|_F, reported as ``stats()["error_estimate"]`` (0: none).
     seed : int >= 0
         All randomness; same seed, same result, on any number of threads.
+    spd : bool (default True)
+        Make H~ positive semi-definite by the smallest certified diagonal
+        compensation, as for :func:`compress`.
     verbose : bool
         One progress line per phase.
     n_threads : int or None
@@ -165,16 +190,16 @@ def compress_sketch(source, samples=256, leaf_size=128, tol=1e-4, max_rank=None,
     src, diag = _source_and_diagonal(source, where)
     n = src.n
     p = _params.check(n, where, samples=samples, leaf_size=leaf_size, tol=tol,
-                      max_rank=max_rank, probes=probes, seed=seed)
+                      max_rank=max_rank, probes=probes, seed=seed, spd=spd)
     if p["max_rank"] is None:
         p["max_rank"] = max(1, p["samples"] // 2)
     if p["max_rank"] > p["samples"]:
         raise ValueError(f"The 'max_rank' parameter of {where} must be an int in the "
                          f"range [1, {p['samples']}]. Got {p['max_rank']} instead.")
     order = _params.check_order(order, n, where)
+    _check_metric(src, diag, order if isinstance(order, str) else "natural", where,
+                  what="order")
     if isinstance(order, str):
-        if order != "natural":
-            _check_metric(src, diag, order, where, what="order")
         p["distance"] = order
     else:
         p["distance"] = "given"
@@ -213,7 +238,7 @@ def _construct(src, diag, p, path, verbose, nt, perm=None):
         ph.done("interactions")
         if path == "entries":
             bases = skeletonize(tree, reader, nbrs, inter, p["tol"], p["max_rank"],
-                                p["seed"], nt)
+                                p["memory"], p["seed"], nt)
             ph.done("skeletons")
             near, far, couplings = _entry_blocks(tree, reader, bases, inter)
             ph.done("blocks")
@@ -229,34 +254,108 @@ def _construct(src, diag, p, path, verbose, nt, perm=None):
     params = dict(p, construction=path)
     info = {"neighbor_recall": None if nbrs is None else nbrs.recall,
             "neighbor_iterations": 0 if nbrs is None else nbrs.iterations,
-            "source_calls": reader.calls, "truncated_nodes": list(bases.truncated)}
+            "truncated_nodes": list(bases.truncated)}
     H = HSSMatrix(tree=tree, bases=bases, near=near, far=far, couplings=couplings,
                   params=params, info=info)
-    if path == "sketch":
-        info["error_estimate"] = None
-        if p["probes"]:
-            ph.start()
-            rng = np.random.default_rng(phase_key(p["seed"], PHASE_SKETCH, 1))
-            Z = rng.standard_normal((n, p["probes"]))
-            KZ = products(src, Z, "compress_sketch")
-            n_products[0] += p["probes"]
-            info["error_estimate"] = float(np.linalg.norm(KZ - H.matvec(Z, nt))
-                                           / np.linalg.norm(KZ))
-            ph.done("estimate")
+    ph.start()
+    H, contract = _contract(H, src, diag, p, path, reader, n_products, nt)
+    ph.done("contract")
+    info.update(contract)
     ph.times["total"] = sum(ph.times.values())
     info.update({"entries_fraction": (reader.count + n_products[0] * n) / float(n) ** 2,
                  "entries_evaluated": int(reader.count), "products": n_products[0],
-                 "time": dict(ph.times)})
+                 "source_calls": reader.calls, "time": dict(ph.times)})
     H = H.with_info(info)
-    if path == "sketch" and bases.truncated:
-        warnings.warn(f"compress_sketch: {len(bases.truncated)} node(s) reached max_rank "
-                      f"= {p['max_rank']} or came within 10 of samples = "
-                      f"{p['samples']}; their off-diagonal rank may be larger: raise "
-                      f"samples (and max_rank) for accuracy.", RuntimeWarning,
-                      stacklevel=3)
+    _warn_misses(H, p, path)
     if verbose:
         print(repr(H), flush=True)
     return H
+
+
+def _contract(H0, src, diag, p, path, reader, n_products, nt):
+    """The error estimate (``probes``) and the positive semi-definite compensation
+    (``spd``) of a freshly built H0; returns (H, info entries)."""
+    n = H0.n
+    out = {"compensation": 0.0, "spd_factorizations": 0, "error_estimate": None,
+           "indefinite_source": False}
+    support = diag > 0
+    factor_only = p["budget"] > 0          # the near field is not factored: see spd
+    err_fro = None                         # estimated |K - H0|_F
+    if p["probes"] and path == "entries":
+        check = np.random.default_rng(phase_key(p["seed"], PHASE_CHECK, 1))
+        rows = np.sort(check.choice(n, min(n, p["probes"]), replace=False))
+        est0, exact, approx0 = rows_estimate(H0, reader, rows)
+        den = np.linalg.norm(exact)
+        err_fro = est0 * den * np.sqrt(n / rows.size)
+    elif p["probes"]:
+        rng = np.random.default_rng(phase_key(p["seed"], PHASE_SKETCH, 1))
+        Z = rng.standard_normal((n, p["probes"]))
+        KZ = products(src, Z, "compress_sketch")
+        n_products[0] += p["probes"]
+        est0 = products_estimate(H0, KZ, Z)
+        err_fro = est0 * np.linalg.norm(KZ) / np.sqrt(p["probes"])
+    delta = 0.0
+    if p["spd"]:
+        delta, out["spd_factorizations"] = psd_compensation(
+            H0, support, p["tol"], nt, guess=None if err_fro is None else 2 * err_fro)
+        if delta is None and not factor_only:
+            raise ValueError(
+                "compress: no diagonal compensation up to 1e6 x the largest diagonal "
+                "entry makes H~ positive definite: the source is not positive "
+                "semi-definite (a negative eigenvalue, or a zero diagonal entry in a "
+                "nonzero row). Compress with spd=False to keep it as it is.")
+        delta = delta or 0.0
+        out["compensation"] = delta
+        # an SPD source needs at most about |E|_2 <= |E|_F
+        out["indefinite_source"] = bool(not factor_only and err_fro is not None
+                                        and delta > 3.0 * err_fro)
+    H = (H0.with_compensation(delta * support, H0._info, factor_only) if delta > 0
+         else H0)
+    if not p["probes"]:
+        return H, out
+    if delta == 0 or factor_only:
+        out["error_estimate"] = est0
+    elif path == "entries":
+        approx = approx0.copy()
+        approx[np.arange(rows.size), rows] += delta * support[rows]
+        out["error_estimate"] = float(np.linalg.norm(approx - exact) / den) if den else 0.0
+    else:
+        out["error_estimate"] = products_estimate(H, KZ, Z)
+    return H, out
+
+
+def _warn_misses(H, p, path):
+    """One RuntimeWarning when tol is missed (capped nodes, or the estimate above
+    10 tol) or the source looks indefinite, naming the remedy that applies."""
+    s = H._info
+    where = "compress" if path == "entries" else "compress_sketch"
+    msgs = []
+    capped = s["truncated_nodes"]
+    if capped:
+        cause = capped[0].get("cause", "max_rank")
+        worst = max(t["achieved"] for t in capped)
+        remedy = {"max_rank": f"raise max_rank (now {p['max_rank']}) or pass "
+                              f"max_rank=None",
+                  "memory": f"raise memory (now {p.get('memory', 0) / 2 ** 30:.3g} GiB)",
+                  "samples": f"raise samples (now {p.get('samples')}; a rank within 10 "
+                             f"of it is not certified) and max_rank"}[cause]
+        msgs.append(f"{len(capped)} node(s) stopped at their rank cap ({cause}) before "
+                    f"tol = {p['tol']:.1e}, dropping up to {worst:.1e} of their block; "
+                    f"{remedy}, or accept")
+    est = s.get("error_estimate")
+    if est is not None and est > 10 * p["tol"]:
+        remedy = ("raise the ranks (see above)" if capped else
+                  "the sampled rows missed part of the off-diagonal blocks: add a near "
+                  "field (budget > 0) or more neighbors" if path == "entries" else
+                  "raise samples")
+        msgs.append(f"the estimated relative error {est:.1e} is above 10 x tol = "
+                    f"{10 * p['tol']:.1e}: {remedy}, or accept")
+    if s.get("indefinite_source"):
+        msgs.append(f"H~ needed a diagonal compensation of {s['compensation']:.3g}, more "
+                    f"than its compression error explains: the source is probably not "
+                    f"positive semi-definite")
+    if msgs:
+        warnings.warn(f"{where}: " + "; ".join(msgs) + ".", RuntimeWarning, stacklevel=3)
 
 
 def pack_blocks(reader, pairs, rows, cols):

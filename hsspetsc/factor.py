@@ -15,7 +15,6 @@ import time
 
 import numpy as np
 
-from ._blocks import ranges
 from ._threads import blas_single_thread, effective_n_threads
 from ._validation import as_block, check_float
 
@@ -33,7 +32,8 @@ class FactorizationError(ValueError):
 class _Layout:
     """Shift-independent arrays of the factorization, built once per HSSMatrix."""
 
-    def __init__(self, H):
+    def __init__(self, H, nt=1):
+        from ._factor import gather_B, gather_T
         tree = H.tree
         n_nodes = tree.n_nodes
         fl = tree.first_leaf
@@ -57,12 +57,11 @@ class _Layout:
         flat = np.flatnonzero(~is_skel)
         node_of = np.repeat(np.arange(n_nodes, dtype=np.int64), c)[flat]
         self.rd_pos = (flat - col0[node_of]).astype(np.int64)
-        sizes = r * red
-        self.T_ptr = _ptr(sizes)
-        a = np.repeat(node_of, r[node_of])                # (node, j, i) in order
-        rd = np.repeat(self.rd_pos, r[node_of])
-        i = ranges(np.zeros(node_of.size, np.int64), r[node_of])
-        self.T_data = H.proj[H.proj_ptr[a] + i * c[a] + rd]
+        self.T_ptr = _ptr(r * red)
+        self.T_data = np.empty(int(self.T_ptr[-1]))
+        nodes = np.arange(1, n_nodes, dtype=np.int64)
+        gather_T(nodes, r, c, red, H.proj_ptr, H.proj, self.rd_ptr, self.rd_pos,
+                 self.T_ptr, self.T_data, nt)
         self.L_ptr = _ptr(red * red)
         self.G_ptr = _ptr(red * r)
         self.Z_ptr = _ptr(r * r)
@@ -76,16 +75,9 @@ class _Layout:
         for pairs, offsets, data in ((H.far_pairs, H.far_pair_off, H.far_data),
                                      (H.sib_pairs, H.sib_off, H.sib_data)):
             sib = (pairs[:, 1] == pairs[:, 0] + 1) & (pairs[:, 0] % 2 == 1)
-            par = (pairs[sib, 0] - 1) // 2
-            rl, rr = r[2 * par + 1], r[2 * par + 2]
-            # element (i, j) of K(skel l, skel r): row-major in, column-major out
-            p = np.repeat(par, rl * rr)
-            k = ranges(np.zeros(par.size, np.int64), rl * rr)
-            rrp = np.repeat(rr, rl * rr)
-            rlp = np.repeat(rl, rl * rr)
-            ii, jj = k // rrp, k % rrp
-            self.B_data[self.B_ptr[p] + jj * rlp + ii] = data[
-                np.repeat(offsets[sib], rl * rr) + k]
+            par = ((pairs[sib, 0] - 1) // 2).astype(np.int64)
+            gather_B(par, np.ascontiguousarray(offsets[sib], dtype=np.int64), data,
+                     H.rank, self.B_ptr, self.B_data, nt)
         self.levels = [tree.level_nodes(lev).astype(np.int64)
                        for lev in range(tree.n_levels + 1)]
 
@@ -107,14 +99,15 @@ class HSSFactorization:
     :meth:`HSSMatrix.factorize`; ``solve(B)``, ``logdet()``, ``as_linear_operator()``.
     """
 
-    def __init__(self, H, shift=0.0, n_threads=None):
+    def __init__(self, H, shift=0.0, n_threads=None, _dshift=None):
         from ._factor import factor_level, factor_root, logdet_sum
         self.H = H
         self.n = H.n
-        self.shift = check_float(shift, "shift", "factorize")
+        self.shift = check_float(shift, "shift", "factorize", lo=0.0)
+        dshift = H._compensation_tree() if _dshift is None else _dshift
         nt = effective_n_threads(n_threads)
         t0 = time.perf_counter()
-        lay = self._lay = H._caches.get("factor_layout", lambda: _Layout(H))
+        lay = self._lay = H._caches.get("factor_layout", lambda: _Layout(H, nt))
         t1 = time.perf_counter()
         self.L_data = np.empty(int(lay.L_ptr[-1]))
         self.G_data = np.empty(int(lay.G_ptr[-1]))
@@ -126,7 +119,8 @@ class HSSFactorization:
             for lev in range(L, 0, -1):
                 nodes = lay.levels[lev]
                 wptr, work = lay.work(nodes, lay.c * lay.c + lay.red * lay.red)
-                factor_level(nodes, lev == L, self.shift, lay.c, lay.r, lay.red,
+                factor_level(nodes, lev == L, self.shift, dshift, tree.node_off,
+                             lay.c, lay.r, lay.red,
                              lay.sk_ptr, lay.sk_pos, lay.rd_ptr, lay.rd_pos, lay.T_ptr,
                              lay.T_data, H.near_data, lay.diag_off, lay.B_ptr, lay.B_data,
                              lay.L_ptr, self.L_data, lay.G_ptr, self.G_data, lay.Z_ptr,
@@ -140,7 +134,7 @@ class HSSFactorization:
                         f"not SPD. Use a larger shift (or a tighter tol)"
                         f"{self._budget_hint()}.", a, lev, self.shift)
             self.Lroot = np.empty(max(int(lay.c[0]) ** 2, 1))
-            rinfo = factor_root(L == 0, self.shift, lay.c, lay.r, H.near_data,
+            rinfo = factor_root(L == 0, self.shift, dshift, lay.c, lay.r, H.near_data,
                                 lay.diag_off, lay.Z_ptr, Z_data, lay.B_ptr, lay.B_data,
                                 self.Lroot)
         if rinfo != 0:
@@ -218,3 +212,55 @@ class HSSFactorization:
         return (f"HSSFactorization(N={self.n}, shift={self.shift:g}, "
                 f"root {int(self._lay.c[0])}x{int(self._lay.c[0])}, "
                 f"{self.nbytes / 1e6:.1f} MB, factor {self.times['factor']:.3f} s)")
+
+
+SPD_FLOOR = 1e-12        # shifts below this x max diag are rounding level
+
+
+def psd_compensation(H, support, tol, n_threads=None, guess=None):
+    """The smallest diagonal compensation (found to a factor 1.33) that makes the
+    hierarchical part of H positive semi-definite, certified by the factorization.
+
+    ``guess``: a compensation expected to suffice (the estimated |K - H|_F bounds the
+    one an SPD source needs, since H >= K - E >= -|E|_2 I); it saves most of the
+    search. Returns (delta, factorizations tried), delta None when nothing up to 1e6 x max
+    diag works (not a PSD matrix): H~ = H + delta * diag(support) is PSD to
+    rounding, i.e. lambda I + H~ factors for every lambda >= SPD_FLOOR * max diag.
+    Why: the elimination of factorize() is an exact block Cholesky of lambda I + H
+    (plain HSS), so it succeeds exactly when that matrix is positive definite, and
+    success at one shift implies success at every larger one. Zero rows of H (zero
+    diagonal, ``support`` False) stay exactly zero: only lambda acts there.
+    delta = 0 when H already factors at the floor shift; the result of an SPD source
+    is then within rounding of it, otherwise delta is at most about the truncation
+    error |K - H~|_2 (H~ >= K - E >= -|E| I)."""
+    diag = H.diagonal()
+    scale = float(np.max(diag)) if diag.size else 0.0
+    if scale <= 0:
+        return 0.0, 0
+    floor = SPD_FLOOR * scale
+    sup = np.ascontiguousarray(np.asarray(support, dtype=np.float64)[H.tree.perm])
+    tried = [0]
+
+    def factors(delta):
+        tried[0] += 1
+        try:
+            HSSFactorization(H, shift=floor, n_threads=n_threads, _dshift=delta * sup)
+            return True
+        except FactorizationError:
+            return False
+
+    if factors(0.0):
+        return 0.0, tried[0]
+    lo, hi = 0.0, (guess if guess and guess > floor else max(tol, 1e-10) * scale)
+    while not factors(hi):
+        lo, hi = hi, 10.0 * hi
+        if hi > 1e6 * scale:
+            return None, tried[0]
+    lo = lo if lo > 0 else hi * 1e-3
+    for _ in range(3):                     # refine in log space: within 10**(1/8)
+        mid = float(np.sqrt(lo * hi))
+        if factors(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi, tried[0]

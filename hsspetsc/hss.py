@@ -72,11 +72,14 @@ class HSSMatrix:
     (:class:`~hsspetsc.skeleton.Bases`: per node its rank, skeleton and
     interpolation matrix), ``near`` (K(leaf, leaf) blocks), ``far`` (K(skel, skel)
     blocks of the far pairs), ``couplings`` (sibling blocks K(skel_l, skel_r) that
-    are not far pairs, for the factorization; empty for budget 0), ``params`` and
-    ``info``. It is immutable: nothing writes into it after construction.
+    are not far pairs, for the factorization; empty for budget 0), ``compensation``
+    (None, or an (N,) diagonal added to the hierarchical part so that H~ is positive
+    semi-definite: see :func:`hsspetsc.compress`'s ``spd``), ``params`` and ``info``.
+    It is immutable: nothing writes into it after construction.
     """
 
-    def __init__(self, *, tree, bases, near, far, couplings, params, info):
+    def __init__(self, *, tree, bases, near, far, couplings, params, info,
+                 compensation=None, factor_compensation=None):
         n_nodes = tree.n_nodes
         self.tree = tree
         self.n = tree.n
@@ -94,8 +97,15 @@ class HSSMatrix:
         self.far_pair_off = far.offsets      # block offset of each far pair
         self.sib_pairs, self.sib_data, self.sib_off = (couplings.pairs, couplings.data,
                                                       couplings.offsets)
+        self.compensation = (None if compensation is None
+                             else np.ascontiguousarray(compensation, dtype=np.float64))
+        # with a near field only the factored HSS part is compensated (the matvec
+        # keeps the exact near blocks): see compress(spd=...)
+        self.factor_compensation = (None if factor_compensation is None else
+                                    np.ascontiguousarray(factor_compensation, np.float64))
         self._parts = {"tree": tree, "bases": bases, "near": near, "far": far,
-                       "couplings": couplings}
+                       "couplings": couplings, "compensation": self.compensation,
+                       "factor_compensation": self.factor_compensation}
         (self.near_ptr, self.near_src, self.near_blk,
          self.near_trans) = _csr_from_pairs(near.pairs, near.offsets, n_nodes)
         (self.far_ptr, self.far_src, self.far_blk,
@@ -117,6 +127,22 @@ class HSSMatrix:
     def with_info(self, info):
         """The same matrix (arrays shared) with ``info`` in place of its info."""
         return HSSMatrix(**self._parts, params=self.params, info=info)
+
+    def with_compensation(self, compensation, info, factor_only=False):
+        """A new matrix: this one plus diag(``compensation``) (arrays shared), or,
+        with ``factor_only``, only its factored HSS part."""
+        key = "factor_compensation" if factor_only else "compensation"
+        parts = dict(self._parts, **{key: compensation})
+        return HSSMatrix(**parts, params=self.params, info=info)
+
+    def _compensation_tree(self):
+        """The diagonal the factorization adds, in tree order (empty when none)."""
+        c = self.factor_compensation if self.factor_compensation is not None \
+            else self.compensation
+        if c is None:
+            return np.zeros(0)
+        return self._caches.get("compensation_tree",
+                                lambda: np.ascontiguousarray(c[self.tree.perm]))
 
     # ------------------------------------------------------------------ shape
     @property
@@ -153,6 +179,8 @@ class HSSMatrix:
                       self.far_blk, self.far_trans, self.far_data, nt)
         out = np.empty_like(U)
         out[self.tree.perm] = U
+        if self.compensation is not None:
+            out += self.compensation[:, None] * W2
         return out[:, 0] if vec else out
 
     def __matmul__(self, W):
@@ -190,6 +218,8 @@ class HSSMatrix:
         d = self.near_data[np.repeat(self.diag_blk[leaves], m) + i * (np.repeat(m, m) + 1)]
         out = np.empty_like(d)
         out[tree.perm] = d
+        if self.compensation is not None:
+            out += self.compensation
         return out
 
     def _level_rows(self):

@@ -90,8 +90,39 @@ def id_caps(ncols, n_rows, max_rank):
     return cap, cap * ncols
 
 
-def assemble_bases(tree, levels, tol, max_rank):
-    """Bases from the per-level results (levels 1..L in any order)."""
+class RankBudget:
+    """The rank cap of each level, and what sets it ("max_rank" or "memory").
+
+    With ``max_rank=None`` ranks may grow until tol is met, as long as H~ fits in
+    ``memory`` bytes. Bottom-up, the levels not yet built share what is left: a node
+    stores P (r x 2r at most) and about one r x r coupling, ~3 r^2 doubles, so level
+    l may use the r with which it and every level above it fit, at that rank, in
+    the bytes left. The near blocks are fixed by the tree and counted first."""
+
+    def __init__(self, tree, inter, max_rank, memory):
+        ns = tree.node_size
+        a, b = inter.near_pairs[:, 0], inter.near_pairs[:, 1]
+        self.left = memory - 8.0 * float(np.sum(ns[a] * ns[b]))
+        self.max_rank = max_rank
+        self.memory = memory
+
+    def cap(self, lev):
+        """(cap, cause) for the nodes of level ``lev`` (levels above: 2^lev - 2 nodes)."""
+        nodes = 2 ** (lev + 1) - 2
+        r_mem = max(1, int(np.sqrt(max(self.left, 0.0) / (8.0 * 3 * nodes))))
+        if self.max_rank is not None and self.max_rank <= r_mem:
+            return int(self.max_rank), "max_rank"
+        return min(r_mem, 2 ** 31 - 1), "memory"
+
+    def spend(self, rank, ncols):
+        """Charge a finished level: its P and (half of) its couplings."""
+        self.left -= 8.0 * float(np.sum(rank * ncols) + np.sum(rank.astype(float) ** 2))
+
+
+def assemble_bases(tree, levels, tol, causes=None):
+    """Bases from the per-level results (levels 1..L in any order). Nodes whose
+    dropped part exceeds tol are listed with what capped them (``causes``: a dict
+    level -> cause, or one cause for all)."""
     by_level = {lv.lev: lv for lv in levels}
     rank = np.zeros(tree.n_nodes, dtype=np.int64)
     parts_skel, parts_pos, parts_proj, proj_sizes = [], [], [], []
@@ -105,8 +136,9 @@ def assemble_bases(tree, levels, tol, max_rank):
         parts_proj.append(lv.proj)
         proj_sizes.append(lv.rank * lv.ncols)
         capped = np.flatnonzero(lv.achieved > tol)     # rank capped, or not certified
+        cause = causes.get(lev, "max_rank") if isinstance(causes, dict) else causes
         truncated += [{"node": int(nodes[t]), "level": lev, "rank": int(lv.rank[t]),
-                       "achieved": float(lv.achieved[t])} for t in capped]
+                       "achieved": float(lv.achieved[t]), "cause": cause} for t in capped]
     sizes = np.r_[0, np.concatenate(proj_sizes)] if proj_sizes else np.zeros(1, np.int64)
     cat = (lambda parts, dt: np.concatenate(parts).astype(dt) if parts
            else np.zeros(0, dt))
@@ -116,12 +148,15 @@ def assemble_bases(tree, levels, tol, max_rank):
                  proj=cat(parts_proj, np.float64), truncated=tuple(truncated))
 
 
-def skeletonize(tree, reader, nbrs, inter, tol, max_rank, seed, n_threads):
-    """Bases of every non-root node from sampled entries (see the module docstring)."""
+def skeletonize(tree, reader, nbrs, inter, tol, max_rank, memory, seed, n_threads):
+    """Bases of every non-root node from sampled entries (see the module docstring).
+    ``max_rank`` None: ranks bounded only by ``memory`` (bytes of H~)."""
     from ._build import column_ids, node_keys, sample_rows
     n, L = tree.n, tree.n_levels
+    budget = RankBudget(tree, inter, max_rank, memory)
+    causes = {}
     if L == 0:
-        return assemble_bases(tree, [], tol, max_rank)
+        return assemble_bases(tree, [], tol)
     key = np.uint64(phase_key(seed, PHASE_ROWS))
     m = int(tree.node_size[tree.first_leaf:].max())
     leaf_off = tree.leaf_bounds()
@@ -143,6 +178,7 @@ def skeletonize(tree, reader, nbrs, inter, tol, max_rank, seed, n_threads):
         nodes = tree.level_nodes(lev).astype(np.int64)
         nn = nodes.size
         ncols = np.diff(cols_ptr)
+        cap, causes[lev] = budget.cap(lev)
         n_rows = np.where(ncols > 0, ROW_FACTOR * np.maximum(ncols, m), 0)
         keys = np.empty(nn, dtype=np.uint64)
         node_keys(key, nodes, keys)
@@ -160,7 +196,7 @@ def skeletonize(tree, reader, nbrs, inter, tol, max_rank, seed, n_threads):
                     near_ptr, near_idx, has_near, nbr_idx, nbr_dist, NBR_SHARE, rows_off,
                     rows, rows_cnt, mark, nt)
         check_alloc(rows_cnt.min() >= 0, "the row sampling")
-        pos_cap, proj_cap = id_caps(ncols, rows_cnt, max_rank)
+        pos_cap, proj_cap = id_caps(ncols, rows_cnt, cap)
         pos_off, proj_off = exclusive_cumsum(pos_cap), exclusive_cumsum(proj_cap)
         pos_buf = np.empty(int(pos_cap.sum()), dtype=np.int64)
         proj_buf = np.empty(int(proj_cap.sum()))
@@ -170,14 +206,15 @@ def skeletonize(tree, reader, nbrs, inter, tol, max_rank, seed, n_threads):
             # K(cols, rows) row-major is K(rows, cols) column-major (symmetry)
             B, Boff = reader.read(cols_ptr[c0:c1], ncols[c0:c1], cols_idx,
                                   rows_off[c0:c1], rows_cnt[c0:c1], rows)
-            column_ids(B, Boff, rows_cnt[c0:c1], ncols[c0:c1], tol, max_rank,
+            column_ids(B, Boff, rows_cnt[c0:c1], ncols[c0:c1], tol, cap,
                        rank[c0:c1], achieved[c0:c1], proj_buf, proj_off[c0:c1],
                        pos_buf, pos_off[c0:c1], n_threads)
         check_alloc(rank.min() >= 0, "the interpolative decompositions")
         lv = LevelIDs(lev, rank, achieved, cols_ptr, cols_idx, pos_buf, pos_off,
                       proj_buf, proj_off, ncols)
         levels.append(lv)
+        budget.spend(rank, ncols)
         # the parents' columns: [skel(left child), skel(right child)], in order
         cols_idx = lv.skel
         cols_ptr = lv.skel_ptr[0::2].copy()
-    return assemble_bases(tree, levels, tol, max_rank)
+    return assemble_bases(tree, levels, tol, causes)

@@ -62,7 +62,7 @@ def sketch_bases(tree, reader, Y, Omega, tol, max_rank, n_threads):
     D, Doff = reader.read(lo, sz, perm, lo, sz, perm)
     coupling_parts = {}
     if L == 0:
-        return (assemble_bases(tree, [], tol, max_rank), (D, Doff),
+        return (assemble_bases(tree, [], tol), (D, Doff),
                 (np.zeros(0), np.zeros(0, np.int64)))
     levels, prev = [], None
     empty_i, empty_d = np.zeros(0, np.int64), np.zeros(0)
@@ -109,5 +109,5 @@ def sketch_bases(tree, reader, Y, Omega, tol, max_rank, n_threads):
     # couplings in parent order (the blocks read at level lev belong to its nodes)
     data = np.concatenate([coupling_parts[lev][0] for lev in range(0, L)])
     sizes = np.concatenate([coupling_parts[lev][1] for lev in range(0, L)])
-    return (assemble_bases(tree, levels, tol, max_rank), (D, Doff),
+    return (assemble_bases(tree, levels, tol, "samples"), (D, Doff),
             (data, exclusive_cumsum(sizes)))

@@ -37,14 +37,23 @@ def test_complex_and_object_dense():
         hsspetsc.compress("K02")
 
 
-def test_non_positive_diagonal_with_angle(dense_spd):
+def test_indefinite_sources_are_reported(dense_spd):
     K = dense_spd.copy()
-    K[7, 7] = 0.0
-    with pytest.raises(ValueError, match=r"positive diagonal.*K\[7, 7\]"):
-        hsspetsc.compress(K)
-    K[7, 7] = -1.0
-    with pytest.raises(ValueError, match="non-negative diagonal"):
-        hsspetsc.compress(K, distance="kernel")
+    K[7, 7] = -1.0                       # a negative diagonal: refused at once
+    for distance in ("angle", "kernel"):
+        with pytest.raises(ValueError, match=r"not positive semi-definite.*K\[7, 7\]"):
+            hsspetsc.compress(K, distance=distance)
+    K[7, 7] = 0.0                        # a zero diagonal in a nonzero row
+    with pytest.raises(ValueError, match="not positive semi-definite"):
+        hsspetsc.compress(K, leaf_size=32)
+    # symmetric, positive diagonal, but a clearly negative eigenvalue
+    rng = np.random.default_rng(0)
+    Q = np.linalg.qr(rng.standard_normal((200, 200)))[0]
+    A = (Q * np.r_[-0.5, np.linspace(1, 2, 199)]) @ Q.T
+    with pytest.warns(RuntimeWarning, match="probably not positive semi-definite"):
+        hsspetsc.compress(A, leaf_size=32, tol=1e-6)
+    with pytest.raises(ValueError, match="not positive semi-definite"):
+        hsspetsc.compress(K, leaf_size=32)
 
 
 @pytest.mark.parametrize("kwargs,name", [

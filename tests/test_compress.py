@@ -46,8 +46,11 @@ def test_all_distances_meet_tol(k02, distance):
 def test_budget_lowers_error_on_the_same_ranks(gauss3d):
     K = gauss3d.to_dense()
     # tol tiny and a small max_rank: every node has rank exactly max_rank
-    H0 = hsspetsc.compress(gauss3d, leaf_size=64, max_rank=12, tol=1e-12, budget=0.0)
-    H1 = hsspetsc.compress(gauss3d, leaf_size=64, max_rank=12, tol=1e-12, budget=0.1)
+    kw = dict(leaf_size=64, max_rank=12, tol=1e-12, spd=False)
+    with pytest.warns(RuntimeWarning, match="rank cap"):
+        H0 = hsspetsc.compress(gauss3d, budget=0.0, **kw)
+    with pytest.warns(RuntimeWarning, match="rank cap"):
+        H1 = hsspetsc.compress(gauss3d, budget=0.1, **kw)
     assert np.all(H0.rank[1:] == 12) and np.all(H1.rank[1:] == 12)
     e0, e1 = _fro_error(H0, K), _fro_error(H1, K)
     assert e1 < 0.8 * e0

@@ -82,11 +82,19 @@ def test_vector_and_block_solve_agree(gauss3d):
         assert_close(F.solve(B[:, j]), X[:, j], rtol=1e-12)
 
 
-def test_indefinite_shift_raises_with_node_and_shift(k02):
+def test_negative_shift_is_refused_and_failures_name_node_and_shift(k02):
     H = hsspetsc.compress(k02, leaf_size=64, tol=1e-6)
-    with pytest.raises(hsspetsc.FactorizationError, match=r"shift = -0\.5") as e:
+    with pytest.raises(ValueError, match=r"'shift' parameter of factorize.*-0\.5"):
         H.factorize(shift=-0.5)
-    assert e.value.shift == -0.5 and e.value.node >= 0
+    # without the compensation a truncated H~ can be indefinite: the error names
+    # the node and the shift
+    X = np.random.default_rng(0).standard_normal((1024, 3))
+    src = hsspetsc.gallery.kernel_matrix(X, "gaussian", bandwidth=1.0)
+    with pytest.warns(RuntimeWarning):
+        H = hsspetsc.compress(src, leaf_size=64, max_rank=8, tol=1e-8, spd=False)
+    with pytest.raises(hsspetsc.FactorizationError, match=r"shift = 0\b") as e:
+        H.factorize(shift=0.0)
+    assert e.value.shift == 0.0 and e.value.node >= 0
     assert "node" in str(e.value) or "root" in str(e.value)
 
 

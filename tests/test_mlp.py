@@ -125,9 +125,17 @@ def test_compressed_gauss_newton_meets_tol():
     X, _ = hsspetsc.mlp.load_digits(200)
     m = MLP([64, 12, 64], activation="tanh", seed=0)
     G0 = GaussNewton(m, X, X)
-    assert np.any(G0.diagonal() == 0)          # always-zero pixels: zero rows
-    with pytest.raises(ValueError, match="damping"):
-        hsspetsc.compress(G0)
+    zero = G0.diagonal() == 0
+    assert np.any(zero)                        # always-zero pixels: zero rows
+    # no damping needed: the zero rows stay exactly zero and everything factors
+    H0 = hsspetsc.compress(G0, leaf_size=64, tol=1e-6)
+    K0 = G0.entries(np.arange(G0.n), np.arange(G0.n))
+    D0 = H0.to_dense()
+    assert np.all(D0[zero] == 0) and np.all(D0[:, zero] == 0)
+    assert np.linalg.norm(D0 - K0) <= 10 * 1e-6 * np.linalg.norm(K0)
+    F = H0.factorize(shift=1e-8 * np.abs(K0).max())
+    b = np.random.default_rng(0).standard_normal(G0.n)
+    assert_close(F.solve(b)[zero], b[zero] / F.shift, rtol=1e-10)
     delta = 1e-12 * G0.diagonal().mean()
     G = GaussNewton(m, X, X, damping=delta)
     Hd = G.entries(np.arange(G.n), np.arange(G.n))

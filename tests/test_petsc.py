@@ -206,7 +206,7 @@ def test_options_without_source_are_refused_not_ignored(k02_H):
 def test_indefinite_operator_pc_reports_it(k02_H):
     A = hp.as_petsc_mat(k02_H, shift=-0.5)     # K has norm 1: indefinite
     try:
-        with pytest.raises(hsspetsc.FactorizationError, match="shift = -0.5"):
+        with pytest.raises(ValueError, match=r"'shift' parameter of factorize.*-0\.5"):
             _solve(A, "ind_", HSSPC_OPTS)
         it, reason, _, _ = _solve(A, "indn_", {"pc_type": "none"})
         assert reason < 0 or it == 2000        # CG breaks down or stalls, no crash

@@ -39,9 +39,12 @@ def _read_options(pc):
     params, explicit = {}, set()
     for key, default in _DEFAULTS.items():
         name = f"pc_hss_{key}"
+        getter = getattr(opts, _GETTERS[_params.SPEC[key].kind])
         if opts.hasName(name):
             explicit.add(key)
-        params[key] = getattr(opts, _GETTERS[_params.SPEC[key].kind])(name, default)
+            params[key] = getter(name)
+        else:
+            params[key] = default
     shift = opts.getReal("pc_hss_shift", 0.0)
     validate = opts.getInt("pc_hss_validate", 0)
     auto = opts.getBool("pc_hss_auto_shift", False)
