@@ -4,6 +4,7 @@ Messages follow one template: "The 'leaf_size' parameter of compress must be an
 int in the range [2, 4096]. Got 1 instead."
 """
 import numbers
+import warnings
 
 import numpy as np
 
@@ -63,12 +64,16 @@ def check_finite(array, name, where):
                          f"value(s).")
 
 
-def as_float_array(value, name, where, ndim=None):
-    """Convert to a C-contiguous float64 array; refuse complex, object and strings."""
+def as_float_array(value, name, where, ndim=None, warn_precision=False):
+    """Convert to a C-contiguous float64 array; refuse complex, object and strings.
+    ``warn_precision``: say so when float32/float16 data is widened (the matrix
+    data of the user, not every vector)."""
     arr = np.asarray(value)
     if arr.dtype.kind not in "fiub":
         raise TypeError(f"The '{name}' parameter of {where} must be a real numeric array. "
                         f"Got dtype {arr.dtype} instead.")
+    if warn_precision:
+        warn_low_precision(arr.dtype, name, where)
     if ndim is not None and arr.ndim not in np.atleast_1d(ndim):
         raise ValueError(f"The '{name}' parameter of {where} must have "
                          f"{' or '.join(str(d) for d in np.atleast_1d(ndim))} dimension(s). "
@@ -116,3 +121,13 @@ def add_to_diagonal(block, I, J, value):
     if ii.size:
         block[ii, jj] += value
     return block
+
+
+def warn_low_precision(dtype, name, where):
+    """A UserWarning when float data narrower than float64 is widened."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f" and dtype.itemsize < 8:
+        warnings.warn(f"The '{name}' parameter of {where} is {dtype}; hsspetsc computes "
+                      f"in float64 and converted it (a float64 copy; its rounding stays "
+                      f"that of {dtype}, about {np.finfo(dtype).eps:.0e}).", UserWarning,
+                      stacklevel=4)

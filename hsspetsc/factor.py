@@ -131,8 +131,7 @@ class HSSFactorization:
                     raise FactorizationError(
                         f"factorize: the pivot block of node {a} (level {lev}) is not "
                         f"positive definite for shift = {self.shift:g}: shift*I + H~ is "
-                        f"not SPD. Use a larger shift (or a tighter tol)"
-                        f"{self._budget_hint()}.", a, lev, self.shift)
+                        f"not SPD{self._advice()}.", a, lev, self.shift)
             self.Lroot = np.empty(max(int(lay.c[0]) ** 2, 1))
             rinfo = factor_root(L == 0, self.shift, dshift, lay.c, lay.r, H.near_data,
                                 lay.diag_off, lay.Z_ptr, Z_data, lay.B_ptr, lay.B_data,
@@ -140,18 +139,34 @@ class HSSFactorization:
         if rinfo != 0:
             raise FactorizationError(
                 f"factorize: the root block is not positive definite for shift = "
-                f"{self.shift:g}: shift*I + H~ is not SPD. Use a larger shift"
-                f"{self._budget_hint()}.", 0, 0, self.shift)
+                f"{self.shift:g}: shift*I + H~ is not SPD{self._advice()}.", 0, 0,
+                self.shift)
         self._logdet = 2.0 * logdet_sum(self.L_data, lay.L_ptr, lay.red, self.Lroot,
                                         int(lay.c[0]))
         t2 = time.perf_counter()
         self.times = {"layout": t1 - t0, "factor": t2 - t1}
 
-    def _budget_hint(self):
-        if self.H.params.get("budget", 0.0) > 0:
-            return ("; this H has a near field (budget > 0), whose skeletons do not "
-                    "represent sibling blocks: compress with budget=0 to factor")
-        return ""
+    def _advice(self):
+        """What to do, given how H was built (the shift is absolute)."""
+        H = self.H
+        diag = float(np.max(np.abs(H.diagonal()))) if H.n else 0.0
+        out = (f" (the shift is absolute, added to the diagonal, whose largest entry is "
+               f"{diag:.3g}; factorize(shift, relative=True) scales it by |H~|_2)")
+        if H.params.get("spd", False):
+            floor = SPD_FLOOR * diag
+            if self.shift < floor:
+                return out + (f". H~ was made positive semi-definite: any shift >= "
+                              f"{floor:.3g} factors")
+            return out + (". H~ was made positive semi-definite and factored at "
+                          "smaller shifts: please report this")
+        out += (". H~ was compressed with spd=False and is indefinite by about its "
+                "truncation error: compress with spd=True (the default), or use a "
+                "larger shift")
+        if H.truncated:
+            out += (f"; {len(H.truncated)} node(s) were capped "
+                    f"({H.truncated[0].get('cause', 'max_rank')}), so raising that cap "
+                    f"lowers the error")
+        return out
 
     # ------------------------------------------------------------------ solve
     def solve(self, B, n_threads=None):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._threads import blas_single_thread, effective_n_threads
-from ._validation import as_block
+from ._validation import as_block, check_float
 
 
 @dataclass(frozen=True)
@@ -198,14 +198,36 @@ class HSSMatrix:
             raise ValueError(f"to_dense: N = {self.n} is larger than max_n = {max_n}.")
         return self.matvec(np.eye(self.n))
 
-    def factorize(self, shift=0.0, n_threads=None):
+    def factorize(self, shift=0.0, relative=False, n_threads=None):
         """Factor ``shift*I + H~`` (its HSS part; see :mod:`hsspetsc.factor`).
 
-        O(N s^2), no new entries: call again with another shift to re-factor.
-        Raises :class:`hsspetsc.FactorizationError` (naming the node and the shift)
-        when the matrix is not positive definite."""
+        ``shift`` >= 0 is absolute (added to the diagonal), or with ``relative=True``
+        a multiple of |H~|_2 (see :meth:`norm`). O(N s^2), no new entries: call
+        again with another shift to re-factor. H~ from ``compress(..., spd=True)``
+        (the default) of a PSD source factors for every shift >= 1e-12 x its
+        largest diagonal entry. Otherwise raises :class:`hsspetsc.FactorizationError`
+        (naming the node and the shift, and what to do) when shift*I + H~ is not
+        positive definite."""
         from .factor import HSSFactorization
+        if relative:
+            shift = check_float(shift, "shift", "factorize", lo=0.0) * self.norm()
         return HSSFactorization(self, shift=shift, n_threads=n_threads)
+
+    def norm(self):
+        """|H~|_2, estimated by 30 power iterations (relative accuracy ~1e-3 on
+        typical spectra); computed once and kept."""
+        def power():
+            v = np.random.default_rng(12345).standard_normal(self.n)
+            lam = 0.0
+            for _ in range(30):
+                w = self.matvec(v)
+                nrm = float(np.linalg.norm(w))
+                if nrm == 0.0:
+                    return 0.0
+                lam = nrm / float(np.linalg.norm(v))
+                v = w / nrm
+            return lam
+        return self._caches.get("norm", power)
 
     # ---------------------------------------------------------------- figures
     def diagonal(self):
@@ -295,6 +317,10 @@ class HSSMatrix:
                      f"{self.near_data.nbytes / 1e6:>8.2f}   (near field {100 * s['near_fraction']:.2f}% of N^2)")
         lines.append(f"total {s['stored_bytes'] / 1e6:.2f} MB (dense {s['dense_bytes'] / 1e6:.1f} MB, "
                      f"{s['dense_bytes'] / max(s['stored_bytes'], 1):.1f}x smaller); entries "
-                     f"evaluated {100 * s.get('entries_fraction', 0):.2f}% of N^2; "
-                     f"{len(self.truncated)} node(s) capped at max_rank")
+                     f"evaluated {100 * s.get('entries_fraction', 0):.2f}% of N^2")
+        est = s.get("error_estimate")
+        lines.append(f"error estimate {'-' if est is None else f'{est:.1e}'} "
+                     f"(|K - H~|_F / |K|_F, tol {p['tol']:.0e}); "
+                     f"{len(self.truncated)} node(s) capped; PSD compensation "
+                     f"{s.get('compensation', 0.0):.3g}")
         return "\n".join(lines)

@@ -30,7 +30,7 @@ def kernel_matrix(points, kernel="gaussian", bandwidth=1.0, shift=0.0, n_threads
     """
     where = "kernel_matrix"
     kernel = check_choice(kernel, "kernel", where, KERNELS)
-    X = as_float_array(points, "points", where, ndim=2)
+    X = as_float_array(points, "points", where, ndim=2, warn_precision=True)
     if X.shape[0] < 1 or X.shape[1] < 1:
         raise ValueError(f"The 'points' parameter of {where} must be a non-empty (N, d) "
                          f"array. Got shape {X.shape} instead.")

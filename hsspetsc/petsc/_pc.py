@@ -68,12 +68,15 @@ def _check(params, n, prefix):
 def compress_with_options(source, params, explicit=(), order=None):
     """H~ from the -pc_hss_* values: ``compress`` (entries), or with samples > 0
     ``compress_sketch`` (products; ``order`` overrides the tree from the distance,
-    max_rank only when given explicitly, else the sketch's samples // 2). Capped
-    sketch ranks are not warned about: H~ is a preconditioner."""
+    max_rank only when given explicitly, else the sketch's samples // 2). A missed
+    tol is not warned about (H~ is a preconditioner): the PC's view shows the error
+    estimate and the capped nodes."""
     p = dict(params)
     samples = p.pop("samples", 0)
     if samples == 0:
-        return compress(source, **p)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return compress(source, **p)
     if not (isinstance(source, (np.ndarray, DenseSource))
             or callable(getattr(source, "matmat", None))):
         raise ValueError(f"HSSPC: -pc_hss_samples {samples} needs products of the matrix, "

@@ -21,7 +21,8 @@ import numpy as np
 
 from .._blocks import fill_with_evaluator
 from .._threads import effective_n_threads
-from .._validation import (as_float_array, as_index_array, check_finite, check_int)
+from .._validation import (as_float_array, as_index_array, check_finite, check_int,
+                           warn_low_precision)
 
 __all__ = ["Source", "DenseSource", "EntrySource", "KernelSource", "as_source"]
 
@@ -103,7 +104,7 @@ class DenseSource(Source):
     def __init__(self, A, check_symmetric=True):
         A = np.asarray(A)
         where = "DenseSource"
-        A = as_float_array(A, "A", where, ndim=2)
+        A = as_float_array(A, "A", where, ndim=2, warn_precision=True)
         if A.shape[0] != A.shape[1]:
             raise ValueError(f"The 'A' parameter of {where} must be a square matrix. "
                              f"Got shape {A.shape} instead.")
@@ -170,14 +171,14 @@ class EntrySource(Source):
             diag = diagonal()
         else:
             diag = diagonal
-        diag = as_float_array(diag, "diagonal", where, ndim=1)
+        diag = as_float_array(diag, "diagonal", where, ndim=1, warn_precision=True)
         if diag.shape != (self.n,):
             raise ValueError(f"The 'diagonal' parameter of {where} must have length "
                              f"{self.n}. Got shape {diag.shape} instead.")
         check_finite(diag, "diagonal", where)
         self._diag = diag
         if points is not None:
-            points = as_float_array(points, "points", where, ndim=2)
+            points = as_float_array(points, "points", where, ndim=2, warn_precision=True)
             if points.shape[0] != self.n:
                 raise ValueError(f"The 'points' parameter of {where} must have {self.n} "
                                  f"rows. Got shape {points.shape} instead.")
@@ -204,8 +205,12 @@ class EntrySource(Source):
         return [self._checked(v, I, J, "entries_batch")
                 for v, (I, J) in zip(values, blocks)]
 
-    @staticmethod
-    def _checked(out, I, J, what):
+    def _checked(self, out, I, J, what):
+        out = np.asarray(out)
+        if not getattr(self, "_warned_precision", False) and out.dtype.kind == "f" \
+                and out.dtype.itemsize < 8:
+            self._warned_precision = True
+            warn_low_precision(out.dtype, f"{what} (callback result)", "EntrySource")
         out = np.asarray(out, dtype=np.float64)
         if out.shape != (len(I), len(J)):
             raise ValueError(f"EntrySource: the {what} callback returned shape {out.shape} "
