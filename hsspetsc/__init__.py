@@ -6,6 +6,7 @@ Public API::
     H = hsspetsc.compress(source, leaf_size=128, max_rank=256, tol=1e-5,
                           neighbors=32, budget=0.0, distance="angle", seed=0)
     H = hsspetsc.compress_sketch(source, samples=256, tol=1e-4)   # from products
+    params = hsspetsc.tune(source, tol=1e-6); H = hsspetsc.compress(source, **params)
     U = H @ W                       # O(N s) per column
     F = H.factorize(shift=1e-2)     # O(N s^2); F.solve(B), F.logdet()
     hsspetsc.relative_error(H, source)
@@ -24,6 +25,7 @@ from .compress import compress, compress_sketch
 from .factor import FactorizationError, HSSFactorization
 from .hss import HSSMatrix
 from .sources import DenseSource, EntrySource, KernelSource, Source
+from .tune import TunedParams, tune
 
 __version__ = "0.1.0"
 
@@ -34,6 +36,6 @@ def validate_ranks(H, source, nodes=8, **kwargs):
     from .petsc import validate_ranks as _validate
     return _validate(H, source, nodes=nodes, **kwargs)
 
-__all__ = ["compress", "compress_sketch", "HSSMatrix", "HSSFactorization", "FactorizationError", "relative_error", "EntrySource", "DenseSource",
+__all__ = ["compress", "compress_sketch", "tune", "TunedParams", "HSSMatrix", "HSSFactorization", "FactorizationError", "relative_error", "EntrySource", "DenseSource",
            "KernelSource", "Source", "gallery", "mlp", "baselines", "validate_ranks",
            "__version__"]

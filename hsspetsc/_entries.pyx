@@ -9,7 +9,9 @@ Python object touched. :func:`fill_blocks` evaluates many blocks at once in one
 load-balance over the threads. Kernels check nothing; callers validate.
 """
 from cython.parallel cimport prange
+from libc.math cimport NAN
 from libc.stdint cimport int64_t
+from libc.stdlib cimport free, malloc
 
 
 cdef class BlockEvaluator:
@@ -58,3 +60,28 @@ def fill_blocks(BlockEvaluator ev not None,
         nc = col_len[b]
         ev.fill(&row_idx[row_start[b] + r0], task_r1[t] - r0, &col_idx[col_start[b]], nc,
                 &out[out_off[b] + r0 * nc], nc)
+
+
+cdef class SubsetEvaluator(BlockEvaluator):
+    """Entries of the principal submatrix K[S][:, S] of another evaluator's matrix."""
+    cdef BlockEvaluator inner
+    cdef const int64_t[::1] S
+
+    def __init__(self, BlockEvaluator inner not None, const int64_t[::1] S):
+        self.inner = inner
+        self.S = S
+
+    cdef void fill(self, const int64_t* I, Py_ssize_t ni, const int64_t* J,
+                   Py_ssize_t nj, double* out, Py_ssize_t ld) noexcept nogil:
+        cdef Py_ssize_t a
+        cdef int64_t* gi = <int64_t*>malloc((ni + nj + 1) * sizeof(int64_t))
+        if gi == NULL:          # out of memory: NaN, which the reader refuses
+            for a in range(ni):
+                out[a * ld] = NAN
+            return
+        for a in range(ni):
+            gi[a] = self.S[I[a]]
+        for a in range(nj):
+            gi[ni + a] = self.S[J[a]]
+        self.inner.fill(gi, ni, &gi[ni], nj, out, ld)
+        free(gi)

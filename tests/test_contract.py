@@ -156,3 +156,25 @@ def test_low_precision_input_is_converted_with_a_warning(dense_spd):
                               np.diag(dense_spd))
     with pytest.warns(UserWarning, match="callback result"):
         cb.entries([0, 1], [2])
+
+
+@pytest.mark.parametrize("kernel", ["gaussian", "laplace", "matern32"])
+def test_tune_picks_parameters_that_meet_tol(kernel):
+    X = np.random.default_rng(4).random((4096, 3))
+    src = hsspetsc.gallery.kernel_matrix(X, kernel, bandwidth=0.25, shift=1e-3)
+    tol = 1e-5
+    params = hsspetsc.tune(src, tol=tol)
+    assert sum(r["chosen"] for r in params.report) == 1
+    chosen = next(r for r in params.report if r["chosen"])
+    assert params["leaf_size"] == chosen["leaf_size"] and params["tol"] == tol
+    assert "chosen" in params.table() and len(params.table().splitlines()) == \
+        2 + len(params.report)
+    H = hsspetsc.compress(src, **params)
+    assert hsspetsc.relative_error(H, src, nrows=100, exact_max_n=0)["eps2"] <= 10 * tol
+
+
+def test_tune_bad_input(k02):
+    with pytest.raises(ValueError, match="'tol' parameter of tune"):
+        hsspetsc.tune(k02, tol=0)
+    with pytest.raises(ValueError, match="'time' parameter of tune"):
+        hsspetsc.tune(k02, time=-1)

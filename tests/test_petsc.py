@@ -294,3 +294,19 @@ def test_pc_on_non_square_mat_is_an_error():
     finally:
         pc.destroy()
         P.destroy()
+
+
+def test_pc_auto_tunes_the_compression(k02):
+    """-pc_hss_auto: leaf size / neighbours chosen by tune; explicit options win."""
+    A = hp.as_petsc_mat(hsspetsc.compress(k02, leaf_size=64, tol=1e-9, budget=0.02),
+                        shift=SHIFT, source=k02)
+    try:
+        opts = dict(HSSPC_OPTS, pc_hss_auto="1", pc_hss_tol="1e-6", pc_hss_leaf_size="32")
+        it, reason, err, ctx = _solve(A, "auto_", opts)
+        itn, _, _, _ = _solve(A, "auton_", {"pc_type": "none"})
+    finally:
+        A.destroy()
+    assert reason > 0 and it < itn / 3 and err < 1e-6
+    p = ctx.H.params
+    assert p["leaf_size"] == 32 and p["tol"] == 1e-6 and p["budget"] == 0.0
+    assert p["neighbors"] in hsspetsc.tune.__globals__["NEIGHBORS"]

@@ -9,9 +9,14 @@ Options (through the PC's prefix, e.g. -tao_nls_pc_hss_tol under TAO):
                        only when given, else n // 2; default 0)
     -pc_hss_shift      extra shift added to the operator's own shift (default 0)
     -pc_hss_validate   n: check the ranks of n sampled nodes with SLEPc (default 0)
+    -pc_hss_auto       choose leaf size, neighbours and near field with
+                       hsspetsc.tune at -pc_hss_tol (explicit options still win;
+                       default off)
     -pc_hss_auto_shift when shift I + H~ is not positive definite (H~ less accurate
                        than the shift is large), raise the shift tenfold until it is
-                       (at most 16 times; default off: the error is raised)
+                       (at most 16 times; default off: the error is raised). H~ is
+                       made positive semi-definite at compression, so this is only
+                       needed for an operator's own HSSMatrix built with spd=False.
 """
 import time
 import warnings
@@ -22,6 +27,7 @@ from petsc4py import PETSc
 from .._validation import check_int
 from .. import _params
 from ..compress import compress, compress_sketch
+from ..tune import tune
 from ..factor import FactorizationError
 from ..sources import DenseSource, EntrySource
 from ._comm import collective, release_refs
@@ -48,6 +54,7 @@ def _read_options(pc):
     shift = opts.getReal("pc_hss_shift", 0.0)
     validate = opts.getInt("pc_hss_validate", 0)
     auto = opts.getBool("pc_hss_auto_shift", False)
+    params["auto"] = opts.getBool("pc_hss_auto", False)
     return params, explicit, (shift, auto), validate
 
 
@@ -56,6 +63,7 @@ def _check(params, n, prefix):
     [0, N], and > 0 only with budget 0 and an angle or geometric tree)."""
     where = f"HSSPC (options -{prefix or ''}pc_hss_*)"
     p = dict(params)
+    p.pop("auto", None)
     samples = check_int(p.pop("samples"), "samples", where, lo=0, hi=n)
     _params.check(n, where, **p)
     if samples and (p["budget"] > 0 or p["distance"] == "kernel"):
@@ -73,9 +81,13 @@ def compress_with_options(source, params, explicit=(), order=None):
     estimate and the capped nodes."""
     p = dict(params)
     samples = p.pop("samples", 0)
+    auto = p.pop("auto", False)
     if samples == 0:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
+            if auto:
+                tuned = tune(source, tol=p["tol"], seed=p["seed"])
+                p.update({k: v for k, v in tuned.items() if k not in explicit})
             return compress(source, **p)
     if not (isinstance(source, (np.ndarray, DenseSource))
             or callable(getattr(source, "matmat", None))):
@@ -148,7 +160,7 @@ class HSSPC:
         if isinstance(ctx, HSSMatContext):
             base_shift = ctx.shift
             op_budget = ctx.H.params.get("budget", 0.0)
-            if op_budget == 0.0 and not explicit:
+            if op_budget == 0.0 and not explicit and not params["auto"]:
                 H = ctx.H
                 how = "reused the operator's HSSMatrix"
             elif ctx.source is not None:

@@ -303,3 +303,30 @@ def as_source(obj, where="compress"):
     raise TypeError(f"The 'source' parameter of {where} must be a square ndarray or an "
                     f"object with entries(I, J) and diagonal(). Got "
                     f"{type(obj).__name__} instead.")
+
+
+class SubsetSource(Source):
+    """The principal submatrix K[S][:, S] of another source (``tune``'s pilots). It
+    keeps the inner source's nogil evaluator, batched reads and points."""
+
+    def __init__(self, source, S):
+        self.inner = source
+        self.S = np.ascontiguousarray(S, dtype=np.int64)
+        self.n = int(self.S.size)
+        self.points = None if source.points is None else np.asarray(source.points)[self.S]
+
+    def _block(self, I, J):
+        return self.inner._block(self.S[I], self.S[J])
+
+    def entries_batch(self, blocks):
+        return self.inner.entries_batch([(self.S[I], self.S[J]) for I, J in blocks])
+
+    def evaluator(self):
+        ev = self.inner.evaluator()
+        if ev is None:
+            return None
+        from .._entries import SubsetEvaluator
+        return SubsetEvaluator(ev, self.S)
+
+    def diagonal(self):
+        return np.asarray(self.inner.diagonal())[self.S]
