@@ -45,3 +45,4 @@ cdef inline void dgeqrf(int* m, int* n, double* a, int* lda, double* tau, double
 cdef inline void dgeqp3(int* m, int* n, double* a, int* lda, int* jpvt, double* tau,
                         double* work, int* lwork, int* info) noexcept nogil:
     (<dgeqp3_t>cython_lapack.dgeqp3)(m, n, a, lda, jpvt, tau, work, lwork, info)
+

@@ -432,3 +432,4 @@ def gather_B(const int64_t[::1] parents,     # IN  parent of each block
         for i in range(rl):
             for j in range(rr):
                 B[B_ptr[a] + j * rl + i] = data[src_off[q] + i * rr + j]
+

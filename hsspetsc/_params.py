@@ -48,8 +48,8 @@ SPEC = {
                       "is met, within the memory budget; capped nodes are reported",
                       lo=1),
     "memory": Param(float, None, "budget in bytes for H~ with max_rank=None (default: a "
-                    "quarter of the machine's memory); it caps the ranks", lo=0.0,
-                    lo_open=True),
+                    "quarter of the machine's memory, at most the dense matrix's 8 N^2); "
+                    "it caps the ranks", lo=0.0, lo_open=True),
     "spd": Param(bool, True, "add the smallest diagonal compensation that makes H~ "
                  "positive semi-definite, certified by a factorization (an SPD source "
                  "then factors at every positive shift)"),
@@ -69,13 +69,15 @@ SPEC = {
 }
 
 
-def default_memory():
-    """A quarter of the machine's physical memory, in bytes (1 GiB if unknown)."""
+def default_memory(n=None):
+    """A quarter of the machine's physical memory in bytes (1 GiB if unknown), and
+    never more than the dense matrix (8 N^2): past that compression has failed."""
     import os
     try:
-        return 0.25 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        mem = 0.25 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
-        return float(2 ** 30)
+        mem = float(2 ** 30)
+    return mem if n is None else min(mem, 8.0 * float(n) ** 2)
 
 
 def default(name, path="entries"):

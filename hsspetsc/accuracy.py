@@ -45,15 +45,18 @@ def relative_error(H, source, nrows=100, nrhs=8, seed=0, exact_max_n=4096):
     return {"eps2": eps2, "eps_fro": eps_fro, "nrows": int(rows.size), "nrhs": nrhs}
 
 
-def rows_estimate(H, reader, rows):
+def rows_estimate(H, reader, rows, exact=None):
     """|K(S,:) - K~(S,:)|_F / |K(S,:)|_F for the sampled rows S (uniform, so the
-    ratio estimates |K - K~|_F / |K|_F). Reads |S| x N entries through ``reader``.
+    ratio estimates |K - K~|_F / |K|_F). Reads |S| x N entries through ``reader``
+    (unless the exact rows are given).
 
     Returns (estimate, the exact rows, K~'s rows) so callers can re-use them."""
     n = H.n
     rows = np.ascontiguousarray(rows, dtype=np.int64)
-    exact, _ = reader.read([0], [rows.size], rows, [0], [n], np.arange(n, dtype=np.int64))
-    exact = exact.reshape(rows.size, n)
+    if exact is None:
+        exact, _ = reader.read([0], [rows.size], rows, [0], [n],
+                               np.arange(n, dtype=np.int64))
+        exact = exact.reshape(rows.size, n)
     E = np.zeros((n, rows.size))
     E[rows, np.arange(rows.size)] = 1.0
     approx = H.matvec(E).T                  # K~ is symmetric: its rows S

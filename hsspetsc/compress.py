@@ -114,10 +114,11 @@ def compress(source, leaf_size=128, max_rank=None, tol=1e-5, neighbors=32, budge
         same seed, same result, bit for bit, on any number of threads.
     memory : float > 0 or None
         Budget in bytes for H~ when ``max_rank`` is None (default: a quarter of the
-        machine's memory). When it binds, a warning says so and the error reached.
+        machine's memory, and never more than the dense matrix, 8 N^2). When it
+        binds, a warning says so and the error reached.
     spd : bool (default True)
         Make H~ positive semi-definite: add the smallest diagonal compensation
-        delta (to a factor 1.33) for which the factorization of H~ succeeds, on the
+        delta (to a factor 1.5) for which the factorization of H~ succeeds, on the
         rows with a nonzero diagonal. Why that makes it PSD: the factorization is an
         exact block Cholesky of the hierarchical part, so it succeeds exactly when
         the matrix is positive definite. For an SPD source delta is 0 or at most
@@ -142,7 +143,7 @@ def compress(source, leaf_size=128, max_rank=None, tol=1e-5, neighbors=32, budge
                       neighbors=neighbors, budget=budget, distance=distance, seed=seed,
                       memory=memory, spd=spd, probes=probes)
     if p["memory"] is None:
-        p["memory"] = _params.default_memory()
+        p["memory"] = _params.default_memory(src.n)
     _check_metric(src, diag, p["distance"], where)
     return _construct(src, diag, p, "entries", verbose,
                       effective_n_threads(n_threads, where))
@@ -257,6 +258,8 @@ def _construct(src, diag, p, path, verbose, nt, perm=None):
             "truncated_nodes": list(bases.truncated)}
     H = HSSMatrix(tree=tree, bases=bases, near=near, far=far, couplings=couplings,
                   params=params, info=info)
+    if p["spd"]:
+        _check_leaf_minors(H, where="compress" if path == "entries" else "compress_sketch")
     ph.start()
     H, contract = _contract(H, src, diag, p, path, reader, n_products, nt)
     ph.done("contract")
@@ -277,7 +280,7 @@ def _contract(H0, src, diag, p, path, reader, n_products, nt):
     (``spd``) of a freshly built H0; returns (H, info entries)."""
     n = H0.n
     out = {"compensation": 0.0, "spd_factorizations": 0, "error_estimate": None,
-           "indefinite_source": False}
+           "error_estimate_uncompensated": None, "indefinite_source": False}
     support = diag > 0
     factor_only = p["budget"] > 0          # the near field is not factored: see spd
     err_fro = None                         # estimated |K - H0|_F
@@ -295,6 +298,7 @@ def _contract(H0, src, diag, p, path, reader, n_products, nt):
         est0 = products_estimate(H0, KZ, Z)
         err_fro = est0 * np.linalg.norm(KZ) / np.sqrt(p["probes"])
     delta = 0.0
+    H = H0
     if p["spd"]:
         delta, out["spd_factorizations"] = psd_compensation(
             H0, support, p["tol"], nt, guess=None if err_fro is None else 2 * err_fro)
@@ -306,22 +310,44 @@ def _contract(H0, src, diag, p, path, reader, n_products, nt):
                 "nonzero row). Compress with spd=False to keep it as it is.")
         delta = delta or 0.0
         out["compensation"] = delta
-        # an SPD source needs at most about |E|_2 <= |E|_F
-        out["indefinite_source"] = bool(not factor_only and err_fro is not None
-                                        and delta > 3.0 * err_fro)
-    H = (H0.with_compensation(delta * support, H0._info, factor_only) if delta > 0
-         else H0)
+        if delta > 0:
+            # with a near field only the factored HSS part (the preconditioner) can
+            # be certified, so only it is compensated
+            H = H0.with_compensation(delta * support, H0._info, factor_only)
     if not p["probes"]:
         return H, out
-    if delta == 0 or factor_only:
+    out["error_estimate_uncompensated"] = est0
+    if H is H0 or factor_only:
         out["error_estimate"] = est0
     elif path == "entries":
-        approx = approx0.copy()
-        approx[np.arange(rows.size), rows] += delta * support[rows]
-        out["error_estimate"] = float(np.linalg.norm(approx - exact) / den) if den else 0.0
+        out["error_estimate"] = rows_estimate(H, None, rows, exact)[0]
     else:
         out["error_estimate"] = products_estimate(H, KZ, Z)
+    # an SPD source needs a compensation of at most about |E|_2 <= |E|_F
+    out["indefinite_source"] = bool(not factor_only and delta > 3.0 * err_fro)
     return H, out
+
+
+def _check_leaf_minors(H, where):
+    """A PSD matrix has K_ij^2 <= K_ii K_jj (2 x 2 principal minors); check it on the
+    leaf blocks, read exactly anyway (a zero diagonal entry in a nonzero row fails)."""
+    tree = H.tree
+    leaves = np.arange(tree.first_leaf, tree.n_nodes)
+    for m in np.unique(tree.node_size[leaves]):
+        sel = leaves[tree.node_size[leaves] == m]
+        idx = H.diag_blk[sel][:, None] + np.arange(m * m)[None, :]
+        D = H.near_data[idx].reshape(-1, m, m)
+        d = np.einsum("bii->bi", D)
+        bound = np.abs(d[:, :, None] * d[:, None, :])
+        bad = D * D > bound * (1 + 1e-8) + 1e-300
+        if bad.any():
+            b, i, j = (int(x[0]) for x in np.nonzero(bad))
+            I = H.tree.indices(sel[b])
+            raise ValueError(
+                f"{where}: the source is not positive semi-definite: "
+                f"K[{I[i]}, {I[j]}]^2 = {D[b, i, j] ** 2:.3g} > K[{I[i]}, {I[i]}] "
+                f"K[{I[j]}, {I[j]}] = {bound[b, i, j]:.3g}. Compress with spd=False to "
+                f"keep it as it is.")
 
 
 def _warn_misses(H, p, path):

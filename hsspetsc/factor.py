@@ -233,7 +233,7 @@ SPD_FLOOR = 1e-12        # shifts below this x max diag are rounding level
 
 
 def psd_compensation(H, support, tol, n_threads=None, guess=None):
-    """The smallest diagonal compensation (found to a factor 1.33) that makes the
+    """The smallest diagonal compensation (found to a factor 1.5) that makes the
     hierarchical part of H positive semi-definite, certified by the factorization.
 
     ``guess``: a compensation expected to suffice (the estimated |K - H|_F bounds the
@@ -271,11 +271,12 @@ def psd_compensation(H, support, tol, n_threads=None, guess=None):
         lo, hi = hi, 10.0 * hi
         if hi > 1e6 * scale:
             return None, tried[0]
-    lo = lo if lo > 0 else hi * 1e-3
-    for _ in range(3):                     # refine in log space: within 10**(1/8)
+    lo = lo if lo > 0 else hi * 1e-4
+    while hi > 1.5 * lo:                   # refine in log space: within 1.5x
         mid = float(np.sqrt(lo * hi))
         if factors(mid):
             hi = mid
         else:
             lo = mid
     return hi, tried[0]
+

@@ -80,7 +80,7 @@ def tune(source, tol=1e-5, memory=None, time=None, pilot=None, seed=0, slack=1.0
     src = as_source(source, where)
     n = src.n
     p = _params.check(n, where, tol=tol, seed=seed, memory=memory)
-    memory = p["memory"] if p["memory"] is not None else _params.default_memory()
+    memory = p["memory"] if p["memory"] is not None else _params.default_memory(n)
     if time is not None:
         time = check_float(time, "time", where, lo=0.0, lo_open=True)
     slack = check_float(slack, "slack", where, lo=1.0)

@@ -101,10 +101,16 @@ def test_spd_source_factors_at_every_positive_shift(name):
     src = _spd_sources()[name]
     H0 = _quiet(hsspetsc.compress, src, leaf_size=64, tol=1e-3, max_rank=12, spd=False)
     H = _quiet(hsspetsc.compress, src, leaf_size=64, tol=1e-3, max_rank=12)
-    delta = H.stats()["compensation"]
-    assert not H.stats()["indefinite_source"]
+    s = H.stats()
+    delta = s["compensation"]
+    assert not s["indefinite_source"]
+    K0 = H0.to_dense()
     Kt = H.to_dense()
-    assert_close(Kt, H0.to_dense() + delta * np.diag(src.diagonal() > 0), rtol=1e-13)
+    assert_close(Kt, K0 + delta * np.diag(src.diagonal() > 0), rtol=1e-13)
+    ev = np.linalg.eigvalsh(Kt)
+    assert ev.min() >= -1e-11 * ev.max()             # H~ is PSD
+    ev0 = np.linalg.eigvalsh(K0)                     # delta is near the smallest one
+    assert delta <= 1.6 * max(-ev0.min(), 0.0) + 1e-11 * ev.max()
     nrm = H.norm()
     b = np.random.default_rng(1).standard_normal(H.n)
     for rel in (1e-8, 1e-6, 1e-4, 1e-2, 1.0):
@@ -112,11 +118,11 @@ def test_spd_source_factors_at_every_positive_shift(name):
         x = F.solve(b)
         res = np.linalg.norm(F.shift * x + Kt @ x - b) / np.linalg.norm(b)
         assert res < 1e-14 / rel, (rel, res)
-    # and below the compensation, the uncompensated matrix really was indefinite
-    # when one was needed
+    # the uncompensated matrix really was indefinite when a compensation was made
     if delta > 0:
+        assert ev0.min() < 0
         with pytest.raises(hsspetsc.FactorizationError, match="spd=False"):
-            H0.factorize(1e-8 * nrm)
+            H0.factorize(1e-3 * delta)
 
 
 def test_zero_rows_stay_exactly_zero():
