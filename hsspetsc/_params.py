@@ -48,7 +48,7 @@ SPEC = {
                       "is met, within the memory budget; capped nodes are reported",
                       lo=1),
     "memory": Param(float, None, "budget in bytes for H~ with max_rank=None (default: a "
-                    "quarter of the machine's memory, at most the dense matrix's 8 N^2); "
+                    "quarter of the machine's memory, at most twice the dense matrix); "
                     "it caps the ranks", lo=0.0, lo_open=True),
     "spd": Param(bool, True, "add the smallest diagonal compensation that makes H~ "
                  "positive semi-definite, certified by a factorization (an SPD source "
@@ -71,13 +71,14 @@ SPEC = {
 
 def default_memory(n=None):
     """A quarter of the machine's physical memory in bytes (1 GiB if unknown), and
-    never more than the dense matrix (8 N^2): past that compression has failed."""
+    never more than twice the dense matrix (16 N^2, or 64 MiB for small N): past
+    that compression has failed (full-rank nodes store their columns about twice)."""
     import os
     try:
         mem = 0.25 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         mem = float(2 ** 30)
-    return mem if n is None else min(mem, 8.0 * float(n) ** 2)
+    return mem if n is None else min(mem, max(16.0 * float(n) ** 2, 64.0 * 2 ** 20))
 
 
 def default(name, path="entries"):

@@ -114,7 +114,8 @@ def compress(source, leaf_size=128, max_rank=None, tol=1e-5, neighbors=32, budge
         same seed, same result, bit for bit, on any number of threads.
     memory : float > 0 or None
         Budget in bytes for H~ when ``max_rank`` is None (default: a quarter of the
-        machine's memory, and never more than the dense matrix, 8 N^2). When it
+        machine's memory, and never more than twice the dense matrix, 16 N^2);
+        with an explicit ``max_rank`` only an explicit memory applies. When it
         binds, a warning says so and the error reached.
     spd : bool (default True)
         Make H~ positive semi-definite: add the smallest diagonal compensation
@@ -143,7 +144,9 @@ def compress(source, leaf_size=128, max_rank=None, tol=1e-5, neighbors=32, budge
                       neighbors=neighbors, budget=budget, distance=distance, seed=seed,
                       memory=memory, spd=spd, probes=probes)
     if p["memory"] is None:
-        p["memory"] = _params.default_memory(src.n)
+        # an explicit max_rank is the user's cap: then only an explicit memory applies
+        p["memory"] = (_params.default_memory(src.n) if p["max_rank"] is None
+                       else float("inf"))
     _check_metric(src, diag, p["distance"], where)
     return _construct(src, diag, p, "entries", verbose,
                       effective_n_threads(n_threads, where))

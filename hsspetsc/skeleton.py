@@ -109,7 +109,8 @@ class RankBudget:
     def cap(self, lev):
         """(cap, cause) for the nodes of level ``lev`` (levels above: 2^lev - 2 nodes)."""
         nodes = 2 ** (lev + 1) - 2
-        r_mem = max(1, int(np.sqrt(max(self.left, 0.0) / (8.0 * 3 * nodes))))
+        room = max(self.left, 0.0) / (8.0 * 3 * nodes)
+        r_mem = 2 ** 31 - 1 if room >= 2.0 ** 62 else max(1, int(np.sqrt(room)))
         if self.max_rank is not None and self.max_rank <= r_mem:
             return int(self.max_rank), "max_rank"
         return min(r_mem, 2 ** 31 - 1), "memory"

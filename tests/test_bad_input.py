@@ -46,12 +46,17 @@ def test_indefinite_sources_are_reported(dense_spd):
     K[7, 7] = 0.0                        # a zero diagonal in a nonzero row
     with pytest.raises(ValueError, match="not positive semi-definite"):
         hsspetsc.compress(K, leaf_size=32)
-    # symmetric, positive diagonal, but a clearly negative eigenvalue
-    rng = np.random.default_rng(0)
-    Q = np.linalg.qr(rng.standard_normal((200, 200)))[0]
-    A = (Q * np.r_[-0.5, np.linspace(1, 2, 199)]) @ Q.T
-    with pytest.warns(RuntimeWarning, match="probably not positive semi-definite"):
+    # two far-apart indices coupled more strongly than their diagonals allow
+    A = dense_spd.copy()
+    A[0, 299] = A[299, 0] = -2.0
+    with pytest.raises(ValueError, match=r"not positive semi-definite.*\^2"):
         hsspetsc.compress(A, leaf_size=32, tol=1e-6)
+    # compressible, every leaf block PSD, but an eigenvalue of -0.3 overall
+    w, V = np.linalg.eigh(dense_spd)
+    A = dense_spd - (w[-1] + 0.3) * np.outer(V[:, -1], V[:, -1])
+    with pytest.warns(RuntimeWarning, match="probably not positive semi-definite"):
+        H = hsspetsc.compress(A, leaf_size=32, tol=1e-6)
+    assert H.stats()["compensation"] >= 0.3
     with pytest.raises(ValueError, match="not positive semi-definite"):
         hsspetsc.compress(K, leaf_size=32)
 
