@@ -53,6 +53,7 @@ demo-compress: $(BUILD)
 
 bench: $(BUILD)
 	OMP_NUM_THREADS=2 $(PY) bench/bench_compress.py
+	OMP_NUM_THREADS=2 $(PY) bench/bench_accuracy.py
 	OMP_NUM_THREADS=2 $(PY) bench/bench_factor.py
 	OMP_NUM_THREADS=2 $(PY) bench/bench_pcg.py
 	OMP_NUM_THREADS=2 $(PY) bench/bench_gn_compare.py

@@ -2,7 +2,8 @@
 
     OMP_NUM_THREADS=2 .venv/bin/python bench/bench_accuracy.py [--quick] [--out FILE]
 
-For each matrix and tol: compression time (default parameters: adaptive ranks,
+For each matrix and tol: compression time (median of 3 when under 3 s; default
+parameters: adaptive ranks,
 PSD compensation, 32-row error estimate, all included), eps2 (100 sampled rows, 8
 right-hand sides), the measured relative Frobenius error from 256 fresh exact rows
 beside the estimate compress stored, the largest rank, stored MB, and whether a
@@ -45,7 +46,7 @@ def cases(quick):
                     np.random.default_rng(0).random((8192, 3)), "gaussian", bandwidth=0.2),
                  TOLS)]
     return [
-        ("K02", 16384, lambda: hsspetsc.gallery.testsuite("K02", 16384), TOLS),
+        ("K02", 16384, lambda: hsspetsc.gallery.testsuite("K02", 16384), TOLS + (1e-9,)),
         ("gauss3d", 65536, lambda: hsspetsc.gallery.kernel_matrix(
             np.random.default_rng(0).random((65536, 3)), "gaussian", bandwidth=0.2), TOLS),
         ("laplace-sphere", 16384, lambda: hsspetsc.gallery.kernel_matrix(
@@ -66,11 +67,15 @@ def measured_fro(H, src, nrows=256, seed=99):
 
 
 def point(src, run):
-    with warnings.catch_warnings(record=True) as w:
-        warnings.simplefilter("always", RuntimeWarning)
-        t = time.perf_counter()
-        H = run()
-        dt = time.perf_counter() - t
+    """One compression; when it takes under 3 s, the median time of three."""
+    times = []
+    while not times or (len(times) < 3 and times[0] < 3.0):
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always", RuntimeWarning)
+            t = time.perf_counter()
+            H = run()
+            times.append(time.perf_counter() - t)
+    dt = float(np.median(times))
     s = H.stats()
     return H, {"time_s": dt, "eps2": hsspetsc.relative_error(H, src, nrows=100, nrhs=8,
                                                              exact_max_n=0)["eps2"],
@@ -125,7 +130,7 @@ def main():
         src = make()
         runs = [(tol, False, (lambda tol=tol: hsspetsc.compress(src, tol=tol)))
                 for tol in tols]
-        t_tune = min(tols[-1], 1e-5)
+        t_tune = max(min(tols), 1e-5)
         runs.append((t_tune, True,
                      lambda: hsspetsc.compress(src, **hsspetsc.tune(src, t_tune))))
         for tol, tuned, run in runs:

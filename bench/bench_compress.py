@@ -27,6 +27,9 @@ from hsspetsc._timing import median_time
 from _results import write_results
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# construction alone, like for like with the figures: the rank cap of the
+# time, no PSD compensation, no error estimate (bench_accuracy.py has the defaults)
+KERNEL = {"tol": 1e-5, "max_rank": 256, "spd": False, "probes": 0}
 
 
 def _gauss3d(N, seed=0):
@@ -61,27 +64,29 @@ def construction_cases(quick, gn):
     cases = []
     if quick:
         cases.append(("K02", 4096, lambda: hsspetsc.gallery.testsuite("K02", 4096),
-                      "entries", {"tol": 1e-5}, "dense16"))
+                      "entries", dict(KERNEL), "dense16"))
         cases.append(("gauss3d", 16384, lambda: _gauss3d(16384), "entries",
-                      {"tol": 1e-5}, None))
+                      dict(KERNEL), None))
     else:
         cases.append(("K02", 16384, lambda: hsspetsc.gallery.testsuite("K02", 16384),
-                      "entries", {"tol": 1e-5}, "dense16"))
+                      "entries", dict(KERNEL), "dense16"))
         for N in (32768, 65536):
             cases.append(("gauss3d", N, lambda N=N: _gauss3d(N), "entries",
-                          {"tol": 1e-5}, None))
+                          dict(KERNEL), None))
         cases.append(("K05", 16384, lambda: hsspetsc.gallery.testsuite("K05", 16384),
-                      "entries", {"tol": 1e-5}, None))
+                      "entries", dict(KERNEL), None))
     if gn:
         def get(i):
             if "v" not in _gn_demo_cache:
                 _gn_demo_cache["v"] = _gn_demo()
             return _gn_demo_cache["v"][i]
         cases.append(("GN 784-32-784", 50992, lambda: get(1), "entries",
-                      {"tol": 1e-2, "max_rank": 64, "neighbors": 8}, "gn"))
+                      {"tol": 1e-2, "max_rank": 64, "neighbors": 8, "spd": False,
+                       "probes": 0}, "gn"))
         for s in (100, 200):
             cases.append((f"GN sketch s={s}", 50992, lambda: get(2), "sketch",
-                          {"samples": s, "tol": 1e-2, "probes": 8, "order": "neuron"},
+                          {"samples": s, "tol": 1e-2, "probes": 8, "order": "neuron",
+                           "spd": False},
                           "gn"))
     return cases
 
@@ -179,7 +184,8 @@ def run_matvec(args):
           f"{'x16':>5} {'mv1/read':>8}", flush=True)
     for name, N, kw, make in matvec_cases(args.quick):
         src = make()
-        params = dict(leaf_size=128, max_rank=256, tol=1e-5, neighbors=32, budget=0.0)
+        params = dict(leaf_size=128, max_rank=256, tol=1e-5, neighbors=32, budget=0.0,
+                      spd=False)
         params.update(kw)
         t = time.perf_counter()
         H = hsspetsc.compress(src, **params)

@@ -282,15 +282,16 @@ def _contract(H0, src, diag, p, path, reader, n_products, nt):
     """The error estimate (``probes``) and the positive semi-definite compensation
     (``spd``) of a freshly built H0; returns (H, info entries)."""
     n = H0.n
-    out = {"compensation": 0.0, "spd_factorizations": 0, "error_estimate": None,
-           "error_estimate_uncompensated": None, "indefinite_source": False}
+    out = {"compensation": 0.0, "spd_factorizations": 0, "spd_certified": False,
+           "error_estimate": None, "error_estimate_uncompensated": None,
+           "indefinite_source": False}
     support = diag > 0
     factor_only = p["budget"] > 0          # the near field is not factored: see spd
     err_fro = None                         # estimated |K - H0|_F
     if p["probes"] and path == "entries":
         check = np.random.default_rng(phase_key(p["seed"], PHASE_CHECK, 1))
         rows = np.sort(check.choice(n, min(n, p["probes"]), replace=False))
-        est0, exact, approx0 = rows_estimate(H0, reader, rows)
+        est0, exact, _ = rows_estimate(H0, reader, rows)
         den = np.linalg.norm(exact)
         err_fro = est0 * den * np.sqrt(n / rows.size)
     elif p["probes"]:
@@ -306,11 +307,15 @@ def _contract(H0, src, diag, p, path, reader, n_products, nt):
         delta, out["spd_factorizations"] = psd_compensation(
             H0, support, p["tol"], nt, guess=None if err_fro is None else 2 * err_fro)
         if delta is None and not factor_only:
+            where = "compress" if path == "entries" else "compress_sketch"
             raise ValueError(
-                "compress: no diagonal compensation up to 1e6 x the largest diagonal "
-                "entry makes H~ positive definite: the source is not positive "
-                "semi-definite (a negative eigenvalue, or a zero diagonal entry in a "
-                "nonzero row). Compress with spd=False to keep it as it is.")
+                f"{where}: no diagonal compensation up to 1e6 x the largest diagonal "
+                f"entry makes H~ positive definite: the source is not positive "
+                f"semi-definite (a negative eigenvalue, or a zero diagonal entry in a "
+                f"nonzero row). Compress with spd=False to keep it as it is.")
+        # with a near field the HSS part alone may be too coarse to certify at all:
+        # then H~ is kept as it is and the factorization may need a larger shift
+        out["spd_certified"] = delta is not None
         delta = delta or 0.0
         out["compensation"] = delta
         if delta > 0:
