@@ -14,7 +14,7 @@ export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 export OMPI_MCA_rmaps_base_oversubscribe := 1
 export OMPI_MCA_hwloc_base_binding_policy := none
 
-.PHONY: all setup test demo demo-compress bench clean
+.PHONY: all setup test demo demo-compress bench docs clean
 
 all: test
 
@@ -60,6 +60,10 @@ bench: $(BUILD)
 	OMP_NUM_THREADS=2 $(PY) bench/gn_structure.py a
 	OMP_NUM_THREADS=2 $(PY) bench/bench_train.py
 	$(PY) bench/make_results.py
+
+# The API reference from the docstrings (Sphinx; installs python3-sphinx if missing).
+docs: $(BUILD)
+	bash tools/docs.sh
 
 clean:
 	rm -rf build hsspetsc/*.so hsspetsc/_*.c $(SETUP) $(BUILD)

@@ -272,7 +272,7 @@ NOTES = {
         "1 (0 %) and 3–6 (1 %) iterations (reference 0–3); COV with 1 % correction takes 7",
         "(reference 940; target < 100) and 251 without preconditioner (reference 2532).",
         "",
-        "K15 is the exception: with the definition in shared/TESTSUITE.md its off-diagonal",
+        "K15 is the exception: with the test suite's definition its off-diagonal",
         "blocks are not low rank (the half-split block of K15 at N = 4096 has numerical",
         "rank 539 at 1e-3 and 1116 at 1e-7 out of 2048: the spectral derivative D ⊗ I",
         "couples every grid point with its whole grid line, so any spatial split cuts",

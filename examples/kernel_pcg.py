@@ -38,8 +38,19 @@ def make_source(name, N, h, seed):
     return hsspetsc.gallery.kernel_matrix(X, name, bandwidth=h)
 
 
+OPTIONS = (("matrix", "K02", "test-suite name or gaussian/laplace/matern32/imq"),
+           ("N", 4096, "order"), ("shift", 1e-4, "lambda"),
+           ("tol", 1e-7, "compression tolerance of the operator"),
+           ("budget", 0.01, "near-field share of the operator"), ("seed", 0, "seed"),
+           ("h", 0.2, "kernel bandwidth"))
+
+
 def main():
     opts = PETSc.Options()
+    if opts.hasName("help"):
+        PETSc.Sys.Print("kernel_pcg.py options -----------\n" + "\n".join(
+            f"  -{k} <{opts.getString(k, str(d))}>: {t} (default {d})"
+            for k, d, t in OPTIONS))
     name = opts.getString("matrix", "K02")
     N = opts.getInt("N", 4096)
     shift = opts.getReal("shift", 1e-4)

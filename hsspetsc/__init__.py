@@ -23,11 +23,12 @@ from . import baselines, gallery, mlp
 from .accuracy import relative_error
 from .compress import compress, compress_sketch
 from .factor import FactorizationError, HSSFactorization
+from .io import load
 from .hss import HSSMatrix
 from .sources import DenseSource, EntrySource, KernelSource, Source
 from .tune import TunedParams, tune
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def validate_ranks(H, source, nodes=8, **kwargs):
@@ -36,6 +37,6 @@ def validate_ranks(H, source, nodes=8, **kwargs):
     from .petsc import validate_ranks as _validate
     return _validate(H, source, nodes=nodes, **kwargs)
 
-__all__ = ["compress", "compress_sketch", "tune", "TunedParams", "HSSMatrix", "HSSFactorization", "FactorizationError", "relative_error", "EntrySource", "DenseSource",
+__all__ = ["compress", "compress_sketch", "tune", "TunedParams", "load", "HSSMatrix", "HSSFactorization", "FactorizationError", "relative_error", "EntrySource", "DenseSource",
            "KernelSource", "Source", "gallery", "mlp", "baselines", "validate_ranks",
            "__version__"]

@@ -1,4 +1,4 @@
-"""Accuracy of a compressed matrix against its source (DESIGN 3.8).
+"""Accuracy of a compressed matrix against its source.
 
 - :func:`relative_error`: the user's check (eps2 from sampled rows, eps_F when K
   can be formed);
@@ -17,6 +17,7 @@ def relative_error(H, source, nrows=100, nrhs=8, seed=0, exact_max_n=4096):
     """Relative error of ``H`` against the matrix it compresses.
 
     Returns a dict:
+
     - ``eps2``: mean over ``nrows`` sampled rows i of |(K~W)_i - (KW)_i| / |(KW)_i|,
       W standard normal N x ``nrhs`` (rows of KW computed from entries);
     - ``eps_fro``: |K~ - K|_F / |K|_F when N <= ``exact_max_n`` (K formed from

@@ -1,5 +1,8 @@
-"""Command line: ``python -m hsspetsc train ...`` (see ``--help``).
+"""Command line: ``python -m hsspetsc {compress,train} ...`` (see ``--help``).
 
+    python -m hsspetsc compress --matrix K02 --n 16384 --tol 1e-5 --out H.npz \
+        --plot H.png
+    python -m hsspetsc compress --points X.npy --kernel gaussian --bandwidth 0.2
     mpiexec -n 2 python -m hsspetsc train --data fashion-mnist --n 2000 \
         --layers 784,32,784 --optimizer newton-hss --steps 20 --log run.json \
         -pc_hss_tol 1e-3 -newton_hss_ksp_monitor
@@ -13,8 +16,36 @@ import sys
 
 
 def _parser():
+    from . import __version__
+    from ._params import SPEC
     p = argparse.ArgumentParser(prog="python -m hsspetsc", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"hsspetsc {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("compress", help="compress a matrix: level table, error, memory, "
+                       "time; save it (.npz) and draw it (.png)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    src = c.add_mutually_exclusive_group(required=True)
+    src.add_argument("--matrix", help="a test-suite matrix: K02 ... K18, COV")
+    src.add_argument("--npy", help="a dense symmetric matrix in a .npy file")
+    src.add_argument("--points", help="points (N x d) in a .npy file, with --kernel")
+    c.add_argument("--n", type=int, default=4096, help="order of the --matrix")
+    c.add_argument("--kernel", default="gaussian",
+                   help="kernel for --points: gaussian, laplace, matern32, imq, polynomial")
+    c.add_argument("--bandwidth", type=float, default=1.0, help="kernel bandwidth h")
+    c.add_argument("--shift", type=float, default=0.0, help="kernel diagonal shift")
+    for name in ("tol", "leaf_size", "max_rank", "neighbors", "budget", "distance",
+                 "seed"):
+        spec = SPEC[name]
+        c.add_argument("--" + name.replace("_", "-"), type=spec.kind, default=spec.default,
+                       help=spec.help)
+    c.add_argument("--no-spd", action="store_true",
+                   help="keep H~ as compressed (no positive semi-definite compensation)")
+    c.add_argument("--auto", action="store_true",
+                   help="choose leaf size, neighbours and near field with tune()")
+    c.add_argument("--threads", type=int, default=None, help="OpenMP threads")
+    c.add_argument("--out", default=None, help="save H~ here (.npz; hsspetsc.load)")
+    c.add_argument("--plot", default=None, help="draw the block structure (PNG)")
+    c.add_argument("--quiet", action="store_true", help="no progress lines")
     t = sub.add_parser("train", help="train an MLP (autoencoder or classifier)")
     t.add_argument("--data", choices=["digits", "fashion-mnist"], default="digits")
     t.add_argument("--n", type=int, default=1000, help="training samples (default 1000)")
@@ -93,6 +124,47 @@ def _prefix_petsc_options(PETSc):
                 if not opts.hasName(prefix + key) and not (
                         prefix == "newton_cg_" and key.startswith("pc_hss_")):
                     opts[prefix + key] = val
+
+
+def compress_main(args):
+    """Compress, report, save and draw (no PETSc)."""
+    import time
+
+    import numpy as np
+
+    from . import compress, gallery, relative_error, tune
+    if args.matrix:
+        src = gallery.testsuite(args.matrix, args.n)
+    elif args.npy:
+        src = np.load(args.npy, allow_pickle=False)
+    else:
+        src = gallery.kernel_matrix(np.load(args.points, allow_pickle=False), args.kernel,
+                                    bandwidth=args.bandwidth, shift=args.shift)
+    kw = dict(tol=args.tol, leaf_size=args.leaf_size, max_rank=args.max_rank,
+              neighbors=args.neighbors, budget=args.budget, distance=args.distance,
+              seed=args.seed, spd=not args.no_spd, n_threads=args.threads)
+    t0 = time.perf_counter()
+    if args.auto:
+        tuned = tune(src, tol=args.tol, seed=args.seed)
+        if not args.quiet:
+            print(tuned.table(), flush=True)
+        kw.update(tuned)
+    H = compress(src, verbose=not args.quiet, **kw)
+    elapsed = time.perf_counter() - t0
+    if args.quiet:
+        print(repr(H))
+    err = relative_error(H, src, nrows=100, exact_max_n=0)["eps2"]
+    s = H.stats()
+    print(f"eps2 = {err:.2e} (100 exact rows; tol {args.tol:.0e}), error estimate "
+          f"{s['error_estimate']:.2e}; {s['stored_bytes'] / 1e6:.1f} MB "
+          f"({s['dense_bytes'] / max(s['stored_bytes'], 1):.1f}x smaller than dense); "
+          f"{elapsed:.2f} s", flush=True)
+    if args.out:
+        print(f"wrote {H.save(args.out)}")
+    if args.plot:
+        H.plot(args.plot)
+        print(f"wrote {args.plot}")
+    return 0
 
 
 def train_main(args, petsc_argv):
@@ -180,6 +252,10 @@ def main(argv=None):
             ours.append(a)
         i += 1
     args = _parser().parse_args(ours)
+    if args.command == "compress":
+        if petsc_argv:
+            _parser().error(f"compress takes no PETSc options: {' '.join(petsc_argv)}")
+        return compress_main(args)
     if args.command == "train":
         return train_main(args, petsc_argv)
     return 1

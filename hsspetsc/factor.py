@@ -1,4 +1,4 @@
-"""Factorization of shift*I + H~ (the HSS part) and its solve (DESIGN 3.7).
+"""Factorization of shift*I + H~ (the HSS part) and its solve.
 
 Recursive skeletonization in interpolative form: at every node the redundant
 indices are decoupled from the rest by the congruence [[I, 0], [-T, I]] built from
@@ -201,6 +201,12 @@ class HSSFactorization:
         X = np.empty_like(Xt)
         X[tree.perm] = Xt
         return X[:, 0] if vec else X
+
+    def save(self, path):
+        """Write the factored matrix and its shift to ``path`` (see
+        :mod:`hsspetsc.io`); ``hsspetsc.load(path)`` factors it again."""
+        from .io import save
+        return save(self, path)
 
     def logdet(self):
         """log det(shift*I + H~) = sum of 2 log diag of all Cholesky factors."""

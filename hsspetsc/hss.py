@@ -213,6 +213,61 @@ class HSSMatrix:
             shift = check_float(shift, "shift", "factorize", lo=0.0) * self.norm()
         return HSSFactorization(self, shift=shift, n_threads=n_threads)
 
+    def plot(self, path=None, ax=None, title=None):
+        """Draw the block structure in tree order, as hierarchical-matrix toolboxes
+        do: exact near blocks dark, every far block K(a, b) ~ U_a B U_b^T coloured by
+        its rank min(r_a, r_b) (with the number in the larger blocks). Writes
+        ``path`` (PNG) when given; returns the matplotlib Axes."""
+        import matplotlib
+        if path is not None and ax is None:
+            matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.collections import PatchCollection
+        from matplotlib.patches import Rectangle
+        tree = self.tree
+        off, size, n = tree.node_off, tree.node_size, self.n
+        own = ax is None
+        if own:
+            fig, ax = plt.subplots(figsize=(6.2, 5.4))
+        rects, ranks = [], []
+        for a, b in self.far_pairs:
+            k = int(min(self.rank[a], self.rank[b]))
+            for x, y in ((a, b), (b, a)):
+                rects.append(Rectangle((off[x], off[y]), size[x], size[y]))
+                ranks.append(k)
+        far = PatchCollection(rects, cmap="viridis", edgecolor="white", linewidth=0.3)
+        far.set_array(np.asarray(ranks, dtype=float))
+        ax.add_collection(far)
+        near = [Rectangle((off[x], off[y]), size[x], size[y])
+                for a, b in self.near_pairs for x, y in ((a, b), (b, a))]
+        ax.add_collection(PatchCollection(near, facecolor="#b2182b", edgecolor="white",
+                                          linewidth=0.3))
+        for a, b in self.far_pairs:
+            if size[a] >= n / 16:
+                ax.text(off[b] + size[b] / 2, off[a] + size[a] / 2,
+                        str(int(min(self.rank[a], self.rank[b]))), ha="center",
+                        va="center", fontsize=7, color="white")
+        ax.set_xlim(0, n)
+        ax.set_ylim(n, 0)
+        ax.set_aspect("equal")
+        ax.set_xlabel("tree order")
+        s = self.stats()
+        ax.set_title(title or f"N = {n}: far blocks by rank, near blocks (red) exact; "
+                     f"{s['stored_bytes'] / 1e6:.1f} MB", fontsize=9)
+        if own:
+            fig.colorbar(far, ax=ax, label="rank of the block")
+            fig.tight_layout()
+            if path is not None:
+                fig.savefig(path, dpi=120)
+                plt.close(fig)
+        return ax
+
+    def save(self, path):
+        """Write this matrix to ``path`` (.npz, versioned, no pickle; see
+        :mod:`hsspetsc.io`); ``hsspetsc.load(path)`` reads it back."""
+        from .io import save
+        return save(self, path)
+
     def norm(self):
         """|H~|_2, estimated by 30 power iterations (relative accuracy ~1e-3 on
         typical spectra); computed once and kept."""

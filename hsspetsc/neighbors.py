@@ -1,4 +1,4 @@
-"""Approximate nearest neighbours under the compression metric (DESIGN 3.3).
+"""Approximate nearest neighbours under the compression metric.
 
 Randomized projection trees (random p, q per split, median split; built level by
 level like the cluster tree), exhaustive search inside each leaf, merged into the

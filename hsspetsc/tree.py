@@ -5,7 +5,7 @@ Node ``a`` has children ``2a+1`` and ``2a+2``; level ``l`` holds nodes
 original indices in tree order, and node ``a`` owns ``perm[node_off[a] :
 node_off[a] + node_size[a]]``. Sibling sizes differ by at most one.
 
-Splits (DESIGN 3.2) are computed a level at a time: for every node of the level,
+Splits are computed a level at a time: for every node of the level,
 p = the index farthest (summed distance) from a few sampled columns, q = the index
 farthest from p, and the node's indices sorted by d(i, p) - d(i, q); the first half
 goes left. Randomized trees (the neighbour search) draw p and q at random. The

@@ -63,18 +63,28 @@ def tune(source, tol=1e-5, memory=None, time=None, pilot=None, seed=0, slack=1.0
     Parameters
     ----------
     source : anything :func:`hsspetsc.compress` takes
-    tol : float in (0, 1), the target (see :mod:`hsspetsc._params`)
-    memory : bytes allowed for H~ (default: a quarter of the machine's memory)
-    time : seconds allowed for the compression (default: no limit), predicted
-    pilot : indices per pilot (default max(1024, N // 8), at most N)
-    seed : int, the pilots' subsets and the compression's seed
-    slack : a pilot meets tol when its estimate is at most slack * tol (default 1:
-        a pilot misses the far field of the rest of the matrix, so its estimate is
-        optimistic; the whole compression lands within a few times of tol)
-    verbose : print the trade-off table
+    tol : float in (0, 1)
+        The target (see :mod:`hsspetsc._params`).
+    memory : float or None
+        Bytes allowed for H~ (default: as for compress).
+    time : float or None
+        Seconds allowed for the compression, predicted (default: no limit).
+    pilot : int or None
+        Indices per pilot (default max(1024, N // 8), at most N).
+    seed : int
+        The pilots' subsets and the compression's seed.
+    slack : float >= 1
+        A pilot meets tol when its estimate is at most slack * tol (default 1: a
+        pilot misses the far field of the rest of the matrix, so its estimate is
+        optimistic, and the whole compression lands within a few times of tol).
+    verbose : bool
+        Print the trade-off table.
 
-    Returns a :class:`TunedParams`: ``hsspetsc.compress(source, **params)``, and
-    ``params.report`` / ``params.table()`` for the trade-off per candidate.
+    Returns
+    -------
+    TunedParams
+        Use it as ``hsspetsc.compress(source, **params)``; ``params.report`` and
+        ``params.table()`` give the trade-off per candidate.
     """
     where = "tune"
     src = as_source(source, where)

@@ -11,7 +11,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # Generated test-suite matrices go to a private cache for the test session.
 os.environ.setdefault("HSSPETSC_CACHE", tempfile.mkdtemp(prefix="hsspetsc-test-cache-"))
 
-try:  # PETSc tests need init without pytest's arguments (DESIGN 5)
+try:  # PETSc tests need init without pytest's arguments
     import petsc4py
     petsc4py.init([])
 except ImportError:  # pragma: no cover

@@ -1,4 +1,4 @@
-"""Baselines to compare approximations of an SPD matrix H (DESIGN 3.9).
+"""Baselines to compare approximations of an SPD matrix H.
 
 Each has ``matvec`` / ``@`` and ``work_fraction``: the work used, in the unit of
 compression's ``entries_fraction`` (the fraction of the N^2 entries of H touched):

@@ -24,9 +24,11 @@ def kernel_matrix(points, kernel="gaussian", bandwidth=1.0, shift=0.0, n_threads
     Parameters
     ----------
     points : (N, d) array of finite floats
-    kernel : one of the names above
+    kernel : str
+        One of the names above.
     bandwidth : float > 0 (>= 0 for the polynomial)
-    shift : float >= 0, added to the diagonal (a nugget / ridge).
+    shift : float >= 0
+        Added to the diagonal (a nugget / ridge).
     """
     where = "kernel_matrix"
     kernel = check_choice(kernel, "kernel", where, KERNELS)

@@ -297,19 +297,27 @@ def _chunked_matvec(src, v, chunk=1024):
 
 
 def testsuite(name, N, seed=0, cache=True, max_dense=16384, n_threads=None):
-    """A test-suite matrix as a source (see module docstring and shared/TESTSUITE.md).
+    """A test-suite matrix as a source (the module docstring has the definitions).
 
     Parameters
     ----------
-    name : "K02" ... "K18" or "COV" (``TESTSUITE_NAMES``)
-    N : int, the order. 2-D grid members need a perfect square, 3-D ones a cube.
-    seed : int, for the random points / coefficients.
-    cache : bool, read and write the on-disk cache (``cache_dir()``).
-    max_dense : int, refuse grid members above this N (they are formed densely).
+    name : str
+        "K02" ... "K18" or "COV" (``TESTSUITE_NAMES``).
+    N : int
+        The order. 2-D grid members need a perfect square, 3-D ones a cube.
+    seed : int
+        For the random points / coefficients.
+    cache : bool
+        Read and write the on-disk cache (``cache_dir()``).
+    max_dense : int
+        Refuse grid members above this N (they are formed densely).
 
-    Returns a :class:`~hsspetsc.DenseSource` (grid members) or a
-    :class:`~hsspetsc.KernelSource` (K04-K10); ``.points`` holds the grid or the
-    points, ``.name`` the name.
+    Returns
+    -------
+    DenseSource or KernelSource
+        A :class:`~hsspetsc.DenseSource` (grid members) or a
+        :class:`~hsspetsc.KernelSource` (K04-K10); ``.points`` holds the grid or
+        the points, ``.name`` the name.
     """
     where = "testsuite"
     name = check_choice(name, "name", where, TESTSUITE_NAMES)

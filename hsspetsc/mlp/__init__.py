@@ -1,4 +1,4 @@
-"""MLPs and their Gauss-Newton Hessians (DESIGN 3.9).
+"""MLPs and their Gauss-Newton Hessians.
 
     model = hsspetsc.mlp.MLP([64, 32, 64], activation="tanh", loss="mse", seed=0)
     loss, grad = model.loss_grad(X, X)

@@ -1,4 +1,4 @@
-"""Gauss-Newton Hessian H = (1/n) sum_i J_i^T G_i J_i of an MLP (DESIGN 3.9).
+"""Gauss-Newton Hessian H = (1/n) sum_i J_i^T G_i J_i of an MLP.
 
 J_i = d f(x_i) / d theta (d x N; f = outputs for MSE, logits for cross-entropy),
 G_i = I (MSE) or diag(p_i) - p_i p_i^T (softmax cross-entropy).

@@ -1,4 +1,4 @@
-"""PETSc adapters: a python shell Mat for shift*I + H~ and a python PC (HSSPC).
+"""PETSc adapters: a python shell Mat for shift*I + H~ and a python PC (HSSPC)::
 
     A = hsspetsc.petsc.as_petsc_mat(H, shift=lam)     # KSP operator
     -pc_type python -pc_python_type hsspetsc.petsc.HSSPC -pc_hss_tol 1e-3
@@ -6,7 +6,7 @@
 The library never calls ``petsc4py.init``; scripts do, first. Vectors are in the
 user's index order (the tree permutation stays inside). Compression is replicated
 on every rank (each rank holds the whole HSSMatrix; vectors are gathered and each
-rank keeps its rows): correct under mpiexec, not yet memory-distributed.
+rank keeps its rows); this is correct under mpiexec but not yet memory-distributed.
 """
 from ._comm import collective
 from ._mat import HSSMatContext, as_petsc_mat

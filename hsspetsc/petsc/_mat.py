@@ -3,7 +3,7 @@ from petsc4py import PETSc
 
 from .._validation import add_to_diagonal
 from ..hss import HSSMatrix
-from ._comm import collective, release_refs
+from ._comm import collective, register_exit_cleanup, release_refs
 from ._vec import Gatherer, check_vec, set_local
 
 
@@ -17,6 +17,7 @@ class HSSMatContext:
     def __init__(self, H, shift=0.0, source=None):
         if not isinstance(H, HSSMatrix):
             raise TypeError(f"HSSMatContext needs an HSSMatrix. Got {type(H).__name__}.")
+        register_exit_cleanup()
         self.H = H
         self.n = H.n
         self.shift = float(shift)
@@ -80,12 +81,15 @@ def as_petsc_mat(H, comm=None, shift=0.0, source=None):
 
     Parameters
     ----------
-    H : HSSMatrix (replicated on every rank of ``comm``).
-    comm : PETSc communicator (default ``PETSc.COMM_WORLD``); rows are split
-        with PETSc's default layout.
-    shift : float, added to the diagonal.
-    source : optional matrix source of H; lets HSSPC compress again with its own
-        options (e.g. budget 0 for the preconditioner of a budget > 0 operator).
+    H : HSSMatrix
+        Replicated on every rank of ``comm``.
+    comm : PETSc communicator
+        Default ``PETSc.COMM_WORLD``; rows are split with PETSc's default layout.
+    shift : float
+        Added to the diagonal.
+    source : matrix source of H, optional
+        Lets HSSPC compress again with its own options (e.g. budget 0 for the
+        preconditioner of a budget > 0 operator).
     """
     comm = PETSc.COMM_WORLD if comm is None else comm
 

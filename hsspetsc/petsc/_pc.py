@@ -9,6 +9,7 @@ Options (through the PC's prefix, e.g. -tao_nls_pc_hss_tol under TAO):
                        only when given, else n // 2; default 0)
     -pc_hss_shift      extra shift added to the operator's own shift (default 0)
     -pc_hss_validate   n: check the ranks of n sampled nodes with SLEPc (default 0)
+    -pc_hss_strict     an unknown -pc_hss_* name is an error (default: a warning)
     -pc_hss_auto       choose leaf size, neighbours and near field with
                        hsspetsc.tune at -pc_hss_tol (explicit options still win;
                        default off)
@@ -30,31 +31,23 @@ from ..compress import compress, compress_sketch
 from ..tune import tune
 from ..factor import FactorizationError
 from ..sources import DenseSource, EntrySource
-from ._comm import collective, release_refs
+from . import _options
+from ._comm import collective, register_exit_cleanup, release_refs
 from ._mat import HSSMatContext
 from ._vec import Gatherer, check_vec, set_local
 
-# compress's defaults (one specification: hsspetsc._params); samples 0 = from entries
-_KEYS = ("leaf_size", "max_rank", "tol", "neighbors", "budget", "distance", "seed")
-_DEFAULTS = dict({k: _params.default(k) for k in _KEYS}, samples=0)
-_GETTERS = {int: "getInt", float: "getReal", str: "getString"}
-
-
 def _read_options(pc):
-    opts = PETSc.Options(pc.getOptionsPrefix())
+    """The -pc_hss_* values (the table in hsspetsc.petsc._options): compression
+    parameters and which of them were given, (extra shift, auto shift), validate."""
+    prefix = pc.getOptionsPrefix()
     params, explicit = {}, set()
-    for key, default in _DEFAULTS.items():
-        name = f"pc_hss_{key}"
-        getter = getattr(opts, _GETTERS[_params.SPEC[key].kind])
-        if opts.hasName(name):
+    for key in _options._COMPRESSION + ("samples", "auto"):
+        params[key], given = _options.read(prefix, key)
+        if given and key != "auto":
             explicit.add(key)
-            params[key] = getter(name)
-        else:
-            params[key] = default
-    shift = opts.getReal("pc_hss_shift", 0.0)
-    validate = opts.getInt("pc_hss_validate", 0)
-    auto = opts.getBool("pc_hss_auto_shift", False)
-    params["auto"] = opts.getBool("pc_hss_auto", False)
+    shift = _options.read(prefix, "shift")[0]
+    validate = _options.read(prefix, "validate")[0]
+    auto = _options.read(prefix, "auto_shift")[0]
     return params, explicit, (shift, auto), validate
 
 
@@ -119,16 +112,19 @@ class HSSPC:
     """Python PC: ``-pc_type python -pc_python_type hsspetsc.petsc.HSSPC``.
 
     In ``setUp`` it takes the preconditioning Mat of the PC:
+
     - an hsspetsc shell Mat (:func:`as_petsc_mat`): factors its HSSMatrix with the
       Mat's shift (+ ``-pc_hss_shift``); if the operator has a near field
       (budget > 0) or compression options are given, it compresses the Mat's
       source again with the PC's options;
     - a python Mat whose context has ``entries(I, J)`` and ``diagonal()``, or an
       assembled Mat (dense, AIJ): compresses it with the PC's options, then factors.
+
     ``apply`` solves with the factorization; ``view`` prints what was built.
     """
 
     def __init__(self):
+        register_exit_cleanup()
         self.H = None
         self.F = None
         self.info = {}
@@ -137,6 +133,10 @@ class HSSPC:
     # -- protocol -----------------------------------------------------------
     @release_refs
     def setFromOptions(self, pc):
+        prefix = pc.getOptionsPrefix()
+        if PETSc.Options().hasName("help"):
+            _options.print_help(prefix, pc.getComm())
+        collective(pc.getComm(), _options.check_spelling, prefix, pc.getComm())
         _read_options(pc)  # parse early so bad values fail at setFromOptions too
 
     @release_refs

@@ -57,12 +57,16 @@ def validate_ranks(H, source, nodes=8, tol=None, comm=None, seed=0, max_entries=
 
     Parameters
     ----------
-    nodes : int (that many nodes sampled, smallest blocks first per level) or a list
-        of node ids.
-    Returns a list of dicts: node, level, chosen_rank, svd_rank, sigma_ratio
-    (= sigma_{r+1} / sigma_1 at the chosen rank r; 0 when r is the full width),
-    n_rows, n_cols, and saturated (True when every computed sigma was above tol,
-    so svd_rank is a lower bound).
+    nodes : int or list
+        That many nodes sampled (smallest blocks first per level), or node ids.
+
+    Returns
+    -------
+    list of dict
+        node, level, chosen_rank, svd_rank, sigma_ratio (= sigma_{r+1} / sigma_1 at
+        the chosen rank r; 0 when r is the full width), n_rows, n_cols, and
+        saturated (True when every computed sigma was above tol, so svd_rank is a
+        lower bound).
     """
     comm = PETSc.COMM_WORLD if comm is None else comm
     src = as_source(source, "validate_ranks")

@@ -1,4 +1,4 @@
-"""Newton-Krylov training with Gauss-Newton steps through PETSc (DESIGN 3.9).
+"""Newton-Krylov training with Gauss-Newton steps through PETSc.
 
 Each outer step solves (H + lambda I) p = -g inexactly with PETSc KSP CG; H is the
 Gauss-Newton matrix, applied matrix-free through a python shell Mat; the

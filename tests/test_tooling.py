@@ -1,0 +1,152 @@
+"""Save/load, the compress command, pictures, -help and option spelling, a clean
+exit whatever the user holds, and the README's code blocks as written."""
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import hsspetsc
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(args, timeout=300, mpi=0):
+    # OpenMPI as root, more ranks than cores, no core binding
+    env = dict(os.environ, OMP_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1",
+               OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMPI_MCA_rmaps_base_oversubscribe="1",
+               OMPI_MCA_hwloc_base_binding_policy="none")
+    cmd = [sys.executable] + args
+    if mpi:
+        cmd = ["mpiexec", "--oversubscribe", "-n", str(mpi)] + cmd
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout,
+                       cwd=ROOT)
+    return p.returncode, p.stdout + p.stderr
+
+
+@pytest.mark.parametrize("budget", [0.0, 0.05])
+def test_save_load_round_trip_is_bitwise(tmp_path, k02, budget):
+    H = hsspetsc.compress(k02, leaf_size=64, tol=1e-6, budget=budget)
+    path = H.save(tmp_path / "H")
+    assert path.endswith(".npz") and os.path.exists(path)
+    G = hsspetsc.load(path)
+    W = np.random.default_rng(0).standard_normal((k02.n, 3))
+    assert np.array_equal(H @ W, G @ W)
+    assert G.params == H.params and G.stats()["error_estimate"] == H.stats()["error_estimate"]
+    F = H.factorize(1e-3)
+    F.save(tmp_path / "F.npz")
+    F2 = hsspetsc.load(tmp_path / "F.npz")
+    assert isinstance(F2, hsspetsc.HSSFactorization) and F2.shift == F.shift
+    assert np.array_equal(F.solve(W), F2.solve(W))
+    assert np.array_equal(F2.H.factorize(1e-2).solve(W), H.factorize(1e-2).solve(W))
+
+
+def test_load_refuses_what_it_cannot_read(tmp_path, k02):
+    with pytest.raises(FileNotFoundError):
+        hsspetsc.load(tmp_path / "missing.npz")
+    (tmp_path / "text.npz").write_text("not an archive")
+    with pytest.raises(ValueError, match="not an hsspetsc file"):
+        hsspetsc.load(tmp_path / "text.npz")
+    np.savez(tmp_path / "other.npz", a=np.ones(3))
+    with pytest.raises(ValueError, match="no 'format' entry"):
+        hsspetsc.load(tmp_path / "other.npz")
+    H = hsspetsc.compress(k02, leaf_size=64, tol=1e-4)
+    path = H.save(tmp_path / "H.npz")
+    z = dict(np.load(path))
+    z["version"] = np.int64(99)
+    np.savez(tmp_path / "newer.npz", **z)
+    with pytest.raises(ValueError, match="version 99"):
+        hsspetsc.load(tmp_path / "newer.npz")
+    del z["proj"]
+    z["version"] = np.int64(1)
+    np.savez(tmp_path / "partial.npz", **z)
+    with pytest.raises(ValueError, match="incomplete"):
+        hsspetsc.load(tmp_path / "partial.npz")
+    data = open(path, "rb").read()
+    (tmp_path / "cut.npz").write_bytes(data[:len(data) // 2])
+    with pytest.raises(ValueError):
+        hsspetsc.load(tmp_path / "cut.npz")
+    with pytest.raises(TypeError, match="HSSMatrix"):
+        hsspetsc.io.save(np.eye(3), tmp_path / "x")
+
+
+def test_plot_draws_every_block(tmp_path, k02):
+    H = hsspetsc.compress(k02, leaf_size=64, tol=1e-6, budget=0.05)
+    ax = H.plot()
+    n_patches = sum(len(c.get_paths()) for c in ax.collections)
+    assert n_patches == 2 * (len(H.far_pairs) + len(H.near_pairs))
+    H.plot(tmp_path / "H.png")
+    assert (tmp_path / "H.png").stat().st_size > 1000
+
+
+def test_compress_command_writes_its_files(tmp_path):
+    out, png = tmp_path / "K.npz", tmp_path / "K.png"
+    rc, log = _run(["-m", "hsspetsc", "compress", "--matrix", "K02", "--n", "1024",
+                    "--leaf-size", "64", "--tol", "1e-6", "--out", str(out), "--plot",
+                    str(png)])
+    assert rc == 0, log
+    assert "[hsspetsc] skeletons" in log and "level" in log
+    eps2 = float(re.search(r"eps2 = ([0-9.e+-]+)", log).group(1))
+    assert eps2 < 1e-5
+    assert out.exists() and png.exists()
+    assert hsspetsc.load(out).n == 1024
+    X = np.random.default_rng(0).random((500, 2))
+    np.save(tmp_path / "X.npy", X)
+    rc, log = _run(["-m", "hsspetsc", "compress", "--points", str(tmp_path / "X.npy"),
+                    "--kernel", "laplace", "--bandwidth", "0.3", "--leaf-size", "32",
+                    "--quiet"])
+    assert rc == 0 and "eps2 =" in log, log
+    rc, log = _run(["-m", "hsspetsc", "compress", "--matrix", "K02", "--n", "1000"])
+    assert rc != 0 and "perfect square" in log
+    rc, log = _run(["-m", "hsspetsc", "--version"])
+    assert rc == 0 and hsspetsc.__version__ in log
+
+
+def test_help_lists_every_option_and_misspellings_are_reported():
+    from hsspetsc.petsc._options import TABLE
+    common = ["examples/kernel_pcg.py", "-matrix", "K02", "-N", "1024", "-ksp_type", "cg",
+              "-pc_type", "python", "-pc_python_type", "hsspetsc.petsc.HSSPC"]
+    rc, out = _run(common + ["-help"])
+    assert rc == 0, out
+    for key in TABLE:
+        assert f"-pc_hss_{key} <" in out, key
+    for opt in ("-matrix <", "-N <", "-shift <", "-budget <"):
+        assert opt in out, opt
+    rc, out = _run(common + ["-pc_hss_tl", "1e-3"])
+    assert rc == 0 and "-pc_hss_tl is not an HSSPC option (did you mean -pc_hss_tol?)" in out
+    rc, out = _run(common + ["-pc_hss_tl", "1e-3", "-pc_hss_strict"])
+    assert rc == 1 and "-pc_hss_tl is not an HSSPC option" in out
+
+
+@pytest.mark.parametrize("ranks", [0, 2])
+def test_exit_is_clean_whatever_the_user_holds(ranks):
+    rc, out = _run(["tests/scripts/exit_idiom.py"], mpi=ranks)
+    assert rc == 0, out
+    assert "SEGV" not in out and "iterations" in out
+
+
+def _readme_blocks():
+    text = open(os.path.join(ROOT, "README.md")).read()
+    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+
+
+# smaller sizes where a block says so (its comment names the full size)
+SMALLER = {"20000": "3000", "n=2000": "n=300", "samples=1600": "samples=200"}
+
+
+def test_every_readme_code_block_runs(tmp_path):
+    """The Python blocks run in order in one interpreter (later blocks use earlier
+    names), with the sizes of SMALLER."""
+    blocks = _readme_blocks()
+    assert len(blocks) >= 4
+    code = "\n".join(blocks)
+    for big, small in SMALLER.items():
+        code = code.replace(big, small)
+    script = tmp_path / "readme.py"
+    script.write_text("import sys, petsc4py\npetsc4py.init(sys.argv)\n" + code)
+    env = dict(os.environ, OMP_NUM_THREADS="2")
+    p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                       env=env, timeout=600, cwd=tmp_path)
+    assert p.returncode == 0, p.stdout + p.stderr
