@@ -27,6 +27,7 @@ $(SETUP): tools/bootstrap.sh pyproject.toml setup.py
 	touch $@
 
 $(BUILD): $(SETUP) $(PYX) setup.py
+	@echo "[setup] compiling the Cython/OpenMP kernels (about a minute the first time)"
 	$(PY) setup.py -q build_ext --inplace
 	touch $@
 

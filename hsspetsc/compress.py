@@ -34,7 +34,10 @@ from .tree import PHASE_CHECK, PHASE_SKETCH, Metric, build_tree, phase_key, tree
 
 
 class _Phases:
-    """Wall time per phase, and a progress line per phase when ``verbose``."""
+    """Wall time per phase, and a progress line per phase when ``verbose`` (True),
+    or, by default (None), once the compression has run for AUTO_PROGRESS_S."""
+
+    AUTO_PROGRESS_S = 10.0
 
     def __init__(self, verbose, n, work):
         self.verbose = verbose
@@ -42,6 +45,7 @@ class _Phases:
         self.work = work              # callable: entries-equivalents read so far
         self.times = {}
         self._t0 = None
+        self._begin = time.perf_counter()
 
     def start(self):
         self._t0 = time.perf_counter()
@@ -50,7 +54,8 @@ class _Phases:
         t = time.perf_counter()
         self.times[name] = self.times.get(name, 0.0) + t - self._t0
         self._t0 = t
-        if self.verbose:
+        if self.verbose or (self.verbose is None
+                            and t - self._begin > self.AUTO_PROGRESS_S):
             print(f"[hsspetsc] {name:<12} {self.times[name]:8.3f} s  (work so far "
                   f"{100 * self.work() / self.n ** 2:.2f}% of N^2)", flush=True)
 
@@ -80,7 +85,7 @@ def _check_metric(src, diag, distance, where, what="distance"):
 
 
 def compress(source, leaf_size=128, max_rank=None, tol=1e-5, neighbors=32, budget=0.0,
-             distance="angle", seed=0, memory=None, spd=True, probes=32, verbose=False,
+             distance="angle", seed=0, memory=None, spd=True, probes=32, verbose=None,
              n_threads=None):
     """Compress a symmetric (SPD) matrix from its entries into an HSSMatrix.
 
@@ -130,8 +135,9 @@ def compress(source, leaf_size=128, max_rank=None, tol=1e-5, neighbors=32, budge
     probes : int >= 0 (default 32)
         Exact rows read for ``stats()["error_estimate"]``, the estimated
         |K - H~|_F / |K|_F (cost: probes x N entries, counted). 0: none.
-    verbose : bool
-        Print one progress line per phase.
+    verbose : bool or None
+        Print one progress line per phase: True always, False never, None (the
+        default) once the compression has taken more than 10 s.
     n_threads : int or None
         OpenMP threads (default: OMP_NUM_THREADS, else all cores).
 
@@ -153,7 +159,7 @@ def compress(source, leaf_size=128, max_rank=None, tol=1e-5, neighbors=32, budge
 
 
 def compress_sketch(source, samples=256, leaf_size=128, tol=1e-4, max_rank=None,
-                    order="natural", probes=8, seed=0, spd=True, verbose=False,
+                    order="natural", probes=8, seed=0, spd=True, verbose=None,
                     n_threads=None):
     """Compress a symmetric matrix into an HSSMatrix from ``samples`` products and a
     few entries (randomized HSS; see :mod:`hsspetsc.sketch`).
@@ -185,8 +191,8 @@ def compress_sketch(source, samples=256, leaf_size=128, tol=1e-4, max_rank=None,
     spd : bool (default True)
         Make H~ positive semi-definite by the smallest certified diagonal
         compensation, as for :func:`compress`.
-    verbose : bool
-        One progress line per phase.
+    verbose : bool or None
+        One progress line per phase: True, False, or None (after 10 s).
     n_threads : int or None
         OpenMP threads (default: OMP_NUM_THREADS, else all cores).
     """
@@ -273,7 +279,7 @@ def _construct(src, diag, p, path, verbose, nt, perm=None):
                  "source_calls": reader.calls, "time": dict(ph.times)})
     H = H.with_info(info)
     _warn_misses(H, p, path)
-    if verbose:
+    if verbose or (verbose is None and ph.times["total"] > _Phases.AUTO_PROGRESS_S):
         print(repr(H), flush=True)
     return H
 

@@ -148,7 +148,8 @@ def _pilot(sub, cand, p, n, n_p, memory):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         H = compress(sub, tol=p["tol"], max_rank=None, memory=memory * n_p / n,
-                     seed=p["seed"], spd=False, probes=min(64, n_p), **cand)
+                     seed=p["seed"], spd=False, probes=min(64, n_p), verbose=False,
+                     **cand)
     dt = _time.perf_counter() - t0
     s = H.stats()
     depth = max(1, tree_depth(n, cand["leaf_size"]))

@@ -81,7 +81,7 @@ def compress_with_options(source, params, explicit=(), order=None):
             if auto:
                 tuned = tune(source, tol=p["tol"], seed=p["seed"])
                 p.update({k: v for k, v in tuned.items() if k not in explicit})
-            return compress(source, **p)
+            return compress(source, verbose=False, **p)
     if not (isinstance(source, (np.ndarray, DenseSource))
             or callable(getattr(source, "matmat", None))):
         raise ValueError(f"HSSPC: -pc_hss_samples {samples} needs products of the matrix, "
@@ -93,7 +93,7 @@ def compress_with_options(source, params, explicit=(), order=None):
         return compress_sketch(source, samples=samples, leaf_size=p["leaf_size"],
                                tol=p["tol"], max_rank=max_rank,
                                order=p["distance"] if order is None else order,
-                               seed=p["seed"], probes=0)
+                               seed=p["seed"], probes=0, verbose=False)
 
 
 def _assembled_source(P):
