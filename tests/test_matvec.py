@@ -25,7 +25,7 @@ def test_vector_and_block_agree(compressed):
     W = np.random.default_rng(0).standard_normal((compressed.n, 3))
     U = compressed @ W
     for j in range(3):
-        assert_close(compressed @ W[:, j], U[:, j], rtol=1e-13)
+        assert_close(compressed @ W[:, j], U[:, j], rtol=1e-12)
     assert (compressed @ W[:, 0]).shape == (compressed.n,)
 
 
@@ -64,5 +64,5 @@ def test_input_is_not_modified_and_int_input_works(compressed):
 
 def test_fortran_and_strided_input(compressed):
     W = np.asfortranarray(np.random.default_rng(0).standard_normal((compressed.n, 4)))
-    assert_close(compressed @ W, compressed @ np.ascontiguousarray(W), rtol=1e-14)
-    assert_close(compressed @ W[:, 1], compressed @ W[:, 1].copy(), rtol=1e-14)
+    assert_close(compressed @ W, compressed @ np.ascontiguousarray(W), rtol=1e-12)
+    assert_close(compressed @ W[:, 1], compressed @ W[:, 1].copy(), rtol=1e-12)
