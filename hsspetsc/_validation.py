@@ -131,3 +131,13 @@ def warn_low_precision(dtype, name, where):
                       f"in float64 and converted it (a float64 copy; its rounding stays "
                       f"that of {dtype}, about {np.finfo(dtype).eps:.0e}).", UserWarning,
                       stacklevel=4)
+
+
+def check_result(out, inp, where):
+    """A finite input must give a finite result: raise FloatingPointError (with the
+    input's largest entry) when it overflowed instead of returning Inf/NaN."""
+    if not np.isfinite(out).all():
+        big = float(np.max(np.abs(inp))) if inp.size else 0.0
+        raise FloatingPointError(f"{where}: the result overflowed (Inf/NaN) although the "
+                                 f"input is finite (its largest entry is {big:.3g}); "
+                                 f"scale the input down.")

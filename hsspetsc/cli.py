@@ -12,6 +12,7 @@ PETSc. Without a prefix, -ksp_* and -pc_hss_* options apply to the Newton solver
 (newton_hss_ / newton_cg_ prefixes are also accepted).
 """
 import argparse
+import os
 import sys
 
 
@@ -167,19 +168,89 @@ def compress_main(args):
     return 0
 
 
+# (option, type, lower bound, open?) of the training command's numbers
+_TRAIN_NUMBERS = (("n", int, 1, False), ("steps", int, 1, False),
+                  ("time_budget", float, 0.0, True), ("lr", float, 0.0, True),
+                  ("batch_size", int, 1, False), ("lam", float, 0.0, True),
+                  ("rebuild", int, 1, False), ("cg_max_it", int, 1, False),
+                  ("entry_samples", int, 1, False), ("hss_samples", int, 0, False),
+                  ("seed", int, 0, False))
+
+
+def _check_train_args(args):
+    """Every number of the training command in its range (the library's message
+    template), the layers parseable, before anything runs."""
+    from ._validation import check_float, check_int
+    where = "python -m hsspetsc train"
+    for name, kind, lo, lo_open in _TRAIN_NUMBERS:
+        value = getattr(args, name)
+        if value is None:
+            continue
+        if kind is int:
+            check_int(value, name.replace("_", "-"), where, lo=lo)
+        else:
+            check_float(value, name.replace("_", "-"), where, lo=lo, lo_open=lo_open)
+    if args.layers is not None:
+        try:
+            widths = [int(w) for w in args.layers.split(",")]
+        except ValueError:
+            raise ValueError(f"The 'layers' parameter of {where} must be widths like "
+                             f"784,32,784. Got {args.layers!r} instead.") from None
+        if len(widths) < 2 or min(widths) < 1:
+            raise ValueError(f"The 'layers' parameter of {where} needs at least two "
+                             f"positive widths. Got {args.layers!r} instead.")
+
+
+def _install_signal_handlers():
+    """SIGTERM (what mpiexec sends on Ctrl-C) ends the run like Ctrl-C does: the
+    log is written, then the process exits."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handler)
+
+
 def train_main(args, petsc_argv):
     import petsc4py
     petsc4py.init([sys.argv[0]] + petsc_argv)
     from petsc4py import PETSc
 
+    from .training.distributed import CollectiveError, _Comm, fail_together
+    comm = _Comm(PETSc.COMM_WORLD.tompi4py())
+    say = (lambda s: PETSc.Sys.Print(s))
+    _install_signal_handlers()
+    try:
+        # the ranks must run the same command: compare them before any work
+        comm.check_same(repr(sorted((k, v) for k, v in vars(args).items()
+                                    if k not in ("log", "plot", "checkpoint")))
+                        + repr(petsc_argv), "the command line")
+        fail_together(comm, _check_train_args, args)
+        fail_together(comm, _check_outputs, args, comm.rank)
+        return _train(args, comm, say, PETSc)
+    except CollectiveError as exc:
+        say(f"hsspetsc train: error: {exc}")
+        return 1
+
+
+def _check_outputs(args, rank):
+    from .training.run import check_writable
+    if rank == 0:
+        check_writable(args.log, "--log")
+        check_writable(args.plot, "--plot")
+        check_writable(args.checkpoint, "--checkpoint")
+    if args.resume is not None and not os.path.isfile(args.resume):
+        raise ValueError(f"--resume {args.resume}: no such file")
+
+
+def _train(args, comm, say, PETSc):
     from .mlp import MLP, load
-    from .training.distributed import ShardedProblem
+    from .training.distributed import ShardedProblem, fail_together
     from .training.run import OPTIMIZER_NAMES, Trainer, run, write_log
 
-    comm = PETSc.COMM_WORLD.tompi4py()
-    say = (lambda s: PETSc.Sys.Print(s))
     _prefix_petsc_options(PETSc)
-    X, y = load(args.data, args.n)
+    X, y = fail_together(comm, load, args.data, args.n)
     if args.loss == "mse":
         Y = X
         widths = ([X.shape[1], 32, X.shape[1]] if args.layers is None
@@ -189,51 +260,69 @@ def train_main(args, petsc_argv):
         widths = ([X.shape[1], 32, 10] if args.layers is None
                   else [int(w) for w in args.layers.split(",")])
     names = args.compare.split(",") if args.compare else [args.optimizer]
-    for nm in names:
-        if nm not in OPTIMIZER_NAMES:
-            raise SystemExit(f"unknown optimizer {nm!r}; choose from {', '.join(OPTIMIZER_NAMES)}")
+
+    def check_net():
+        for nm in names:
+            if nm not in OPTIMIZER_NAMES:
+                raise ValueError(f"unknown optimizer {nm!r}; choose from "
+                                 f"{', '.join(OPTIMIZER_NAMES)}")
+        out = 10 if args.loss == "cross_entropy" else X.shape[1]
+        if widths[0] != X.shape[1] or widths[-1] != out:
+            raise ValueError(f"--layers {','.join(map(str, widths))}: the first width "
+                             f"must be the input size {X.shape[1]} and the last the "
+                             f"output size {out} of --data {args.data} with --loss "
+                             f"{args.loss}.")
+    fail_together(comm, check_net)
     if args.steps is None and args.time_budget is None:
         args.steps = 10
     all_records = []
-    say(f"hsspetsc train: {args.data}, {X.shape[0]} samples on {comm.Get_size()} rank(s), "
+    say(f"hsspetsc train: {args.data}, {X.shape[0]} samples on {comm.size} rank(s), "
         f"net {widths}, loss {args.loss}")
     for nm in names:
         model = MLP(widths, activation=args.activation, loss=args.loss, seed=args.seed)
-        problem = ShardedProblem(model, X, Y, comm=comm)
+        problem = ShardedProblem(model, X, Y, comm=comm.mpi if comm.size > 1 else None)
+        if comm.size > 1:
+            problem.comm = comm          # one error state for the whole command
         newton = {"lam": args.lam, "rebuild": args.rebuild, "cg_max_it": args.cg_max_it,
                   "entry_samples": args.entry_samples, "hss_samples": args.hss_samples}
-        tr = Trainer(problem, nm, lr=args.lr, batch_size=args.batch_size, newton=newton,
-                     seed=args.seed)
+        tr = fail_together(comm, Trainer, problem, nm, lr=args.lr,
+                           batch_size=args.batch_size, newton=newton, seed=args.seed)
         log = args.log if len(names) == 1 else None
         try:
             if args.resume:
-                tr.load(args.resume)
+                fail_together(comm, tr.load, args.resume)
                 say(f"resumed {nm} from {args.resume} at step {tr.step_count}")
-            steps = None if args.steps is None else args.steps
-            run(tr, max_steps=steps, time_budget=args.time_budget,
-                log=log if comm.Get_rank() == 0 else None,
+            run(tr, max_steps=args.steps, time_budget=args.time_budget, log=log,
                 checkpoint=args.checkpoint, printer=say)
         except FloatingPointError as exc:
             say(f"stopped: {exc}")
         except KeyboardInterrupt:
             say(f"interrupted: {len(tr.records)} steps logged")
             all_records += tr.records
-            if comm.Get_rank() == 0 and args.log:
+            if comm.rank == 0 and args.log and len(names) > 1:
                 write_log(args.log, all_records)
             tr.destroy()
             raise SystemExit(130)
         finally:
             tr.destroy()
         all_records += tr.records
-        if comm.Get_rank() == 0 and args.log and len(names) > 1:
+        if comm.rank == 0 and args.log and len(names) > 1:
             write_log(args.log, all_records)
     if all_records:
         say(summary_table(all_records))
-    if args.plot and comm.Get_rank() == 0 and all_records:
+    if args.plot and comm.rank == 0 and all_records:
         plot_histories(all_records, args.plot,
                        f"{args.data}: net {widths}, {X.shape[0]} samples")
         say(f"wrote {args.plot}")
     return 0
+
+
+def _is_number(text):
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
 
 
 def main(argv=None):
@@ -241,11 +330,14 @@ def main(argv=None):
     # argparse's own options use "--"; single-dash options (and their value) go to PETSc
     petsc_argv, ours, i = [], [], 0
     rest = list(argv)
+    # a negative number is a value, never an option
     while i < len(rest):
         a = rest[i]
-        if a.startswith("-") and not a.startswith("--") and a not in ("-h",):
+        if (a.startswith("-") and not a.startswith("--") and a not in ("-h",)
+                and not _is_number(a)):
             petsc_argv.append(a)
-            if i + 1 < len(rest) and not rest[i + 1].startswith("-"):
+            if i + 1 < len(rest) and (not rest[i + 1].startswith("-")
+                                      or _is_number(rest[i + 1])):
                 petsc_argv.append(rest[i + 1])
                 i += 1
         else:

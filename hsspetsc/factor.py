@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from ._threads import blas_single_thread, effective_n_threads
-from ._validation import as_block, check_float
+from ._validation import as_block, check_float, check_result
 
 
 class FactorizationError(ValueError):
@@ -200,6 +200,7 @@ class HSSFactorization:
                 solve_down_level(nodes, lev == L, k, Xt, *args, bhat, wbuf, wptr, work, nt)
         X = np.empty_like(Xt)
         X[tree.perm] = Xt
+        check_result(X, B2, "HSSFactorization.solve")
         return X[:, 0] if vec else X
 
     def save(self, path):

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._threads import blas_single_thread, effective_n_threads
-from ._validation import as_block, check_float
+from ._validation import as_block, check_float, check_result
 
 
 @dataclass(frozen=True)
@@ -181,6 +181,7 @@ class HSSMatrix:
         out[self.tree.perm] = U
         if self.compensation is not None:
             out += self.compensation[:, None] * W2
+        check_result(out, W2, "HSSMatrix.matvec")
         return out[:, 0] if vec else out
 
     def __matmul__(self, W):

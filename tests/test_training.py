@@ -167,7 +167,7 @@ def test_interrupted_run_leaves_a_valid_log(tmp_path):
 
     t.step = step_then_interrupt
     with pytest.raises(KeyboardInterrupt):
-        run(t, max_steps=10, log=log, printer=None, log_every_s=1e9)
+        run(t, max_steps=10, log=log, printer=None)
     t.destroy()
     recs = json.load(open(log))                 # valid JSON, the 3 completed steps
     assert [r["iteration"] for r in recs] == [0, 1, 2]

@@ -43,6 +43,20 @@ def cache_dir():
 
 
 # ----------------------------------------------------------------- helpers
+def _atomic_write(path, write):
+    """Write a cache file under a name of this process's own, then rename it: under
+    mpiexec several ranks may generate the same member at once, and whichever rename
+    comes last wins with an identical, complete file (os.replace is atomic)."""
+    tmp = f"{path}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def _side(N, dim, name):
     n = int(round(N ** (1.0 / dim)))
     for cand in (n - 1, n, n + 1):
@@ -263,7 +277,7 @@ def _kernel_testsuite(name, N, seed, use_cache, n_threads):
         scale = 1.0 / norm
         diag = 2.0 * rowsum * scale
         if use_cache:
-            np.savez(path, diag=diag, scale=scale)
+            _atomic_write(path, lambda f: np.savez(f, diag=diag, scale=scale))
     src = KernelSource(X, kernel, h, param=param, diag=diag, scale=scale, n_threads=n_threads)
     src.name = name
     return src
@@ -338,10 +352,9 @@ def testsuite(name, N, seed=0, cache=True, max_dense=16384, n_threads=None):
         K, pts = _gen_grid(name, N, rng)
         K /= _norm2(K)
         if cache:
-            tmp = path + ".tmp.npy"
-            np.save(tmp, K)
-            os.replace(tmp, path)
-            np.save(ppath, pts)
+            # points first: a reader takes the matrix only when both are there
+            _atomic_write(ppath, lambda f: np.save(f, pts))
+            _atomic_write(path, lambda f: np.save(f, K))
     src = DenseSource(K, check_symmetric=False)
     src.points = np.ascontiguousarray(pts, dtype=np.float64)
     src.name = name

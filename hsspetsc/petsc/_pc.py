@@ -25,7 +25,7 @@ import warnings
 import numpy as np
 from petsc4py import PETSc
 
-from .._validation import check_int
+from .._validation import check_float, check_int
 from .. import _params
 from ..compress import compress, compress_sketch
 from ..tune import tune
@@ -45,8 +45,9 @@ def _read_options(pc):
         params[key], given = _options.read(prefix, key)
         if given and key != "auto":
             explicit.add(key)
-    shift = _options.read(prefix, "shift")[0]
-    validate = _options.read(prefix, "validate")[0]
+    where = f"HSSPC (options -{prefix or ''}pc_hss_*)"
+    shift = check_float(_options.read(prefix, "shift")[0], "shift", where)
+    validate = check_int(_options.read(prefix, "validate")[0], "validate", where, lo=0)
     auto = _options.read(prefix, "auto_shift")[0]
     return params, explicit, (shift, auto), validate
 

@@ -14,16 +14,52 @@ from ..mlp.gauss_newton import GaussNewton
 from ..sources import Source
 
 
+class CollectiveError(RuntimeError):
+    """An error on one rank, raised with the same message on every rank."""
+
+
 class _Comm:
-    """mpi4py communicator or a serial stand-in."""
+    """mpi4py communicator (or a serial stand-in) whose collectives cannot hang on
+    another rank's error.
+
+    Protocol: every collective starts with :meth:`agree` (an allgather of an error
+    message, None when fine). A rank whose local work raises calls ``agree(err)``
+    exactly once, from the top-level handler (:func:`fail_together`), and stops.
+    The other ranks are, by construction, either in the ``agree`` of their next
+    collective, which matches it, or computing towards it; they all get the error
+    there and raise the same :class:`CollectiveError`. ``failed`` stays set, so a
+    rank that learnt of the error inside a PETSc callback (where the exception is
+    wrapped) does not agree a second time.
+    """
 
     def __init__(self, comm=None):
         self.mpi = comm
         self.size = 1 if comm is None else comm.Get_size()
         self.rank = 0 if comm is None else comm.Get_rank()
+        self.failed = None                     # the CollectiveError, once raised
+
+    def agree(self, error=None):
+        """Collective: raise the first failing rank's error on every rank."""
+        if self.failed is not None:
+            raise self.failed
+        if self.size == 1:
+            if error is not None:
+                self.failed = CollectiveError(f"{type(error).__name__}: {error}")
+                raise self.failed from error
+            return
+        msgs = self.mpi.allgather(None if error is None
+                                  else f"{type(error).__name__}: {error}")
+        bad = [(r, m) for r, m in enumerate(msgs) if m is not None]
+        if bad:
+            r, m = bad[0]
+            self.failed = CollectiveError(f"rank {r} of {self.size} failed: {m}")
+            raise self.failed from error
 
     def sum(self, x):
-        """Sum of ``x`` (scalar or ndarray) over ranks, identical on every rank."""
+        """Sum of ``x`` (scalar or ndarray) over ranks, identical on every rank (a
+        reduce to rank 0 and a broadcast: an allreduce may associate differently
+        on different ranks)."""
+        self.agree()
         if self.size == 1:
             return x
         from mpi4py import MPI
@@ -34,16 +70,52 @@ class _Comm:
         return float(out) if np.ndim(x) == 0 else out
 
     def bcast(self, obj):
+        self.agree()
         return obj if self.size == 1 else self.mpi.bcast(obj, root=0)
 
-    def check_same(self, arr, what):
-        """Raise on every rank if ``arr`` differs between ranks."""
+    def check_same(self, value, what):
+        """Raise on every rank if ``value`` (bytes, str or array) differs between
+        ranks, naming the ranks that differ from rank 0."""
+        self.agree()
         if self.size == 1:
             return
-        ref = self.mpi.bcast(np.asarray(arr) if self.rank == 0 else None, root=0)
-        bad = int(not np.array_equal(ref, arr))
-        if self.mpi.allreduce(bad):
-            raise RuntimeError(f"{what} differs between MPI ranks")
+        ref = self.mpi.bcast(value if self.rank == 0 else None, root=0)
+        same = ref == value if not isinstance(value, np.ndarray) else np.array_equal(ref, value)
+        flags = self.mpi.allgather(bool(same))
+        if not all(flags):
+            odd = [r for r, f in enumerate(flags) if not f]
+            self.failed = CollectiveError(f"the ranks disagree on {what}: rank(s) {odd} "
+                                          f"differ from rank 0")
+            raise self.failed
+
+
+def fail_together(comm, fn, *args, **kwargs):
+    """Run ``fn``; an exception on this rank is agreed with the others (and raised
+    as the same CollectiveError everywhere) unless it already was."""
+    try:
+        return fn(*args, **kwargs)
+    except (KeyboardInterrupt, SystemExit, FloatingPointError):
+        # a NaN step is seen by every rank at once (their parameters are bitwise
+        # the same); an interrupt reaches every rank of mpiexec
+        raise
+    except Exception as exc:  # noqa: BLE001 - re-raised below, on every rank
+        if comm.failed is not None:
+            raise comm.failed from exc
+        comm.agree(exc)
+        raise
+
+
+def _digest(model, X, Y):
+    """A checksum of what every rank must hold the same: the widths, activations,
+    loss, parameters and data."""
+    import hashlib
+    h = hashlib.sha256()
+    h.update(repr((list(model.widths), list(model.activations), model.loss_name)).encode())
+    for a in (model.params, X, Y):
+        a = np.ascontiguousarray(a)
+        h.update(repr((a.dtype.str, a.shape)).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
 class ShardedProblem:
@@ -62,6 +134,8 @@ class ShardedProblem:
         if self.n_total < self.comm.size:
             raise ValueError(f"{self.n_total} samples cannot be split over "
                              f"{self.comm.size} ranks")
+        self.comm.check_same(_digest(model, X, Y), "the network, its parameters and the "
+                             "data (started with different arguments?)")
         bounds = np.linspace(0, self.n_total, self.comm.size + 1).round().astype(int)
         lo, hi = bounds[self.comm.rank], bounds[self.comm.rank + 1]
         self.X, self.Y = X[lo:hi], Y[lo:hi]

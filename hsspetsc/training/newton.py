@@ -19,6 +19,7 @@ from petsc4py import PETSc
 
 from ..petsc._pc import compress_with_options
 from ..petsc._comm import release_refs
+from .distributed import DistributedGN
 
 
 class GNMatContext:
@@ -46,6 +47,7 @@ class GNMatContext:
         self.compress_params = dict(compress_params or {})
         self.compress_time = 0.0
         self.hss_how = ""
+        self.rebuild_from = None       # after a resume: the GN matrix H~ was built from
 
     def update(self, gn, diag_shift, rebuild):
         """New Gauss-Newton matrix and shift; ``rebuild``: compress again at the next
@@ -76,9 +78,11 @@ class GNMatContext:
         """(H~, shift) for HSSPC: recompress when stale, else reuse."""
         if self.stale or self.hss is None:
             t = time.perf_counter()
-            src = copy.copy(self.gn)
-            src.damping = self.gn.damping + self.compress_damping_rel * max(
-                float(np.mean(self.gn.diagonal())), 1e-300)
+            base = self.gn if self.stale or self.rebuild_from is None else self.rebuild_from()
+            self.rebuild_from = None
+            src = copy.copy(base)
+            src.damping = base.damping + self.compress_damping_rel * max(
+                float(np.mean(base.diagonal())), 1e-300)
             p = dict(params)
             p.update({k: v for k, v in self.compress_defaults.items() if k not in explicit})
             p.update(self.compress_params)
@@ -131,6 +135,7 @@ class NewtonKrylov:
         self.prefix = prefix
         self.entry_samples = entry_samples
         self.name = "newton-hss" if precond == "hss" else "newton-cg"
+        self.hss_origin = (None, 0)     # parameters and step H~ was last built at
         self.it = 0
         self.eta = 0.5
         self.prev_gnorm = None
@@ -164,14 +169,24 @@ class NewtonKrylov:
 
     # ------------------------------------------------------------ state
     def state_dict(self):
+        """Everything a resumed run needs, without the compressed matrix: the
+        parameters and step it was built at, to build it again bit for bit."""
         return {"name": self.name, "lam": self.lam, "it": self.it, "eta": self.eta,
-                "prev_gnorm": self.prev_gnorm, "hss": self.ctx.hss}
+                "prev_gnorm": self.prev_gnorm, "hss_theta": self.hss_origin[0],
+                "hss_it": self.hss_origin[1]}
 
     def load_state_dict(self, d):
-        self.lam, self.it, self.eta = d["lam"], d["it"], d["eta"]
-        self.prev_gnorm = d["prev_gnorm"]
-        self.ctx.hss = d["hss"]
-        self.ctx.stale = d["hss"] is None
+        self.lam, self.it, self.eta = float(d["lam"]), int(d["it"]), float(d["eta"])
+        self.prev_gnorm = None if d["prev_gnorm"] is None else float(d["prev_gnorm"])
+        theta0 = d.get("hss_theta")
+        if theta0 is not None and getattr(theta0, "size", 0) and self.precond == "hss":
+            # the next set-up that would reuse H~ rebuilds it where it was built
+            self.hss_origin = (np.asarray(theta0, dtype=np.float64), int(d["hss_it"]))
+            self.ctx.rebuild_from = lambda: DistributedGN(
+                self.problem, self.hss_origin[0], 0.0, self.entry_samples,
+                self.hss_origin[1])
+        self.ctx.hss = None
+        self.ctx.stale = False
 
     # ------------------------------------------------------------ one step
     def step(self, theta):
@@ -191,6 +206,8 @@ class NewtonKrylov:
             self.eta = float(self.forcing)
         gn = pb.gauss_newton(theta, entry_samples=self.entry_samples, seed=self.it)
         rebuild = self.it % self.rebuild == 0
+        if rebuild:
+            self.hss_origin = (np.array(theta, dtype=np.float64), self.it)
         self.ctx.update(gn, self.lam, rebuild)
         self.ksp.getPC().reset()      # set the PC up again: new lambda (and maybe H~)
         self.ksp.setOperators(self.A, self.A)

@@ -5,27 +5,66 @@ loss (full training loss, all ranks), grad_norm, cg_iterations. ``time`` counts 
 optimizer's own work; evaluating the full loss for the log is not counted.
 """
 import json
+import math
 import os
-import pickle
 import time
 
 import numpy as np
 
 from ..mlp.optimizers import make_optimizer
+from .distributed import fail_together
+
+CHECKPOINT_FORMAT = "hsspetsc-checkpoint"
+CHECKPOINT_VERSION = 1
 
 SECOND_ORDER = ("newton-hss", "newton-cg")
 FIRST_ORDER = ("sgd", "momentum", "nag", "adagrad", "rmsprop", "adam")
 OPTIMIZER_NAMES = SECOND_ORDER + FIRST_ORDER
 
 
+def strict_records(records):
+    """Records as strict JSON values: a NaN or an infinity becomes null, and the
+    record lists those keys under "nonfinite"."""
+    out = []
+    for r in records:
+        bad = [k for k, v in r.items() if isinstance(v, float) and not math.isfinite(v)]
+        if bad:
+            r = {k: (None if k in bad else v) for k, v in r.items()}
+            r["nonfinite"] = bad
+        out.append(r)
+    return out
+
+
 def write_log(path, records):
-    """Write the records as a JSON list, atomically (a valid file at any moment)."""
+    """Write the records as a strict JSON list, atomically (a temporary file beside
+    it, then a rename: a valid file at any moment). Nothing is written while there
+    are no records, so a run that fails before its first step never replaces an
+    existing log."""
+    if path is None or not records:
+        return
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "w") as f:
+            json.dump(strict_records(records), f, indent=1, allow_nan=False)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def check_writable(path, what):
+    """Raise now, before any work, if ``path`` cannot be written (its folder is
+    missing or read-only, or it is a folder)."""
     if path is None:
         return
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(records, f, indent=1)
-    os.replace(tmp, path)
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    if os.path.isdir(path):
+        raise ValueError(f"The {what} path {path} is a folder; give a file name.")
+    if not os.path.isdir(folder):
+        raise ValueError(f"The {what} path {path}: the folder {folder} does not exist.")
+    if not os.access(folder, os.W_OK) or (os.path.exists(path)
+                                          and not os.access(path, os.W_OK)):
+        raise ValueError(f"The {what} path {path} is not writable.")
 
 
 class Trainer:
@@ -143,66 +182,134 @@ class Trainer:
                 "widths": self.problem.model.widths}
 
     def save(self, path):
-        if self.problem.comm.rank == 0:
-            tmp = f"{path}.tmp"
-            with open(tmp, "wb") as f:
-                pickle.dump(self.state(), f)
-            os.replace(tmp, path)
+        """Write a checkpoint (rank 0; every rank learns of a failure): parameters,
+        optimizer and Newton state, the random state and the records, as a
+        versioned .npz (no pickle). The compressed matrix is not saved: resuming
+        rebuilds it from the parameters it was built at, bit for bit."""
+        def write():
+            if self.problem.comm.rank != 0:
+                return
+            st = self.state()
+            arrays = {"format": np.array(CHECKPOINT_FORMAT),
+                      "version": np.int64(CHECKPOINT_VERSION),
+                      "theta": np.asarray(st["theta"], dtype=np.float64)}
+            meta = {k: st[k] for k in ("optimizer", "step", "elapsed", "passes", "rng",
+                                       "widths")}
+            meta["records"] = strict_records(st["records"])
+            if st["opt"] is not None:
+                meta["opt"] = {k: v for k, v in st["opt"].items() if k != "state"}
+                for k, v in st["opt"]["state"].items():
+                    arrays[f"opt_{k}"] = np.asarray(v, dtype=np.float64)
+            if st["newton"] is not None:
+                nw = dict(st["newton"])
+                origin = nw.pop("hss_theta", None)
+                if origin is not None:
+                    arrays["hss_theta"] = np.asarray(origin, dtype=np.float64)
+                meta["newton"] = nw
+            arrays["meta"] = np.array(json.dumps(meta, allow_nan=False))
+            tmp = f"{path}.{os.getpid()}.tmp.npz"
+            try:
+                np.savez(tmp, **arrays)
+                os.replace(tmp, path)
+            finally:
+                if os.path.exists(tmp):
+                    os.remove(tmp)
+        comm = self.problem.comm
+        fail_together(comm, write)
+        comm.agree()
 
     def load(self, path):
-        with open(path, "rb") as f:
-            st = pickle.load(f)
-        if st["optimizer"] != self.name:
-            raise ValueError(f"checkpoint {path} is of optimizer {st['optimizer']}, not "
-                             f"{self.name}")
-        if list(st["widths"]) != list(self.problem.model.widths):
-            raise ValueError(f"checkpoint {path} is of a net {st['widths']}, not "
-                             f"{self.problem.model.widths}")
-        self.theta = np.asarray(st["theta"], dtype=np.float64)
-        self.step_count, self.elapsed = st["step"], st["elapsed"]
-        self.problem.passes = st["passes"]
-        self.records = list(st["records"])
-        self.rng.bit_generator.state = st["rng"]
+        """Read a checkpoint written by :meth:`save` (every rank reads it); a clear
+        error naming the file when it cannot be read or does not match."""
+        def bad(why):
+            return ValueError(f"checkpoint {path}: {why}")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                a = {k: z[k] for k in z.files}
+        except FileNotFoundError:
+            raise bad("no such file") from None
+        except Exception as exc:  # noqa: BLE001 - any unreadable file, one message
+            raise bad(f"not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+        if str(a.get("format", "")) != CHECKPOINT_FORMAT:
+            raise bad("not an hsspetsc checkpoint (no 'format' entry)")
+        if int(a["version"]) > CHECKPOINT_VERSION:
+            raise bad(f"format version {int(a['version'])} is newer than this hsspetsc "
+                      f"reads ({CHECKPOINT_VERSION})")
+        try:
+            meta = json.loads(str(a["meta"]))
+            theta = a["theta"]
+        except (KeyError, ValueError) as exc:
+            raise bad(f"incomplete ({exc})") from None
+        if meta["optimizer"] != self.name:
+            raise bad(f"it is of optimizer {meta['optimizer']}, not {self.name}")
+        if list(meta["widths"]) != list(self.problem.model.widths):
+            raise bad(f"it is of a net {meta['widths']}, not {self.problem.model.widths}")
+        if theta.shape != (self.problem.model.n_params,) or not np.all(np.isfinite(theta)):
+            raise bad("its parameters have the wrong size or are not finite")
+        self.theta = np.asarray(theta, dtype=np.float64)
+        self.step_count, self.elapsed = int(meta["step"]), float(meta["elapsed"])
+        self.problem.passes = float(meta["passes"])
+        self.records = [dict(r) for r in meta["records"]]
+        self.rng.bit_generator.state = meta["rng"]
         if self.opt is not None:
-            self.opt.load_state_dict(st["opt"])
+            d = dict(meta["opt"])
+            d["state"] = {k[4:]: v for k, v in a.items() if k.startswith("opt_")}
+            self.opt.load_state_dict(d)
         if self.nk is not None:
-            self.nk.load_state_dict(st["newton"])
+            nw = dict(meta["newton"])
+            nw["hss_theta"] = a.get("hss_theta")
+            self.nk.load_state_dict(nw)
 
 
 def run(trainer, max_steps=None, time_budget=None, log=None, checkpoint=None,
-        printer=print, log_every_s=1.0):
+        printer=print):
     """Step until ``max_steps`` or ``time_budget`` (seconds of optimizer time), then
-    append the final state. The log (a JSON list) is rewritten atomically at most
-    every ``log_every_s`` seconds and at the end; on Ctrl-C or a NaN step the log
-    (and checkpoint) hold the last good step, and the exception is re-raised."""
-    last_write = time.perf_counter()
+    append the final state. Rank 0 rewrites the log (a strict JSON list)
+    atomically after every step and at the end, and never while it has no record;
+    on Ctrl-C, SIGTERM or a NaN step the log (and checkpoint) hold the last good
+    step, and the exception is re-raised. An error on any rank is raised on every
+    rank (see :class:`hsspetsc.training.distributed._Comm`)."""
+    comm = trainer.problem.comm
+
+    def write(records):
+        fail_together(comm, write_log, log if comm.rank == 0 else None, records)
+        comm.agree()
+
+    finished = False
     try:
         while True:
             if max_steps is not None and trainer.step_count >= max_steps:
                 break
             # rank 0's clock decides for everyone (the ranks must stop in step)
-            if time_budget is not None and trainer.problem.comm.bcast(
-                    trainer.elapsed >= time_budget):
+            if time_budget is not None and comm.bcast(trainer.elapsed >= time_budget):
                 break
-            rec = trainer.step()
+            rec = fail_together(comm, trainer.step)
             if checkpoint:
                 trainer.save(checkpoint)
-            if log and time.perf_counter() - last_write > log_every_s:
-                write_log(log, trainer.records)
-                last_write = time.perf_counter()
+            if log:
+                write(trainer.records)
             if printer is not None:
                 extra = (f" cg {rec['cg_iterations']:>3} lambda {rec['lambda']:.1e}"
                          if "lambda" in rec else "")
                 printer(f"{rec['optimizer']:<10} step {rec['iteration'] + 1:>4}  loss "
                         f"{rec['loss']:.6f}  |g| {rec['grad_norm']:.2e}{extra}  passes "
                         f"{rec['data_passes']:.1f}  {rec['time']:.2f} s")
-        final = trainer.final_record()
+        final = fail_together(comm, trainer.final_record)
         trainer.records.append(final)
         if printer is not None:
             printer(f"{trainer.name:<10} final loss {final['loss']:.6f} after "
                     f"{final['iteration']} steps, {final['data_passes']:.1f} passes, "
                     f"{final['time']:.2f} s")
+        finished = True
     finally:
-        write_log(log, trainer.records)
+        if not finished and comm.rank == 0:
+            # interrupted or failed: keep what was done, locally (the other ranks
+            # may be gone), without masking the error
+            try:
+                write_log(log, trainer.records)
+            except Exception:  # noqa: BLE001 - the original error goes on
+                pass
+    if log:
+        write(trainer.records)
     trainer.problem.model.params = trainer.theta
     return trainer.records
