@@ -36,6 +36,7 @@ MPIPYTEST := $(PY) -m pytest -q -p no:cacheprovider --color=no tests/mpi
 
 test: $(BUILD)
 	OMP_NUM_THREADS=2 $(PY) -m pytest -q --ignore=tests/mpi tests
+	OMP_NUM_THREADS=1 $(MPITEST) 1 $(MPIPYTEST)
 	OMP_NUM_THREADS=1 $(MPITEST) 2 $(MPIPYTEST)
 	OMP_NUM_THREADS=1 $(MPITEST) 3 $(MPIPYTEST)
 	OMP_NUM_THREADS=1 $(MPITEST) 4 $(MPIPYTEST)

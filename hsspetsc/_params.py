@@ -98,6 +98,8 @@ def check(n, where, **values):
             out[name] = None
             continue
         hi = n if p.hi == "N" else p.hi
+        if name == "leaf_size" and value == p.default and n < value:
+            value = max(n, 2)       # the default on a small matrix: one leaf
         if p.kind is bool:
             if not isinstance(value, (bool, np.bool_)):
                 raise TypeError(f"The '{name}' parameter of {where} must be a bool. Got "

@@ -4,6 +4,7 @@ Messages follow one template: "The 'leaf_size' parameter of compress must be an
 int in the range [2, 4096]. Got 1 instead."
 """
 import numbers
+import os
 import warnings
 
 import numpy as np
@@ -141,3 +142,18 @@ def check_result(out, inp, where):
         raise FloatingPointError(f"{where}: the result overflowed (Inf/NaN) although the "
                                  f"input is finite (its largest entry is {big:.3g}); "
                                  f"scale the input down.")
+
+
+def check_writable(path, what):
+    """Raise now, before any work, if ``path`` cannot be written (its folder is
+    missing or read-only, or it is a folder)."""
+    if path is None:
+        return
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    if os.path.isdir(path):
+        raise ValueError(f"The {what} path {path} is a folder; give a file name.")
+    if not os.path.isdir(folder):
+        raise ValueError(f"The {what} path {path}: the folder {folder} does not exist.")
+    if not os.access(folder, os.W_OK) or (os.path.exists(path)
+                                          and not os.access(path, os.W_OK)):
+        raise ValueError(f"The {what} path {path} is not writable.")

@@ -103,6 +103,13 @@ def plot_histories(records, path, title=""):
     plt.close(fig)
 
 
+def _loss_text(v):
+    """A loss for a table: fixed point, scientific when huge, '-' when unknown."""
+    if v is None:
+        return "-"
+    return f"{v:.6f}" if abs(v) < 1e6 else f"{v:.4e}"
+
+
 def summary_table(records):
     names = list(dict.fromkeys(r["optimizer"] for r in records))
     lines = [f"{'optimizer':<11} {'steps':>6} {'final loss':>11} {'data passes':>12} "
@@ -110,7 +117,7 @@ def summary_table(records):
     for name in names:
         rs = [r for r in records if r["optimizer"] == name]
         cg = [r["cg_iterations"] for r in rs if not r.get("final")] or [0]
-        lines.append(f"{name:<11} {rs[-1]['iteration']:>6} {rs[-1]['loss']:>11.6f} "
+        lines.append(f"{name:<11} {rs[-1]['iteration']:>6} {_loss_text(rs[-1]['loss']):>11} "
                      f"{rs[-1]['data_passes']:>12.1f} {rs[-1]['time']:>8.2f} "
                      f"{(sum(cg) / len(cg)) if name.startswith('newton') else 0:>11.1f}")
     return "\n".join(lines)
@@ -229,13 +236,30 @@ def train_main(args, petsc_argv):
         fail_together(comm, _check_train_args, args)
         fail_together(comm, _check_outputs, args, comm.rank)
         return _train(args, comm, say, PETSc)
-    except CollectiveError as exc:
-        say(f"hsspetsc train: error: {exc}")
+    except (CollectiveError, ValueError, OSError) as exc:
+        # every rank says it (each exits cleanly, none is left waiting)
+        where = f" (rank {comm.rank} of {comm.size})" if comm.size > 1 else ""
+        sys.stderr.write(f"hsspetsc train: error{where}: {exc}\n")    # one write
+        sys.stderr.flush()
+        if isinstance(exc, CollectiveError) and comm.size > 1 and not comm.peers_leaving:
+            # an agreed error: every rank is here and alive; let each one print
+            # before any exits (mpiexec ends the job at the first non-zero exit)
+            comm.mpi.Barrier()
         return 1
+    except (KeyboardInterrupt, SystemExit) as exc:
+        code = exc.code if isinstance(exc, SystemExit) else 130
+        if comm.size > 1 and code == 130:
+            # interrupted (the log is written): leave now. The signal may have
+            # reached this rank only; MPI_Finalize would then wait for ranks that
+            # wait for us, while an exit without it makes mpiexec end the job.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
+        raise
 
 
 def _check_outputs(args, rank):
-    from .training.run import check_writable
+    from ._validation import check_writable
     if rank == 0:
         check_writable(args.log, "--log")
         check_writable(args.plot, "--plot")
@@ -347,7 +371,14 @@ def main(argv=None):
     if args.command == "compress":
         if petsc_argv:
             _parser().error(f"compress takes no PETSc options: {' '.join(petsc_argv)}")
-        return compress_main(args)
+        try:
+            from ._validation import check_writable
+            check_writable(args.out, "--out")
+            check_writable(args.plot, "--plot")
+            return compress_main(args)
+        except (ValueError, OSError) as exc:
+            sys.stderr.write(f"hsspetsc compress: error: {exc}\n")
+            return 1
     if args.command == "train":
         return train_main(args, petsc_argv)
     return 1

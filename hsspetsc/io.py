@@ -82,7 +82,9 @@ def save(obj, path):
     arrays = {k: (np.ascontiguousarray(v, dtype=v.dtype.newbyteorder("<"))
                   if isinstance(v, np.ndarray) and v.dtype.kind in "if" else v)
               for k, v in arrays.items()}
-    tmp = path + ".tmp.npz"
+    from ._validation import check_writable
+    check_writable(path, "save")
+    tmp = f"{path}.{os.getpid()}.tmp.npz"      # own name: ranks may save at once
     try:
         np.savez(tmp, **arrays)
         os.replace(tmp, path)

@@ -79,8 +79,16 @@ def load_digits(n=None):
 def load(name, n=None, split="train"):
     """Load ``digits`` or ``fashion-mnist`` (first ``n`` samples)."""
     if name == "digits":
-        return load_digits(n)
-    if name == "fashion-mnist":
-        return load_fashion_mnist(split, n)
-    raise ValueError(f"The 'name' parameter of load must be one of {DATASETS}. "
-                     f"Got {name!r} instead.")
+        X, y = load_digits()
+    elif name == "fashion-mnist":
+        X, y = load_fashion_mnist(split)
+    else:
+        raise ValueError(f"The 'name' parameter of load must be one of {DATASETS}. "
+                         f"Got {name!r} instead.")
+    if n is not None:
+        if not isinstance(n, (int, np.integer)) or not 1 <= n <= X.shape[0]:
+            raise ValueError(f"The 'n' parameter of load must be an int in the range "
+                             f"[1, {X.shape[0]}] ({name} has {X.shape[0]} samples). "
+                             f"Got {n!r} instead.")
+        X, y = X[:n], y[:n]
+    return X, y

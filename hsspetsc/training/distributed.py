@@ -37,28 +37,44 @@ class _Comm:
         self.size = 1 if comm is None else comm.Get_size()
         self.rank = 0 if comm is None else comm.Get_rank()
         self.failed = None                     # the CollectiveError, once raised
+        self.all_failed_alike = False          # the last agreement: same error everywhere
+        self.peers_leaving = False             # ... and some rank is exiting
 
     def agree(self, error=None):
         """Collective: raise the first failing rank's error on every rank."""
         if self.failed is not None:
             raise self.failed
         if self.size == 1:
+            self.all_failed_alike = error is not None
             if error is not None:
-                self.failed = CollectiveError(f"{type(error).__name__}: {error}")
-                raise self.failed from error
+                raise error         # nobody to tell: the error as it is
             return
         msgs = self.mpi.allgather(None if error is None
                                   else f"{type(error).__name__}: {error}")
         bad = [(r, m) for r, m in enumerate(msgs) if m is not None]
+        self.all_failed_alike = len(bad) == self.size and len(set(msgs)) == 1
+        # a rank that failed with SystemExit is leaving: no further collective
+        self.peers_leaving = any(m.startswith("SystemExit") for _, m in bad)
         if bad:
             r, m = bad[0]
             self.failed = CollectiveError(f"rank {r} of {self.size} failed: {m}")
             raise self.failed from error
 
-    def sum(self, x):
-        """Sum of ``x`` (scalar or ndarray) over ranks, identical on every rank (a
-        reduce to rank 0 and a broadcast: an allreduce may associate differently
-        on different ranks)."""
+    def sum(self, local, *args):
+        """Sum over ranks of ``local(*args)`` (a scalar or ndarray), identical on
+        every rank (a reduce to rank 0 and a broadcast: an allreduce may associate
+        differently on different ranks). ``local`` may be a value instead of a
+        callable. An exception in this rank's ``local`` is agreed here, at the
+        collective every rank is heading to, and raised on all of them."""
+        if callable(local):
+            try:
+                x = local(*args)
+            except KeyboardInterrupt:
+                raise           # an interrupt reaches every rank of mpiexec
+            except BaseException as exc:  # noqa: BLE001 - agreed, raised on every rank
+                _raise_agreed(self, exc)
+        else:
+            x = local
         self.agree()
         if self.size == 1:
             return x
@@ -94,15 +110,32 @@ def fail_together(comm, fn, *args, **kwargs):
     as the same CollectiveError everywhere) unless it already was."""
     try:
         return fn(*args, **kwargs)
-    except (KeyboardInterrupt, SystemExit, FloatingPointError):
-        # a NaN step is seen by every rank at once (their parameters are bitwise
-        # the same); an interrupt reaches every rank of mpiexec
-        raise
-    except Exception as exc:  # noqa: BLE001 - re-raised below, on every rank
-        if comm.failed is not None:
-            raise comm.failed from exc
+    except KeyboardInterrupt:
+        raise                   # an interrupt reaches every rank of mpiexec
+    except BaseException as exc:  # noqa: BLE001 - re-raised below, on every rank
+        _raise_agreed(comm, exc)
+
+
+def _raise_agreed(comm, exc):
+    """Tell the other ranks of this rank's ``exc`` (at the agreement they are in or
+    heading to) and raise: the CollectiveError every rank raises; but a rank that
+    is leaving (SystemExit) still leaves, and a FloatingPointError seen by every
+    rank alike (a NaN step: their parameters are bitwise the same) is not a fault
+    and is raised as it is, so the caller can stop cleanly."""
+    if comm.failed is not None:
+        if isinstance(exc, SystemExit):
+            raise exc
+        raise comm.failed from exc
+    try:
         comm.agree(exc)
+    except CollectiveError:
+        if isinstance(exc, SystemExit):
+            raise exc from None
+        if isinstance(exc, FloatingPointError) and comm.all_failed_alike:
+            comm.failed = None
+            raise exc from None
         raise
+    raise exc                   # not reached: agree raised
 
 
 def _digest(model, X, Y):
@@ -144,13 +177,15 @@ class ShardedProblem:
 
     def loss(self, theta):
         self.passes += 0.5
-        local = self.model.loss(self.X, self.Y, theta) * self.n_local
-        return self.comm.sum(local) / self.n_total
+        return self.comm.sum(
+            lambda: self.model.loss(self.X, self.Y, theta) * self.n_local) / self.n_total
 
     def loss_grad(self, theta):
         self.passes += 1.0
-        loss, g = self.model.loss_grad(self.X, self.Y, theta)
-        tot = self.comm.sum(np.r_[loss * self.n_local, g * self.n_local])
+        def local():
+            loss, g = self.model.loss_grad(self.X, self.Y, theta)
+            return np.r_[loss * self.n_local, g * self.n_local]
+        tot = self.comm.sum(local)
         return float(tot[0]) / self.n_total, tot[1:] / self.n_total
 
     def gauss_newton(self, theta, damping=0.0, entry_samples=None, seed=0):
@@ -170,26 +205,30 @@ class DistributedGN(Source):
         local_samples = None
         if entry_samples is not None and entry_samples < problem.n_total:
             local_samples = max(1, int(round(entry_samples * problem.n_local / problem.n_total)))
-        self.local = GaussNewton(problem.model, problem.X, problem.Y, params=theta,
-                                 entry_samples=local_samples, seed=seed + problem.comm.rank)
-        m = self.local._m
+        comm = problem.comm
+
+        def local_gn():
+            self.local = GaussNewton(problem.model, problem.X, problem.Y, params=theta,
+                                     entry_samples=local_samples, seed=seed + comm.rank)
+            return float(self.local._m)
         # weights: the entries average over the sampled samples of every rank
-        self._m_total = problem.comm.sum(float(m))
+        self._m_total = comm.sum(local_gn)
+        m = self.local._m
         self.n = self.local.n
         self.damping = float(damping)
         self._w = problem.n_local / problem.n_total        # products: all samples
         self._we = m / self._m_total                        # entries: sampled ones
-        self._diag = problem.comm.sum(self.local.diagonal() * self._we)
+        self._diag = comm.sum(lambda: self.local.diagonal() * self._we)
 
     def matvec(self, v):
         self.problem.passes += 1.0
-        out = self.problem.comm.sum(self.local.matvec(v) * self._w)
+        out = self.problem.comm.sum(lambda: self.local.matvec(v) * self._w)
         return out + self.damping * v if self.damping else out
 
     def matmat(self, V):
         """H V for a block (collective; every rank gets the same sums)."""
         self.problem.passes += float(V.shape[1])
-        out = self.problem.comm.sum(self.local.matmat(V) * self._w)
+        out = self.problem.comm.sum(lambda: self.local.matmat(V) * self._w)
         return out + self.damping * V if self.damping else out
 
     def neuron_order(self):
@@ -206,13 +245,16 @@ class DistributedGN(Source):
         rl = np.array([r.size for r in rows], np.int64)
         cl = np.array([c.size for c in cols], np.int64)
         off = exclusive_cumsum(rl * cl)
-        local = np.empty(int((rl * cl).sum()))
-        if local.size:
-            fill_with_evaluator(self.local._gn_evaluator(), exclusive_cumsum(rl),
-                                rl, np.concatenate(rows), exclusive_cumsum(cl), cl,
-                                np.concatenate(cols), off, local,
-                                effective_n_threads(self.local.n_threads))
-        total = self.problem.comm.sum(local * self._we)
+
+        def local():
+            part = np.empty(int((rl * cl).sum()))
+            if part.size:
+                fill_with_evaluator(self.local._gn_evaluator(), exclusive_cumsum(rl),
+                                    rl, np.concatenate(rows), exclusive_cumsum(cl), cl,
+                                    np.concatenate(cols), off, part,
+                                    effective_n_threads(self.local.n_threads))
+            return part * self._we
+        total = self.problem.comm.sum(local)
         out = []
         for b, (I, J) in enumerate(blocks):
             blk = total[off[b]:off[b] + rl[b] * cl[b]].reshape(len(I), len(J))

@@ -152,14 +152,21 @@ class NewtonKrylov:
         for k, v in (pc_options or {}).items():
             opts[prefix + k] = v
         N = problem.model.n_params
-        self.A = PETSc.Mat().createPython((N, N), self.ctx, comm=PETSc.COMM_SELF)
-        self.A.setUp()
-        self.ksp = PETSc.KSP().create(comm=PETSc.COMM_SELF)
-        self.ksp.setOptionsPrefix(prefix)
-        self.ksp.setType("cg")
-        self.ksp.setOperators(self.A)
-        self.ksp.setFromOptions()
-        self.b, self.x = self.A.createVecs()
+        self.A = self.ksp = self.b = self.x = None
+        try:
+            self.A = PETSc.Mat().createPython((N, N), self.ctx, comm=PETSc.COMM_SELF)
+            self.A.setUp()
+            self.ksp = PETSc.KSP().create(comm=PETSc.COMM_SELF)
+            self.ksp.setOptionsPrefix(prefix)
+            self.ksp.setType("cg")
+            self.ksp.setOperators(self.A)
+            self.ksp.setFromOptions()       # bad -newton_*pc_hss_* values raise here
+            self.b, self.x = self.A.createVecs()
+        except BaseException:
+            # no PETSc handle may outlive this failed constructor: one freed after
+            # PetscFinalize (at interpreter exit) crashes the process
+            self.destroy()
+            raise
 
     def destroy(self):
         for o in (self.ksp, self.A, self.b, self.x):

@@ -52,21 +52,6 @@ def write_log(path, records):
             os.remove(tmp)
 
 
-def check_writable(path, what):
-    """Raise now, before any work, if ``path`` cannot be written (its folder is
-    missing or read-only, or it is a folder)."""
-    if path is None:
-        return
-    folder = os.path.dirname(os.path.abspath(path)) or "."
-    if os.path.isdir(path):
-        raise ValueError(f"The {what} path {path} is a folder; give a file name.")
-    if not os.path.isdir(folder):
-        raise ValueError(f"The {what} path {path}: the folder {folder} does not exist.")
-    if not os.access(folder, os.W_OK) or (os.path.exists(path)
-                                          and not os.access(path, os.W_OK)):
-        raise ValueError(f"The {what} path {path} is not writable.")
-
-
 class Trainer:
     """Run one optimizer on a :class:`ShardedProblem`.
 
@@ -115,8 +100,11 @@ class Trainer:
                 loss, g = pb.loss_grad(self.theta)
         else:
             idx = self.rng.choice(pb.n_local, self.batch_size, replace=False)
-            loss, g = pb.model.loss_grad(pb.X[idx], pb.Y[idx], self.theta)
-            tot = pb.comm.sum(np.r_[loss, g])
+
+            def local():
+                loss, g = pb.model.loss_grad(pb.X[idx], pb.Y[idx], self.theta)
+                return np.r_[loss, g]
+            tot = pb.comm.sum(local)
             loss, g = tot[0] / pb.comm.size, tot[1:] / pb.comm.size
             pb.passes += self.batch_size * pb.comm.size / pb.n_total
         with np.errstate(over="ignore", invalid="ignore"):
@@ -292,12 +280,12 @@ def run(trainer, max_steps=None, time_budget=None, log=None, checkpoint=None,
                 extra = (f" cg {rec['cg_iterations']:>3} lambda {rec['lambda']:.1e}"
                          if "lambda" in rec else "")
                 printer(f"{rec['optimizer']:<10} step {rec['iteration'] + 1:>4}  loss "
-                        f"{rec['loss']:.6f}  |g| {rec['grad_norm']:.2e}{extra}  passes "
+                        f"{rec['loss']:.6g}  |g| {rec['grad_norm']:.2e}{extra}  passes "
                         f"{rec['data_passes']:.1f}  {rec['time']:.2f} s")
         final = fail_together(comm, trainer.final_record)
         trainer.records.append(final)
         if printer is not None:
-            printer(f"{trainer.name:<10} final loss {final['loss']:.6f} after "
+            printer(f"{trainer.name:<10} final loss {final['loss']:.6g} after "
                     f"{final['iteration']} steps, {final['data_passes']:.1f} passes, "
                     f"{final['time']:.2f} s")
         finished = True

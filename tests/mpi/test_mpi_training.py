@@ -38,4 +38,4 @@ def test_parallel_matches_serial_and_ranks_agree(opt, hss_samples):
     for a, b in zip(par.records, ser.records):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-9)
         assert a["cg_iterations"] == b["cg_iterations"]
-    assert par.problem.n_local < par.problem.n_total
+    assert par.problem.n_local < par.problem.n_total or COMM.Get_size() == 1
