@@ -123,7 +123,9 @@ def cases(tmp):
          train(f"{SMALL} --resume {ck}-garbage", 2), "error", None))
     # the compress command
     npy = os.path.join(tmp, "m")
-    for args in ("--matrix K02 --n 100", "--matrix K99", "--matrix K02 --n 1024 --tol 0",
+    add(("compress a small matrix (--n 100, below the default leaf size)",
+         f"{PY} -m hsspetsc compress --matrix K02 --n 100", "ok", None))
+    for args in ("--matrix K99", "--matrix K02 --n 1024 --tol 0",
                  "--matrix K02 --n 1024 --tol 2", "--npy /nonexistent.npy",
                  f"--npy {npy}-nonsym.npy", f"--npy {npy}-nan.npy", f"--npy {npy}-rect.npy",
                  f"--npy {npy}-text.npy", "--matrix K02 --n 1024 --leaf-size 0",
@@ -239,9 +241,8 @@ def classify(kind, rc, text, log_ok):
         return "silent"
     if kind == "raise":
         # an exception of the library's (or the injected one), with a message
-        last = text.strip().splitlines()[-1] if text.strip() else ""
-        return "clear" if re.match(r"^[\w.]*(Error|Exception|Exit)\b.*: \S", last) \
-            else "traceback"
+        pat = re.compile(r"^[\w.]*(Error|Exception|Exit)\b.*: \S")
+        return "clear" if any(pat.match(ln) for ln in text.splitlines()) else "traceback"
     return "traceback" if "Traceback" in text else "clear"
 
 

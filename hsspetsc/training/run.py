@@ -253,7 +253,8 @@ def run(trainer, max_steps=None, time_budget=None, log=None, checkpoint=None,
         printer=print):
     """Step until ``max_steps`` or ``time_budget`` (seconds of optimizer time), then
     append the final state. Rank 0 rewrites the log (a strict JSON list)
-    atomically after every step and at the end, and never while it has no record;
+    atomically after every step (every n/200 steps once it holds n > 400 records)
+    and at the end, and never while it has no record;
     on Ctrl-C, SIGTERM or a NaN step the log (and checkpoint) hold the last good
     step, and the exception is re-raised. An error on any rank is raised on every
     rank (see :class:`hsspetsc.training.distributed._Comm`)."""
@@ -263,7 +264,7 @@ def run(trainer, max_steps=None, time_budget=None, log=None, checkpoint=None,
         fail_together(comm, write_log, log if comm.rank == 0 else None, records)
         comm.agree()
 
-    finished = False
+    finished, written = False, 0
     try:
         while True:
             if max_steps is not None and trainer.step_count >= max_steps:
@@ -274,8 +275,13 @@ def run(trainer, max_steps=None, time_budget=None, log=None, checkpoint=None,
             rec = fail_together(comm, trainer.step)
             if checkpoint:
                 trainer.save(checkpoint)
-            if log:
+            # every step while the log is short; then every n/200 steps, so that
+            # rewriting it costs O(1) per step (about 1 ms); an interruption or
+            # an error still writes every record (below)
+            n_rec = len(trainer.records)
+            if log and n_rec - written >= max(1, n_rec // 200):
                 write(trainer.records)
+                written = n_rec
             if printer is not None:
                 extra = (f" cg {rec['cg_iterations']:>3} lambda {rec['lambda']:.1e}"
                          if "lambda" in rec else "")
