@@ -207,8 +207,11 @@ def prepare(tmp):
     np.savez(f"{ck}-no-format", theta=np.zeros(3))
     os.makedirs(f"{ck}-folder", exist_ok=True)
     good = os.path.join(tmp, "good.npz")
+    # made by this tree's hsspetsc even when PYTHONPATH points the cases elsewhere
+    # (to probe an older tree: PYTHONPATH=/path/to/old tools/fault_probe.py)
+    env = {k: v for k, v in ENV.items() if k != "PYTHONPATH"}
     subprocess.run(f"{PY} -m hsspetsc train {SMALL} --optimizer adam --checkpoint {good}",
-                   shell=True, env=ENV, capture_output=True, check=True, cwd=tmp)
+                   shell=True, env=env, capture_output=True, check=True, cwd=ROOT)
     with np.load(good) as z:
         a = {k: z[k] for k in z.files}
     np.savez(f"{ck}-future", **dict(a, version=np.int64(99)))
