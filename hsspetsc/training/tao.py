@@ -12,6 +12,7 @@ MatShift and so the preconditioner's shift. Always set the PC type: TAO's defaul
 """
 from petsc4py import PETSc
 
+from .distributed import fail_together
 from .newton import GNMatContext
 
 
@@ -66,7 +67,8 @@ def tao_train(problem, max_it=20, rebuild=5, entry_samples=256, prefix="",
         tao.setMaximumIterations(max_it)
         tao.setMonitor(mon)
         tao.setFromOptions()
-        tao.solve(x)
+        # an error on one rank (in a callback or in TAO) is every rank's error
+        fail_together(problem.comm, tao.solve, x)
         theta = x.getArray().copy()
         reason = tao.getConvergedReason()
     finally:

@@ -146,3 +146,19 @@ def test_cold_cache_race(attempt):
         for f in left:
             os.remove(os.path.join(folder, f))
         os.rmdir(folder)
+
+
+@two_ranks
+def test_tao_gauss_newton_entries_error_on_one_rank():
+    from hsspetsc.training.tao import tao_train
+    from hsspetsc.mlp.gauss_newton import GaussNewton
+    pb = _problem()
+    real = GaussNewton._gn_evaluator
+    if COMM.Get_rank() == LAST:
+        GaussNewton._gn_evaluator = _boom
+    try:
+        with pytest.raises(CollectiveError) as e:
+            tao_train(pb, max_it=3, prefix="fault_tao_", entry_samples=32)
+    finally:
+        GaussNewton._gn_evaluator = real
+    _same_error_everywhere(e, f"rank {LAST} of {COMM.Get_size()} failed: Boom")
