@@ -47,32 +47,46 @@ def _parser():
     c.add_argument("--out", default=None, help="save H~ here (.npz; hsspetsc.load)")
     c.add_argument("--plot", default=None, help="draw the block structure (PNG)")
     c.add_argument("--quiet", action="store_true", help="no progress lines")
-    t = sub.add_parser("train", help="train an MLP (autoencoder or classifier)")
-    t.add_argument("--data", choices=["digits", "fashion-mnist"], default="digits")
-    t.add_argument("--n", type=int, default=1000, help="training samples (default 1000)")
+    t = sub.add_parser(
+        "train", help="train an MLP (autoencoder or classifier)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="Single-dash options go to PETSc: -ksp_monitor, -pc_hss_tol 1e-3, "
+               "-pc_hss_help ... (also under the prefixes newton_hss_, newton_cg_, "
+               "newton_hf_, newton_kfac_); -help lists the -pc_hss_* options. A negative "
+               "number is always a value. Stops at the first of --steps, --epochs and "
+               "--time-budget (10 steps when none is given).")
+    t.add_argument("--data", choices=["digits", "fashion-mnist"], default="digits",
+                   help="data set")
+    t.add_argument("--n", type=int, default=1000, help="training samples")
     t.add_argument("--layers", default=None,
                    help="widths, e.g. 784,32,784 (default: in,32,in autoencoder)")
-    t.add_argument("--activation", default="tanh")
+    t.add_argument("--activation", default="tanh", help="hidden-layer activation")
     t.add_argument("--loss", choices=["mse", "cross_entropy"], default="mse",
                    help="mse: autoencoder (target = input); cross_entropy: classifier")
     t.add_argument("--optimizer", default="newton-hss",
-                   help="newton-hss, newton-cg, adam, sgd, momentum, nag, adagrad, rmsprop")
+                   help="newton-hss (Gauss-Newton, CG preconditioned by HSSPC), newton-cg "
+                        "(no preconditioner), newton-hf (Martens' (diag(H)+lambda)^0.75), "
+                        "newton-kfac (KFAC preconditioner), adam, sgd, momentum, nag, "
+                        "adagrad, rmsprop")
     t.add_argument("--compare", default=None,
                    help="comma-separated optimizers run one after another on the same data")
     t.add_argument("--steps", type=int, default=None, help="steps per optimizer")
+    t.add_argument("--epochs", type=float, default=None,
+                   help="data passes per optimizer (a gradient is 1, a loss 0.5, a "
+                        "Gauss-Newton product 1)")
     t.add_argument("--time-budget", type=float, default=None,
                    help="seconds of optimizer time per optimizer")
     t.add_argument("--lr", type=float, default=1e-2, help="first-order learning rate")
     t.add_argument("--batch-size", type=int, default=None, help="per rank; default full batch")
     t.add_argument("--lam", type=float, default=1.0, help="initial Newton damping")
     t.add_argument("--rebuild", type=int, default=5, help="recompress H every k steps")
-    t.add_argument("--cg-max-it", type=int, default=50)
+    t.add_argument("--cg-max-it", type=int, default=50, help="CG iterations per Newton step")
     t.add_argument("--entry-samples", type=int, default=256,
                    help="samples used for Gauss-Newton entries (compression)")
     t.add_argument("--hss-samples", type=int, default=0,
                    help="newton-hss: build H~ from this many products of H "
                         "(compress_sketch) instead of entries (0)")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=0, help="initial weights and shuffling")
     t.add_argument("--log", default=None, help="JSON list of per-step records")
     t.add_argument("--plot", default=None, help="PNG: loss against time and data passes")
     t.add_argument("--checkpoint", default=None, help="save state after every step")
@@ -113,13 +127,20 @@ def _loss_text(v):
 def summary_table(records):
     names = list(dict.fromkeys(r["optimizer"] for r in records))
     lines = [f"{'optimizer':<11} {'steps':>6} {'final loss':>11} {'data passes':>12} "
-             f"{'time s':>8} {'mean CG its':>11}"]
+             f"{'time s':>8} {'mean CG its':>11}   time split s: grad / compress / "
+             f"factor / CG / other"]
     for name in names:
         rs = [r for r in records if r["optimizer"] == name]
         cg = [r["cg_iterations"] for r in rs if not r.get("final")] or [0]
+        split = ""
+        if name.startswith("newton"):
+            split = " / ".join(f"{sum(r.get(k) or 0.0 for r in rs):.2f}" for k in
+                               ("time_grad", "time_compress", "time_factor", "time_cg",
+                                "time_other"))
         lines.append(f"{name:<11} {rs[-1]['iteration']:>6} {_loss_text(rs[-1]['loss']):>11} "
                      f"{rs[-1]['data_passes']:>12.1f} {rs[-1]['time']:>8.2f} "
-                     f"{(sum(cg) / len(cg)) if name.startswith('newton') else 0:>11.1f}")
+                     f"{(sum(cg) / len(cg)) if name.startswith('newton') else 0:>11.1f}   "
+                     f"{split}")
     return "\n".join(lines)
 
 
@@ -177,7 +198,8 @@ def compress_main(args):
 
 # (option, type, lower bound, open?) of the training command's numbers
 _TRAIN_NUMBERS = (("n", int, 1, False), ("steps", int, 1, False),
-                  ("time_budget", float, 0.0, True), ("lr", float, 0.0, True),
+                  ("time_budget", float, 0.0, True), ("epochs", float, 0.0, True),
+                  ("lr", float, 0.0, True),
                   ("batch_size", int, 1, False), ("lam", float, 0.0, True),
                   ("rebuild", int, 1, False), ("cg_max_it", int, 1, False),
                   ("entry_samples", int, 1, False), ("hss_samples", int, 0, False),
@@ -292,12 +314,17 @@ def _train(args, comm, say, PETSc):
                                  f"{', '.join(OPTIMIZER_NAMES)}")
         out = 10 if args.loss == "cross_entropy" else X.shape[1]
         if widths[0] != X.shape[1] or widths[-1] != out:
+            hint = ""
+            if args.loss == "mse" and widths[-1] == 10:
+                hint = " For a classifier (10 classes) use --loss cross_entropy."
+            elif args.loss == "cross_entropy" and widths[-1] == X.shape[1]:
+                hint = " For an autoencoder use --loss mse."
             raise ValueError(f"--layers {','.join(map(str, widths))}: the first width "
                              f"must be the input size {X.shape[1]} and the last the "
                              f"output size {out} of --data {args.data} with --loss "
-                             f"{args.loss}.")
+                             f"{args.loss}.{hint}")
     fail_together(comm, check_net)
-    if args.steps is None and args.time_budget is None:
+    if args.steps is None and args.time_budget is None and args.epochs is None:
         args.steps = 10
     all_records = []
     say(f"hsspetsc train: {args.data}, {X.shape[0]} samples on {comm.size} rank(s), "
@@ -317,7 +344,7 @@ def _train(args, comm, say, PETSc):
                 fail_together(comm, tr.load, args.resume)
                 say(f"resumed {nm} from {args.resume} at step {tr.step_count}")
             run(tr, max_steps=args.steps, time_budget=args.time_budget, log=log,
-                checkpoint=args.checkpoint, printer=say)
+                checkpoint=args.checkpoint, printer=say, max_passes=args.epochs)
         except FloatingPointError as exc:
             say(f"stopped: {exc}")
         except KeyboardInterrupt:

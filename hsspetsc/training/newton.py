@@ -100,6 +100,10 @@ class GNMatContext:
         return self.hss, self.diag_shift
 
 
+PRECONDITIONERS = {"hss": "newton-hss", "none": "newton-cg", "hf": "newton-hf",
+                   "kfac": "newton-kfac"}
+
+
 def _model_reduction(g, p, Hp):
     """Predicted decrease of the quadratic model m(p) = g.p + 1/2 p.H p."""
     return -(g @ p + 0.5 * p @ Hp)
@@ -111,7 +115,8 @@ class NewtonKrylov:
     Parameters
     ----------
     problem : ShardedProblem
-    precond : "hss" or "none"
+    precond : "hss" (HSSPC), "none", "hf" (Martens' (diag(H) + lambda)^0.75) or "kfac"
+        (Kronecker factors, :mod:`hsspetsc.training.preconditioners`)
     lam : initial damping lambda
     rebuild : recompress H~ every this many steps
     cg_max_it : cap on CG iterations per step
@@ -124,8 +129,10 @@ class NewtonKrylov:
     def __init__(self, problem, precond="hss", lam=1.0, rebuild=5, cg_max_it=100,
                  forcing="ew", pc_options=None, prefix="newton_", compress_params=None,
                  entry_samples=256, hss_samples=0):
-        if precond not in ("hss", "none"):
-            raise ValueError(f"The 'precond' parameter must be 'hss' or 'none'. Got {precond!r}.")
+        if precond not in PRECONDITIONERS:
+            raise ValueError(f"The 'precond' parameter must be one of "
+                             f"{', '.join(map(repr, PRECONDITIONERS))}. Got {precond!r} "
+                             f"instead.")
         self.problem = problem
         self.precond = precond
         self.lam = float(lam)
@@ -134,7 +141,10 @@ class NewtonKrylov:
         self.forcing = forcing
         self.prefix = prefix
         self.entry_samples = entry_samples
-        self.name = "newton-hss" if precond == "hss" else "newton-cg"
+        self.name = PRECONDITIONERS[precond]
+        self.deadline = None            # perf_counter time at which CG must stop
+        self.stopped_by_budget = False
+        self._r0 = 0.0
         self.hss_origin = (None, 0)     # parameters and step H~ was last built at
         self.it = 0
         self.eta = 0.5
@@ -147,6 +157,11 @@ class NewtonKrylov:
             opts[prefix + "pc_hss_auto_shift"] = "1"
             if hss_samples:
                 opts[prefix + "pc_hss_samples"] = str(int(hss_samples))
+        elif precond in ("hf", "kfac"):
+            opts[prefix + "pc_type"] = "python"
+            opts[prefix + "pc_python_type"] = ("hsspetsc.training.preconditioners." +
+                                               ("HFDiagonalPC" if precond == "hf"
+                                                else "KFACPC"))
         else:
             opts[prefix + "pc_type"] = "none"
         for k, v in (pc_options or {}).items():
@@ -161,6 +176,7 @@ class NewtonKrylov:
             self.ksp.setType("cg")
             self.ksp.setOperators(self.A)
             self.ksp.setFromOptions()       # bad -newton_*pc_hss_* values raise here
+            self.ksp.setConvergenceTest(self._converged)
             self.b, self.x = self.A.createVecs()
         except BaseException:
             # no PETSc handle may outlive this failed constructor: one freed after
@@ -173,6 +189,29 @@ class NewtonKrylov:
             if o is not None:
                 o.destroy()
         self.ksp = self.A = self.b = self.x = None
+
+    def _converged(self, ksp, its, rnorm):
+        """PETSc's default test (relative to the first residual, divergence, max
+        iterations), plus the time budget: past ``deadline`` CG stops after its
+        current iteration (at least one), and the step uses that iterate. Rank 0's
+        clock decides for every rank."""
+        if its == 0:
+            self._r0 = rnorm
+        rtol, atol, dtol, max_it = ksp.getTolerances()
+        R = PETSc.KSP.ConvergedReason
+        if not np.isfinite(rnorm):
+            return R.DIVERGED_NANORINF
+        if rnorm <= max(rtol * self._r0, atol):
+            return R.CONVERGED_RTOL if rnorm > atol else R.CONVERGED_ATOL
+        if rnorm >= dtol * self._r0 and its > 0:
+            return R.DIVERGED_DTOL
+        if its >= max_it:
+            return R.DIVERGED_MAX_IT
+        if its >= 1 and self.deadline is not None and self.problem.comm.bcast(
+                time.perf_counter() >= self.deadline):
+            self.stopped_by_budget = True
+            return R.CONVERGED_ITS
+        return R.ITERATING
 
     # ------------------------------------------------------------ state
     def state_dict(self):
@@ -226,6 +265,7 @@ class NewtonKrylov:
         self.ctx.compress_time = 0.0
         self.b.setArray(-g)
         t2 = time.perf_counter()
+        self.stopped_by_budget = False
         self.ksp.solve(self.b, self.x)
         t_cg = time.perf_counter() - t2
         cg_its = self.ksp.getIterationNumber()
@@ -256,4 +296,6 @@ class NewtonKrylov:
                "step": alpha if ok else 0.0, "rho": float(rho), "forcing": self.eta,
                "time_grad": t_grad, "time_compress": t_comp,
                "time_factor": max(t_pc - t_comp, 0.0), "time_cg": t_cg}
+        if self.stopped_by_budget:
+            rec["cg_stopped_by_budget"] = True
         return new_theta, rec

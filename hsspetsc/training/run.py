@@ -17,7 +17,7 @@ from .distributed import fail_together
 CHECKPOINT_FORMAT = "hsspetsc-checkpoint"
 CHECKPOINT_VERSION = 1
 
-SECOND_ORDER = ("newton-hss", "newton-cg")
+SECOND_ORDER = ("newton-hss", "newton-cg", "newton-hf", "newton-kfac")
 FIRST_ORDER = ("sgd", "momentum", "nag", "adagrad", "rmsprop", "adam")
 OPTIMIZER_NAMES = SECOND_ORDER + FIRST_ORDER
 
@@ -81,7 +81,8 @@ class Trainer:
         if optimizer in SECOND_ORDER:
             from .newton import NewtonKrylov
             kw = dict(newton or {})
-            kw["precond"] = "hss" if optimizer == "newton-hss" else "none"
+            kw["precond"] = {"newton-hss": "hss", "newton-cg": "none", "newton-hf": "hf",
+                             "newton-kfac": "kfac"}[optimizer]
             kw.setdefault("prefix", prefix or (optimizer.replace("-", "_") + "_"))
             self.nk = NewtonKrylov(problem, **kw)
         else:
@@ -115,7 +116,7 @@ class Trainer:
             rec["loss"] = float(loss)          # full batch: the loss at theta
         return new, rec
 
-    def step(self):
+    def step(self, time_left=None):
         """One optimizer step. The record describes the state the step started from
         (its loss on the full training set, the time and data passes spent before
         it) and the step's own figures (CG iterations, lambda ...). Raises
@@ -123,10 +124,17 @@ class Trainer:
         before_time, before_passes = self.elapsed, self.problem.passes
         t = time.perf_counter()
         if self.nk is not None:
+            # a time budget ends CG within one iteration of running out
+            self.nk.deadline = None if time_left is None else t + time_left
             new, rec = self.nk.step(self.theta)
         else:
             new, rec = self._first_order_step()
-        self.elapsed += time.perf_counter() - t
+        spent = time.perf_counter() - t
+        self.elapsed += spent
+        if "time_cg" in rec:
+            # the rest of a Newton step: line search, model reduction, bookkeeping
+            rec["time_other"] = max(spent - sum(rec[k] for k in (
+                "time_grad", "time_compress", "time_factor", "time_cg")), 0.0)
         if "loss" not in rec or self.batch_size is not None:
             # mini-batch: the full loss for the log (not counted as optimizer work)
             p0 = self.problem.passes
@@ -250,8 +258,10 @@ class Trainer:
 
 
 def run(trainer, max_steps=None, time_budget=None, log=None, checkpoint=None,
-        printer=print):
-    """Step until ``max_steps`` or ``time_budget`` (seconds of optimizer time), then
+        printer=print, max_passes=None):
+    """Step until ``max_steps``, ``max_passes`` data passes (epochs) or
+    ``time_budget`` (seconds of optimizer time; a Newton step's CG stops within one
+    iteration of it), then
     append the final state. Rank 0 rewrites the log (a strict JSON list)
     atomically after every step (every n/200 steps once it holds n > 400 records)
     and at the end, and never while it has no record;
@@ -272,7 +282,10 @@ def run(trainer, max_steps=None, time_budget=None, log=None, checkpoint=None,
             # rank 0's clock decides for everyone (the ranks must stop in step)
             if time_budget is not None and comm.bcast(trainer.elapsed >= time_budget):
                 break
-            rec = fail_together(comm, trainer.step)
+            if max_passes is not None and trainer.problem.passes >= max_passes:
+                break                  # the same count on every rank
+            budget_left = () if time_budget is None else (time_budget - trainer.elapsed,)
+            rec = fail_together(comm, trainer.step, *budget_left)
             if checkpoint:
                 trainer.save(checkpoint)
             # every step while the log is short; then every n/200 steps, so that
@@ -285,13 +298,13 @@ def run(trainer, max_steps=None, time_budget=None, log=None, checkpoint=None,
             if printer is not None:
                 extra = (f" cg {rec['cg_iterations']:>3} lambda {rec['lambda']:.1e}"
                          if "lambda" in rec else "")
-                printer(f"{rec['optimizer']:<10} step {rec['iteration'] + 1:>4}  loss "
+                printer(f"{rec['optimizer']:<11} step {rec['iteration']:>4}  loss "
                         f"{rec['loss']:.6g}  |g| {rec['grad_norm']:.2e}{extra}  passes "
                         f"{rec['data_passes']:.1f}  {rec['time']:.2f} s")
         final = fail_together(comm, trainer.final_record)
         trainer.records.append(final)
         if printer is not None:
-            printer(f"{trainer.name:<10} final loss {final['loss']:.6g} after "
+            printer(f"{trainer.name:<11} final loss {final['loss']:.6g} after "
                     f"{final['iteration']} steps, {final['data_passes']:.1f} passes, "
                     f"{final['time']:.2f} s")
         finished = True
