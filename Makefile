@@ -42,11 +42,12 @@ test: $(BUILD)
 	OMP_NUM_THREADS=1 $(MPITEST) 4 $(MPIPYTEST)
 
 # The main job: an autoencoder on 2000 Fashion-MNIST images trained under
-# mpiexec -n 2 with newton-hss, newton-cg and adam, 30 s of optimizer time each.
+# mpiexec -n 2 with newton-hss, newton-cg (no preconditioner), newton-hf (Martens'
+# diagonal), newton-kfac and adam, 30 s of optimizer time each.
 demo: $(BUILD)
 	OMP_NUM_THREADS=1 timeout 900 mpiexec --oversubscribe -n 2 $(PY) -m hsspetsc train \
 	    --data fashion-mnist --n 2000 --layers 784,32,784 --activation tanh \
-	    --compare newton-hss,newton-cg,adam --time-budget 30 --lr 1e-2 \
+	    --compare newton-hss,newton-cg,newton-hf,newton-kfac,adam --time-budget 30 --lr 1e-2 \
 	    --rebuild 20 --entry-samples 128 \
 	    --log demo_train.json --plot demo_train.png
 

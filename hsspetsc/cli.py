@@ -15,6 +15,8 @@ import argparse
 import os
 import sys
 
+import numpy as np
+
 
 def _parser():
     from . import __version__
@@ -122,6 +124,41 @@ def _loss_text(v):
     if v is None:
         return "-"
     return f"{v:.6f}" if abs(v) < 1e6 else f"{v:.4e}"
+
+
+def first_to_reach(records, n_levels=4):
+    """Lines naming, for loss levels between the common start and the best final
+    loss, which optimizer reached each level first (optimizer time), with the
+    others' times ('-': never). Levels are evenly spaced in log(loss - best)."""
+    names = list(dict.fromkeys(r["optimizer"] for r in records))
+    if len(names) < 2:
+        return ""
+    runs = {n: [(r["time"], r["loss"]) for r in records
+                if r["optimizer"] == n and r.get("loss") is not None] for n in names}
+    start = min(run[0][1] for run in runs.values() if run)
+    best = min(min(l for _, l in run) for run in runs.values() if run)
+    worst_final = max(run[-1][1] for run in runs.values() if run)
+    if not start > best:
+        return ""
+    # from just below the start to the best final loss; the level every run reached
+    # (the worst final loss) is included so the table is never empty
+    levels = sorted({best + (start - best) * f for f in
+                     np.geomspace(0.5, 1e-3, n_levels)} | {worst_final}, reverse=True)
+    lines = ["first to reach (optimizer time):"]
+    for level in levels:
+        times = {}
+        for n, run in runs.items():
+            hit = [t for t, l in run if l <= level]
+            times[n] = hit[0] if hit else None
+        reached = {n: t for n, t in times.items() if t is not None}
+        if not reached:
+            continue
+        first = min(reached, key=reached.get)
+        others = ", ".join(f"{n} {'-' if t is None else f'{t:.1f} s'}"
+                           for n, t in times.items() if n != first)
+        lines.append(f"  loss <= {_loss_text(level)}: {first} at {reached[first]:.1f} s "
+                     f"({others})")
+    return "\n".join(lines)
 
 
 def summary_table(records):
@@ -361,6 +398,9 @@ def _train(args, comm, say, PETSc):
             write_log(args.log, all_records)
     if all_records:
         say(summary_table(all_records))
+        reach = first_to_reach(all_records)
+        if reach:
+            say(reach)
     if args.plot and comm.rank == 0 and all_records:
         plot_histories(all_records, args.plot,
                        f"{args.data}: net {widths}, {X.shape[0]} samples")

@@ -179,3 +179,19 @@ def test_cli_epochs_and_step_zero(tmp_path):
     assert recs[-1]["data_passes"] >= 20 > recs[-2]["data_passes"]
     assert "step    0  loss" in out                  # the initial state is step 0
     assert "newton-kfac" in out.splitlines()[-1]
+
+
+def test_first_to_reach_names_the_fastest_per_level():
+    from hsspetsc.cli import first_to_reach
+    recs = ([{"optimizer": "a", "time": t, "loss": l} for t, l in
+             [(0.0, 10.0), (1.0, 5.0), (2.0, 2.0), (3.0, 1.0)]] +
+            [{"optimizer": "b", "time": t, "loss": l} for t, l in
+             [(0.0, 10.0), (0.5, 4.0), (4.0, 3.0)]])
+    lines = first_to_reach(recs).splitlines()[1:]
+    assert lines, "no level"
+    # b is first to the upper levels (4.0 at 0.5 s), only a reaches the lowest ones
+    assert lines[0].split(":")[1].split()[0] == "b"
+    assert lines[-1].split(":")[1].split()[0] == "a" and "b -" in lines[-1]
+    # levels go down
+    vals = [float(ln.split("<=")[1].split(":")[0]) for ln in lines]
+    assert vals == sorted(vals, reverse=True)
