@@ -86,7 +86,7 @@ def cg_ratio_rows(key, X, widths, lams=(1e-1, 1e-3), forcing=1e-4):
             for pre in ("none", "hss"):
                 pb = ShardedProblem(MLP(widths, activation="tanh", seed=0), X, X)
                 nk = NewtonKrylov(pb, precond=pre, lam=lam, forcing=forcing, cg_max_it=5000,
-                                  prefix=f"r{key}{pname}{lam:g}{pre}_", entry_samples=256,
+                                  prefix=f"r{key}{pname}{lam:g}{pre}_", curvature_samples=256,
                                   compress_params={"tol": 1e-4, "max_rank": 256,
                                                    "neighbors": 16})
                 try:
@@ -132,7 +132,7 @@ def main():
             model = MLP(widths, activation="tanh", loss=loss, seed=0)
             tr = Trainer(ShardedProblem(model, X, Y), opt,
                          lr=mom_lr if opt == "momentum" else 1e-2,
-                         newton={"entry_samples": 128, "rebuild": 20, "cg_max_it": 50})
+                         newton={"curvature_samples": 128, "rebuild": 20, "cg_max_it": 50})
             try:
                 recs = run(tr, time_budget=args.budget, printer=None)
             finally:

@@ -6,6 +6,7 @@ Public API::
     H = hsspetsc.compress(source, leaf_size=128, max_rank=256, tol=1e-5,
                           neighbors=32, budget=0.0, distance="angle", seed=0)
     H = hsspetsc.compress_sketch(source, samples=256, tol=1e-4)   # from products
+    H2 = hsspetsc.refresh(H, source2)  # same tree and skeletons, blocks of source2
     params = hsspetsc.tune(source, tol=1e-6); H = hsspetsc.compress(source, **params)
     U = H @ W                       # O(N s) per column
     F = H.factorize(shift=1e-2)     # O(N s^2); F.solve(B), F.logdet()
@@ -21,7 +22,7 @@ modules above do not.
 """
 from . import baselines, gallery, mlp
 from .accuracy import relative_error
-from .compress import compress, compress_sketch
+from .compress import compress, compress_sketch, refresh
 from .factor import FactorizationError, HSSFactorization
 from .io import load
 from .hss import HSSMatrix
@@ -37,6 +38,6 @@ def validate_ranks(H, source, nodes=8, **kwargs):
     from .petsc import validate_ranks as _validate
     return _validate(H, source, nodes=nodes, **kwargs)
 
-__all__ = ["compress", "compress_sketch", "tune", "TunedParams", "load", "HSSMatrix", "HSSFactorization", "FactorizationError", "relative_error", "EntrySource", "DenseSource",
+__all__ = ["compress", "compress_sketch", "refresh", "tune", "TunedParams", "load", "HSSMatrix", "HSSFactorization", "FactorizationError", "relative_error", "EntrySource", "DenseSource",
            "KernelSource", "Source", "gallery", "mlp", "baselines", "validate_ranks",
            "__version__"]

@@ -66,10 +66,9 @@ def _parser():
     t.add_argument("--loss", choices=["mse", "cross_entropy"], default="mse",
                    help="mse: autoencoder (target = input); cross_entropy: classifier")
     t.add_argument("--optimizer", default="newton-hss",
-                   help="newton-hss (Gauss-Newton, CG preconditioned by HSSPC), newton-cg "
-                        "(no preconditioner), newton-hf (Martens' (diag(H)+lambda)^0.75), "
-                        "newton-kfac (KFAC preconditioner), adam, sgd, momentum, nag, "
-                        "adagrad, rmsprop")
+                   help="Gauss-Newton with CG: newton-hss (HSSPC), newton-cg (no "
+                        "preconditioner), newton-hf (Martens' diagonal), newton-kfac (KFAC); "
+                        "lbfgs; first order: adam, sgd, momentum, nag, adagrad, rmsprop")
     t.add_argument("--compare", default=None,
                    help="comma-separated optimizers run one after another on the same data")
     t.add_argument("--steps", type=int, default=None, help="steps per optimizer")
@@ -79,12 +78,31 @@ def _parser():
     t.add_argument("--time-budget", type=float, default=None,
                    help="seconds of optimizer time per optimizer")
     t.add_argument("--lr", type=float, default=1e-2, help="first-order learning rate")
+    t.add_argument("--lr-grid", default=None,
+                   help="first order: try these learning rates (comma-separated) on a "
+                        "short trial each (a tenth of the budget) and train with the best; "
+                        "the trials are reported, not counted in the run's time")
+    t.add_argument("--validation", type=float, default=0.1,
+                   help="hold out this fraction of --n more samples (never trained on) "
+                        "for a validation loss (and accuracy) per step; 0: none")
     t.add_argument("--batch-size", type=int, default=None, help="per rank; default full batch")
     t.add_argument("--lam", type=float, default=1.0, help="initial Newton damping")
-    t.add_argument("--rebuild", type=int, default=5, help="recompress H every k steps")
+    t.add_argument("--rebuild", type=int, default=20,
+                   help="newton-hss: compress H~ again (new tree and skeletons) at least "
+                        "every k steps")
+    t.add_argument("--rebuild-growth", type=float, default=1.5,
+                   help="newton-hss: compress again when CG needs this many times the "
+                        "iterations per decade of residual reduction of the step after the "
+                        "last compression (0: never)")
+    t.add_argument("--no-refresh", action="store_true",
+                   help="newton-hss: keep H~ as built between compressions (default: "
+                        "read its blocks again at every step, same tree and skeletons)")
     t.add_argument("--cg-max-it", type=int, default=50, help="CG iterations per Newton step")
-    t.add_argument("--entry-samples", type=int, default=256,
-                   help="samples used for Gauss-Newton entries (compression)")
+    t.add_argument("--curvature-samples", "--entry-samples", dest="curvature_samples",
+                   type=int, default=256,
+                   help="Newton preconditioners: curvature from a mini-batch of this many "
+                        "samples, drawn afresh every step (the same on any number of "
+                        "ranks); the CG operator uses every sample")
     t.add_argument("--hss-samples", type=int, default=0,
                    help="newton-hss: build H~ from this many products of H "
                         "(compress_sketch) instead of entries (0)")
@@ -104,15 +122,20 @@ def plot_histories(records, path, title=""):
     names = list(dict.fromkeys(r["optimizer"] for r in records))
     for name in names:
         rs = [r for r in records if r["optimizer"] == name]
-        axes[0].semilogy([r["time"] for r in rs], [r["loss"] for r in rs], label=name)
-        axes[1].semilogy([r["data_passes"] for r in rs], [r["loss"] for r in rs], label=name)
+        t, d = [r["time"] for r in rs], [r["data_passes"] for r in rs]
+        line, = axes[0].semilogy(t, [r["loss"] for r in rs], label=name)
+        axes[1].semilogy(d, [r["loss"] for r in rs], label=name, color=line.get_color())
+        if all(r.get("val_loss") is not None for r in rs):
+            for ax, x in ((axes[0], t), (axes[1], d)):
+                ax.semilogy(x, [r["val_loss"] for r in rs], "--", color=line.get_color(),
+                            alpha=0.6, label=f"{name} (validation)")
     axes[0].set_xlabel("time (s)")
     axes[1].set_xscale("symlog", linthresh=1.0)
     axes[1].set_xlabel("data passes (log scale)")
     for ax in axes:
-        ax.set_ylabel("training loss")
+        ax.set_ylabel("loss (solid: training, dashed: validation)")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -161,21 +184,36 @@ def first_to_reach(records, n_levels=4):
     return "\n".join(lines)
 
 
+SPLIT_KEYS = ("time_grad", "time_compress", "time_refresh", "time_factor", "time_cg",
+              "time_other")
+
+
 def summary_table(records):
+    """One line per optimizer: steps, final loss (and validation loss/accuracy when
+    logged), data passes, time, mean CG iterations, and the time split of the
+    Newton steps."""
     names = list(dict.fromkeys(r["optimizer"] for r in records))
-    lines = [f"{'optimizer':<11} {'steps':>6} {'final loss':>11} {'data passes':>12} "
-             f"{'time s':>8} {'mean CG its':>11}   time split s: grad / compress / "
-             f"factor / CG / other"]
+    has_val = any(r.get("val_loss") is not None for r in records)
+    has_acc = any(r.get("val_accuracy") is not None for r in records)
+    val_head = (f" {'val loss':>9}" if has_val else "") + (f" {'val acc':>7}" if has_acc
+                                                          else "")
+    lines = [f"{'optimizer':<11} {'steps':>6} {'final loss':>11}{val_head} "
+             f"{'data passes':>12} {'time s':>8} {'mean CG its':>11}   time split s: grad "
+             f"/ compress / refresh / factor / CG / other"]
     for name in names:
         rs = [r for r in records if r["optimizer"] == name]
         cg = [r["cg_iterations"] for r in rs if not r.get("final")] or [0]
         split = ""
         if name.startswith("newton"):
-            split = " / ".join(f"{sum(r.get(k) or 0.0 for r in rs):.2f}" for k in
-                               ("time_grad", "time_compress", "time_factor", "time_cg",
-                                "time_other"))
-        lines.append(f"{name:<11} {rs[-1]['iteration']:>6} {_loss_text(rs[-1]['loss']):>11} "
-                     f"{rs[-1]['data_passes']:>12.1f} {rs[-1]['time']:>8.2f} "
+            split = " / ".join(f"{sum(r.get(k) or 0.0 for r in rs):.2f}" for k in SPLIT_KEYS)
+        val = ""
+        if has_val:
+            val += f" {_loss_text(rs[-1].get('val_loss')):>9}"
+        if has_acc:
+            acc = rs[-1].get("val_accuracy")
+            val += f" {'-' if acc is None else f'{acc:.3f}':>7}"
+        lines.append(f"{name:<11} {rs[-1]['iteration']:>6} {_loss_text(rs[-1]['loss']):>11}"
+                     f"{val} {rs[-1]['data_passes']:>12.1f} {rs[-1]['time']:>8.2f} "
                      f"{(sum(cg) / len(cg)) if name.startswith('newton') else 0:>11.1f}   "
                      f"{split}")
     return "\n".join(lines)
@@ -239,8 +277,9 @@ _TRAIN_NUMBERS = (("n", int, 1, False), ("steps", int, 1, False),
                   ("lr", float, 0.0, True),
                   ("batch_size", int, 1, False), ("lam", float, 0.0, True),
                   ("rebuild", int, 1, False), ("cg_max_it", int, 1, False),
-                  ("entry_samples", int, 1, False), ("hss_samples", int, 0, False),
-                  ("seed", int, 0, False))
+                  ("curvature_samples", int, 1, False), ("hss_samples", int, 0, False),
+                  ("seed", int, 0, False), ("rebuild_growth", float, 0.0, False),
+                  ("validation", float, 0.0, False))
 
 
 def _check_train_args(args):
@@ -265,6 +304,22 @@ def _check_train_args(args):
         if len(widths) < 2 or min(widths) < 1:
             raise ValueError(f"The 'layers' parameter of {where} needs at least two "
                              f"positive widths. Got {args.layers!r} instead.")
+    if args.validation >= 1.0:
+        raise ValueError(f"The 'validation' parameter of {where} must be a float in the "
+                         f"range [0.0, 1.0). Got {args.validation!r} instead.")
+    if args.lr_grid is not None:
+        args.lr_grid = _parse_lr_grid(args.lr_grid, where)
+
+
+def _parse_lr_grid(text, where):
+    try:
+        lrs = [float(v) for v in text.split(",")]
+    except ValueError:
+        lrs = []
+    if not lrs or not all(np.isfinite(v) and v > 0 for v in lrs):
+        raise ValueError(f"The 'lr-grid' parameter of {where} must be positive learning "
+                         f"rates like 1e-3,3e-3,1e-2. Got {text!r} instead.")
+    return lrs
 
 
 def _install_signal_handlers():
@@ -328,18 +383,20 @@ def _check_outputs(args, rank):
 
 
 def _train(args, comm, say, PETSc):
-    from .mlp import MLP, load
+    from .mlp import MLP
+    from .mlp.data import train_validation_split
     from .training.distributed import ShardedProblem, fail_together
-    from .training.run import OPTIMIZER_NAMES, Trainer, run, write_log
+    from .training.run import FIRST_ORDER, OPTIMIZER_NAMES, Trainer, run, write_log
 
     _prefix_petsc_options(PETSc)
-    X, y = fail_together(comm, load, args.data, args.n)
+    n_val = int(round(args.validation * args.n))
+    X, y, Xv, yv = fail_together(comm, train_validation_split, args.data, args.n, n_val)
     if args.loss == "mse":
-        Y = X
+        Y, Yv = X, Xv
         widths = ([X.shape[1], 32, X.shape[1]] if args.layers is None
                   else [int(w) for w in args.layers.split(",")])
     else:
-        Y = y
+        Y, Yv = y, yv
         widths = ([X.shape[1], 32, 10] if args.layers is None
                   else [int(w) for w in args.layers.split(",")])
     names = args.compare.split(",") if args.compare else [args.optimizer]
@@ -364,17 +421,29 @@ def _train(args, comm, say, PETSc):
     if args.steps is None and args.time_budget is None and args.epochs is None:
         args.steps = 10
     all_records = []
-    say(f"hsspetsc train: {args.data}, {X.shape[0]} samples on {comm.size} rank(s), "
+    say(f"hsspetsc train: {args.data}, {X.shape[0]} samples on {comm.size} rank(s)"
+        f"{f' ({Xv.shape[0]} more held out for validation)' if n_val else ''}, "
         f"net {widths}, loss {args.loss}")
-    for nm in names:
+    validation = (Xv, Yv) if n_val else None
+
+    def make_trainer(nm, lr):
         model = MLP(widths, activation=args.activation, loss=args.loss, seed=args.seed)
         problem = ShardedProblem(model, X, Y, comm=comm.mpi if comm.size > 1 else None)
         if comm.size > 1:
             problem.comm = comm          # one error state for the whole command
         newton = {"lam": args.lam, "rebuild": args.rebuild, "cg_max_it": args.cg_max_it,
-                  "entry_samples": args.entry_samples, "hss_samples": args.hss_samples}
-        tr = fail_together(comm, Trainer, problem, nm, lr=args.lr,
-                           batch_size=args.batch_size, newton=newton, seed=args.seed)
+                  "curvature_samples": args.curvature_samples,
+                  "hss_samples": args.hss_samples, "refresh": not args.no_refresh,
+                  "rebuild_growth": args.rebuild_growth, "progress": say}
+        return fail_together(comm, Trainer, problem, nm, lr=lr,
+                             batch_size=args.batch_size, newton=newton, seed=args.seed,
+                             validation=validation)
+
+    for nm in names:
+        lr = args.lr
+        if args.lr_grid and nm in FIRST_ORDER:
+            lr = _choose_lr(nm, args, make_trainer, say)
+        tr = make_trainer(nm, lr)
         log = args.log if len(names) == 1 else None
         try:
             if args.resume:
@@ -406,6 +475,32 @@ def _train(args, comm, say, PETSc):
                        f"{args.data}: net {widths}, {X.shape[0]} samples")
         say(f"wrote {args.plot}")
     return 0
+
+
+def _choose_lr(name, args, make_trainer, say):
+    """The learning rate of ``args.lr_grid`` with the lowest training loss after a
+    trial of a tenth of the run (budget, steps or epochs; 10 steps when none)."""
+    from .training.run import run
+    trial = {"time_budget": None if args.time_budget is None else args.time_budget / 10,
+             "max_steps": None if args.steps is None else max(1, args.steps // 10),
+             "max_passes": None if args.epochs is None else args.epochs / 10}
+    if all(v is None for v in trial.values()):
+        trial["max_steps"] = 10
+    results = []
+    for lr in args.lr_grid:
+        tr = make_trainer(name, lr)
+        try:
+            recs = run(tr, printer=None, **trial)
+            results.append((recs[-1]["loss"], lr))
+        except FloatingPointError:
+            results.append((float("inf"), lr))      # diverged
+        finally:
+            tr.destroy()
+    best = min(results)[1]
+    say(f"{name}: learning rate {best:g} chosen from " + ", ".join(
+        f"{lr:g} ({_loss_text(v)})" for v, lr in results) + " (loss after a trial of "
+        "a tenth of the run each; trials not counted)")
+    return best
 
 
 def _is_number(text):

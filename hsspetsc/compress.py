@@ -284,6 +284,69 @@ def _construct(src, diag, p, path, verbose, nt, perm=None):
     return H
 
 
+def refresh(H, source, verbose=None, n_threads=None):
+    """H~ of a new ``source`` on the tree and skeletons of ``H``: the stored blocks
+    (leaf and near blocks, far blocks and sibling couplings, all exact entries of the
+    source) are read again; the interpolation matrices are kept.
+
+    For a source close to the one ``H`` was built from (a Gauss-Newton matrix a few
+    optimizer steps later) this costs the blocks only, a small share of a full
+    compression (which reads sampled rows of every node to choose the skeletons).
+    The contract of :func:`compress` holds again: the error estimate (``probes``)
+    is measured against the new source and, with ``spd``, the diagonal compensation
+    is found again. With the source ``H`` was built from, the result equals ``H``
+    bit for bit. Nodes that were capped stay capped; whether the kept skeletons
+    still serve shows in ``stats()["error_estimate"]``.
+
+    Parameters
+    ----------
+    H : HSSMatrix (from :func:`compress` or :func:`compress_sketch`)
+    source : a source of the same order N, with ``entries`` and ``diagonal`` (and
+        ``matmat`` when H was sketched and measured with probes)
+    verbose, n_threads : as for :func:`compress`
+    """
+    where = "refresh"
+    if not isinstance(H, HSSMatrix):
+        raise TypeError(f"{where}: H must be an HSSMatrix, not {type(H).__name__}")
+    src, diag = _source_and_diagonal(source, where)
+    if src.n != H.n:
+        raise ValueError(f"{where}: the source has order {src.n}, H has order {H.n}; "
+                         f"refresh needs the same index set.")
+    p = dict(H.params)
+    path = p["construction"]
+    nt = effective_n_threads(n_threads, where)
+    reader = BlockReader(src, nt)
+    n_products = [0]
+    ph = _Phases(verbose, src.n, lambda: reader.count + n_products[0] * src.n)
+    ph.start()
+    parts = H._parts
+    tree, bases = parts["tree"], parts["bases"]
+    by_index = (tree.node_off, tree.node_size, tree.perm)
+    by_skel = (bases.skel_ptr[:-1], bases.rank, bases.skel_idx)
+    with blas_single_thread():
+        near = pack_blocks(reader, H.near_pairs, by_index, by_index)
+        far = pack_blocks(reader, H.far_pairs, by_skel, by_skel)
+        couplings = pack_blocks(reader, H.sib_pairs.reshape(-1, 2), by_skel, by_skel)
+    ph.done("blocks")
+    info = {k: H._info[k] for k in ("neighbor_recall", "neighbor_iterations",
+                                    "truncated_nodes") if k in H._info}
+    H1 = HSSMatrix(tree=tree, bases=bases, near=near, far=far, couplings=couplings,
+                   params=p, info=info)
+    if p["spd"]:
+        _check_leaf_minors(H1, where)
+    ph.start()
+    H1, contract = _contract(H1, src, diag, p, path, reader, n_products, nt)
+    ph.done("contract")
+    info.update(contract)
+    ph.times["total"] = sum(ph.times.values())
+    info.update({"entries_fraction": (reader.count + n_products[0] * src.n) / float(src.n) ** 2,
+                 "entries_evaluated": int(reader.count), "products": n_products[0],
+                 "source_calls": reader.calls, "time": dict(ph.times), "refreshed": True})
+    H1 = H1.with_info(info)
+    _warn_misses(H1, p, path, where)
+    return H1
+
+
 def _contract(H0, src, diag, p, path, reader, n_products, nt):
     """The error estimate (``probes``) and the positive semi-definite compensation
     (``spd``) of a freshly built H0; returns (H, info entries)."""
@@ -364,11 +427,11 @@ def _check_leaf_minors(H, where):
                 f"keep it as it is.")
 
 
-def _warn_misses(H, p, path):
+def _warn_misses(H, p, path, where=None):
     """One RuntimeWarning when tol is missed (capped nodes, or the estimate above
     10 tol) or the source looks indefinite, naming the remedy that applies."""
     s = H._info
-    where = "compress" if path == "entries" else "compress_sketch"
+    where = where or ("compress" if path == "entries" else "compress_sketch")
     msgs = []
     capped = s["truncated_nodes"]
     if capped:
@@ -384,7 +447,9 @@ def _warn_misses(H, p, path):
                     f"{remedy}, or accept")
     est = s.get("error_estimate")
     if est is not None and est > 10 * p["tol"]:
-        remedy = ("raise the ranks (see above)" if capped else
+        remedy = ("the skeletons kept from another matrix no longer fit it: compress "
+                  "again" if where == "refresh" else
+                  "raise the ranks (see above)" if capped else
                   "the sampled rows missed part of the off-diagonal blocks: add a near "
                   "field (budget > 0) or more neighbors" if path == "entries" else
                   "raise samples")

@@ -242,7 +242,7 @@ def test_corrupt_checkpoint_on_the_command_line(tmp_path):
 def test_resume_under_mpiexec_continues_the_run_exactly(tmp_path):
     # 4 steps in one go == 2 steps, checkpoint, resume, 2 more (2 ranks, newton-hss)
     args = ["--data", "digits", "--n", "300", "--layers", "64,8,64", "--rebuild", "3",
-            "--entry-samples", "64"]
+            "--curvature-samples", "64"]
     rc, out = _train(args + ["--steps", "4", "--log", str(tmp_path / "a.json")], 2)
     assert rc == 0, out
     ck = str(tmp_path / "ck.npz")
@@ -263,7 +263,7 @@ def test_resume_under_mpiexec_continues_the_run_exactly(tmp_path):
     ("--lam", "-1", "The 'lam' parameter"),
     ("--lam", "nan", "The 'lam' parameter"),
     ("--cg-max-it", "0", "The 'cg-max-it' parameter"),
-    ("--entry-samples", "0", "The 'entry-samples' parameter"),
+    ("--curvature-samples", "0", "The 'curvature-samples' parameter"),
     ("--n", "0", "The 'n' parameter"),
     ("--steps", "-3", "The 'steps' parameter"),
     ("--time-budget", "-1", "The 'time-budget' parameter"),

@@ -47,7 +47,7 @@ def test_hss_preconditioner_cuts_cg_iterations(hss_samples):
         model = MLP([64, 8, 64], activation="tanh", seed=0)
         pb = ShardedProblem(model, X, X)
         nk = NewtonKrylov(pb, precond=pre, lam=1e-3, forcing=1e-6, cg_max_it=1000,
-                          prefix=f"pcit_{pre}_{hss_samples}_", entry_samples=None,
+                          prefix=f"pcit_{pre}_{hss_samples}_", curvature_samples=None,
                           compress_params={"tol": 1e-6, "max_rank": 512, "neighbors": 32},
                           hss_samples=hss_samples)
         try:
@@ -64,7 +64,7 @@ def _trainer(opt, seed=0, **kw):
     X, _ = load("digits", 200)
     model = MLP([64, 6, 64], activation="tanh", seed=seed)
     return Trainer(ShardedProblem(model, X, X), opt, lr=1e-2, seed=seed,
-                   newton={"entry_samples": 64, "rebuild": 2}, **kw)
+                   newton={"curvature_samples": 64, "rebuild": 2}, **kw)
 
 
 @pytest.mark.parametrize("opt,batch", [("newton-hss", None), ("adam", 50)])
@@ -125,7 +125,7 @@ def test_cli_compare_writes_log_and_plot(tmp_path):
     log, png = str(tmp_path / "run.json"), str(tmp_path / "run.png")
     p = subprocess.run([sys.executable, "-m", "hsspetsc", "train", "--data", "digits", "--n",
                         "200", "--layers", "64,6,64", "--compare", "newton-hss,adam",
-                        "--steps", "3", "--entry-samples", "64", "--log", log, "--plot", png,
+                        "--steps", "3", "--curvature-samples", "64", "--log", log, "--plot", png,
                         "-pc_hss_leaf_size", "64"],
                        capture_output=True, text=True, cwd=ROOT, timeout=600,
                        env=dict(os.environ, OMP_NUM_THREADS="2"))
@@ -147,7 +147,7 @@ def test_tao_nls_with_hsspc_from_the_options_database():
     opts = PETSc.Options()
     opts["tt_tao_nls_pc_hss_leaf_size"] = "64"      # read through the PC's prefix
     try:
-        theta, recs, reason = tao_train(pb, max_it=5, prefix="tt_", entry_samples=64)
+        theta, recs, reason = tao_train(pb, max_it=5, prefix="tt_", curvature_samples=64)
     finally:
         opts.delValue("tt_tao_nls_pc_hss_leaf_size")
     assert recs[0]["optimizer"] == "tao-nls"

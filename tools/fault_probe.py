@@ -60,7 +60,7 @@ def cases(tmp):
                       ("--time-budget", ["0", "-1", "nan"]), ("--lr", ["0", "-1e-2", "inf"]),
                       ("--batch-size", ["0", "-2"]), ("--lam", ["-1", "nan", "0"]),
                       ("--rebuild", ["0", "-1"]), ("--cg-max-it", ["0"]),
-                      ("--entry-samples", ["0"]), ("--hss-samples", ["-1"]),
+                      ("--curvature-samples", ["0"]), ("--hss-samples", ["-1"]),
                       ("--seed", ["-1"])]:
         for v in vals:
             add((f"train {opt} {v}", train(f"{SMALL} {opt} {v}"), "error", None))

@@ -92,3 +92,19 @@ def load(name, n=None, split="train"):
                              f"Got {n!r} instead.")
         X, y = X[:n], y[:n]
     return X, y
+
+
+def train_validation_split(name, n, n_val):
+    """(X, y, X_val, y_val): the first ``n`` samples of the training split for
+    training and the next ``n_val`` for validation (disjoint by construction, and
+    the training set is the one ``load(name, n)`` gives)."""
+    n_val = int(n_val)
+    X, y = load(name, None)
+    if n_val < 0 or n + n_val > X.shape[0]:
+        raise ValueError(f"{name} has {X.shape[0]} samples: {n} for training and {n_val} "
+                         f"for validation do not fit; lower --n or --validation.")
+    if not isinstance(n, (int, np.integer)) or not 1 <= n <= X.shape[0]:
+        raise ValueError(f"The 'n' parameter of load must be an int in the range "
+                         f"[1, {X.shape[0]}] ({name} has {X.shape[0]} samples). "
+                         f"Got {n!r} instead.")
+    return X[:n], y[:n], X[n:n + n_val], y[n:n + n_val]

@@ -300,9 +300,14 @@ class GaussNewton(Source):
         (the output layer's block is I (x) A per unit, bias included), which costs
         one rank per unit at the split. Pass it as ``order=`` to
         :func:`hsspetsc.compress_sketch`."""
+        return self.neuron_order_of(self.model)
+
+    @staticmethod
+    def neuron_order_of(model):
+        """:meth:`neuron_order` of any GaussNewton matrix of ``model``."""
         parts = []
-        for l, (w0, b0, _) in enumerate(self.model.layer_slices):
-            i, o = self.model.widths[l], self.model.widths[l + 1]
+        for l, (w0, b0, _) in enumerate(model.layer_slices):
+            i, o = model.widths[l], model.widths[l + 1]
             W = w0 + np.arange(o * i, dtype=np.int64).reshape(o, i)
             parts.append(np.column_stack([W, b0 + np.arange(o, dtype=np.int64)]).ravel())
         return np.concatenate(parts)

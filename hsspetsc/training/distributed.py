@@ -173,6 +173,7 @@ class ShardedProblem:
         lo, hi = bounds[self.comm.rank], bounds[self.comm.rank + 1]
         self.X, self.Y = X[lo:hi], Y[lo:hi]
         self.n_local = hi - lo
+        self.shard_start = lo
         self.passes = 0.0          # data passes so far (see training.newton docs)
 
     def loss(self, theta):
@@ -188,51 +189,80 @@ class ShardedProblem:
         tot = self.comm.sum(local)
         return float(tot[0]) / self.n_total, tot[1:] / self.n_total
 
-    def gauss_newton(self, theta, damping=0.0, entry_samples=None, seed=0):
-        """Gauss-Newton matrix at ``theta``. ``entry_samples``: total number of
-        samples (split over ranks in proportion) used by entries/diagonal; products
-        always use all samples."""
-        self.passes += 1.0
-        return DistributedGN(self, theta, damping, entry_samples, seed)
+    def curvature_indices(self, samples, seed):
+        """This rank's part of a curvature mini-batch: ``samples`` indices drawn
+        without replacement from all ``n_total`` samples by one stream keyed by
+        ``seed`` (the same set on any number of ranks), as local indices, sorted."""
+        rng = np.random.default_rng(np.random.SeedSequence([0x6375727600, int(seed)]))
+        idx = np.sort(rng.choice(self.n_total, int(samples), replace=False))
+        lo = self.shard_start
+        return idx[(idx >= lo) & (idx < lo + self.n_local)] - lo
+
+    def gauss_newton(self, theta, damping=0.0, samples=None, seed=0):
+        """Gauss-Newton matrix at ``theta`` over all samples, or over a curvature
+        mini-batch of ``samples`` of them (drawn from one stream keyed by ``seed``:
+        the same mini-batch on any number of ranks); entries, diagonal and
+        products then all come from that mini-batch."""
+        self.passes += 1.0 if samples is None else min(samples / self.n_total, 1.0)
+        return DistributedGN(self, theta, damping, samples, seed)
 
 
 class DistributedGN(Source):
-    """Gauss-Newton matrix over all ranks' samples plus ``damping`` * I; a source
-    (entries and diagonal are collective: every rank must call them in step)."""
+    """Gauss-Newton matrix over all ranks' samples (or a mini-batch of them, see
+    :meth:`ShardedProblem.gauss_newton`) plus ``damping`` * I; a source (entries,
+    diagonal and products are collective: every rank must call them in step). A
+    rank whose share of the mini-batch is empty contributes zeros."""
 
-    def __init__(self, problem, theta, damping=0.0, entry_samples=None, seed=0):
+    def __init__(self, problem, theta, damping=0.0, samples=None, seed=0):
         self.problem = problem
-        local_samples = None
-        if entry_samples is not None and entry_samples < problem.n_total:
-            local_samples = max(1, int(round(entry_samples * problem.n_local / problem.n_total)))
+        self.n = problem.model.n_params
+        self.damping = float(damping)
+        self.theta = theta
+        if samples is not None and samples < problem.n_total:
+            local_idx = problem.curvature_indices(samples, seed)
+            m_total = int(samples)
+        else:
+            local_idx, m_total = None, problem.n_total
+        self.samples = m_total
         comm = problem.comm
 
         def local_gn():
-            self.local = GaussNewton(problem.model, problem.X, problem.Y, params=theta,
-                                     entry_samples=local_samples, seed=seed + comm.rank)
-            return float(self.local._m)
-        # weights: the entries average over the sampled samples of every rank
-        self._m_total = comm.sum(local_gn)
-        m = self.local._m
-        self.n = self.local.n
-        self.damping = float(damping)
-        self._w = problem.n_local / problem.n_total        # products: all samples
-        self._we = m / self._m_total                        # entries: sampled ones
-        self._diag = comm.sum(lambda: self.local.diagonal() * self._we)
+            if local_idx is None:
+                X, Y = problem.X, problem.Y
+            elif local_idx.size:
+                X, Y = problem.X[local_idx], problem.Y[local_idx]
+            else:
+                return None
+            return GaussNewton(problem.model, X, Y, params=theta)
+        self.local = fail_together(comm, local_gn)
+        m = 0 if self.local is None else self.local.n_samples
+        self._w = m / m_total             # this rank's share of the mean
+        self._diag = None
+
+    def _local(self, fn, shape):
+        """This rank's weighted contribution (zeros without local samples)."""
+        if self.local is None:
+            return np.zeros(shape)
+        return fn(self.local) * self._w
+
+    @property
+    def _pass_share(self):
+        return self.samples / self.problem.n_total
 
     def matvec(self, v):
-        self.problem.passes += 1.0
-        out = self.problem.comm.sum(lambda: self.local.matvec(v) * self._w)
+        self.problem.passes += self._pass_share
+        out = self.problem.comm.sum(lambda: self._local(lambda g: g.matvec(v), self.n))
         return out + self.damping * v if self.damping else out
 
     def matmat(self, V):
         """H V for a block (collective; every rank gets the same sums)."""
-        self.problem.passes += float(V.shape[1])
-        out = self.problem.comm.sum(lambda: self.local.matmat(V) * self._w)
+        self.problem.passes += float(V.shape[1]) * self._pass_share
+        out = self.problem.comm.sum(
+            lambda: self._local(lambda g: g.matmat(V), np.shape(V)))
         return out + self.damping * V if self.damping else out
 
     def neuron_order(self):
-        return self.local.neuron_order()
+        return GaussNewton.neuron_order_of(self.problem.model)
 
     def _block(self, I, J):
         return self.entries_batch([(I, J)])[0]
@@ -247,13 +277,13 @@ class DistributedGN(Source):
         off = exclusive_cumsum(rl * cl)
 
         def local():
-            part = np.empty(int((rl * cl).sum()))
-            if part.size:
+            part = np.zeros(int((rl * cl).sum()))
+            if part.size and self.local is not None:
                 fill_with_evaluator(self.local._gn_evaluator(), exclusive_cumsum(rl),
                                     rl, np.concatenate(rows), exclusive_cumsum(cl), cl,
                                     np.concatenate(cols), off, part,
                                     effective_n_threads(self.local.n_threads))
-            return part * self._we
+            return part * self._w
         total = self.problem.comm.sum(local)
         out = []
         for b, (I, J) in enumerate(blocks):
@@ -264,4 +294,8 @@ class DistributedGN(Source):
         return out
 
     def diagonal(self):
+        """The exact diagonal over the samples (collective; computed on first use)."""
+        if self._diag is None:
+            self._diag = self.problem.comm.sum(
+                lambda: self._local(lambda g: g.diagonal(), self.n))
         return self._diag + self.damping

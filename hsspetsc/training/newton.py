@@ -13,10 +13,12 @@ the Gauss-Newton factors 1 (entries then read stored per-sample factors only).
 """
 import copy
 import time
+import warnings
 
 import numpy as np
 from petsc4py import PETSc
 
+from ..compress import refresh
 from ..petsc._pc import compress_with_options
 from ..petsc._comm import release_refs
 from .distributed import DistributedGN
@@ -24,37 +26,48 @@ from .distributed import DistributedGN
 
 class GNMatContext:
     """python Mat context: y = (H + diag_shift I) x, H a (distributed) Gauss-Newton
-    matrix; it also gives HSSPC the compressed matrix through ``hss_matrix``.
+    matrix; it also gives the preconditioners their curvature: HSSPC the compressed
+    matrix through ``hss_matrix``, the HF and KFAC PCs ``curvature`` itself.
 
+    ``gn`` is the operator's Gauss-Newton matrix (all samples); ``curvature`` is
+    the one the preconditioner is built from (a mini-batch of samples, or ``gn``).
     ``diag_shift`` is the Newton damping lambda (set by ``update``) plus whatever
     MatShift adds (TAO's perturbation); HSSPC factors H~ with that same shift.
-    H~ is compressed from the entries of H + (``compress_damping_rel`` x mean
-    diagonal) I (zero rows need it for the angle distance) with the cheap
+    H~ is compressed from the entries of curvature + (``compress_damping_rel`` x
+    mean diagonal) I (zero rows need it for the angle distance) with the cheap
     ``compress_defaults``, which -pc_hss_* options given by the user override and
     ``compress_params`` override in turn. With -pc_hss_samples n > 0 H~ comes from
-    :func:`hsspetsc.compress_sketch` instead (n products of H, tree over the neuron
-    order; tol, leaf_size and seed from the same options).
+    :func:`hsspetsc.compress_sketch` instead (n products, tree over the neuron
+    order; tol, leaf_size and seed from the same options). H~ is positive
+    semi-definite by construction (``spd``), so lambda I + H~ factors for every
+    lambda > 0.
+
+    ``action`` (set by ``update``) says what the next PC set-up does with H~:
+    "build" (compress), "refresh" (:func:`hsspetsc.refresh`: same tree and
+    skeletons, blocks read again from the new curvature) or "keep".
     """
 
     compress_defaults = {"tol": 1e-2, "max_rank": 64, "neighbors": 8}
 
     def __init__(self, compress_params=None, compress_damping_rel=1e-10):
-        self.gn = None
+        self.gn = self.curvature = None
         self.diag_shift = 0.0
         self.hss = None
-        self.stale = True
+        self.action = "build"
         self.compress_damping_rel = compress_damping_rel
         self.compress_params = dict(compress_params or {})
-        self.compress_time = 0.0
+        self.compress_time = self.refresh_time = 0.0
         self.hss_how = ""
-        self.rebuild_from = None       # after a resume: the GN matrix H~ was built from
+        self.rebuild_from = None       # after a resume: the curvature H~ was built from
 
-    def update(self, gn, diag_shift, rebuild):
-        """New Gauss-Newton matrix and shift; ``rebuild``: compress again at the next
-        PC set-up."""
+    def update(self, gn, diag_shift, action="keep", curvature=None):
+        """New Gauss-Newton matrix (and curvature for the PC), shift, and what the
+        next PC set-up does with H~ ("build", "refresh" or "keep")."""
+        if action not in ("build", "refresh", "keep"):
+            raise ValueError(f"unknown H~ action {action!r}")
         self.gn, self.diag_shift = gn, float(diag_shift)
-        if rebuild:
-            self.stale = True
+        self.curvature = gn if curvature is None else curvature
+        self.action = action
 
     # -- python Mat protocol -------------------------------------------------
     @release_refs
@@ -74,29 +87,44 @@ class GNMatContext:
         self.diag_shift += float(a)
 
     # -- for HSSPC -------------------------------------------------------------
+    def _damped(self, base):
+        src = copy.copy(base)
+        src.damping = base.damping + self.compress_damping_rel * max(
+            float(np.mean(base.diagonal())), 1e-300)
+        return src
+
     def hss_matrix(self, params, explicit=()):
-        """(H~, shift) for HSSPC: recompress when stale, else reuse."""
-        if self.stale or self.hss is None:
+        """(H~, shift) for HSSPC: build, refresh or reuse H~ as ``action`` says."""
+        self.compress_time = self.refresh_time = 0.0
+        how = []
+        if self.hss is None or self.action == "build":
             t = time.perf_counter()
-            base = self.gn if self.stale or self.rebuild_from is None else self.rebuild_from()
+            base = self.curvature
+            if self.action != "build" and self.rebuild_from is not None:
+                base = self.rebuild_from()      # resumed: where H~ was built
             self.rebuild_from = None
-            src = copy.copy(base)
-            src.damping = base.damping + self.compress_damping_rel * max(
-                float(np.mean(base.diagonal())), 1e-300)
             p = dict(params)
             p.update({k: v for k, v in self.compress_defaults.items() if k not in explicit})
             p.update(self.compress_params)
             explicit = set(explicit) | set(self.compress_params)
             sketch = p.get("samples", 0) > 0
+            src = self._damped(base)
             self.hss = compress_with_options(src, p, explicit,
                                              order=src.neuron_order() if sketch else None)
-            self.hss_how = ("sketched the Gauss-Newton matrix from products" if sketch
-                            else "compressed the Gauss-Newton entries")
+            how.append("sketched the Gauss-Newton matrix from products" if sketch
+                       else "compressed the Gauss-Newton entries")
             self.compress_time = time.perf_counter() - t
-            self.stale = False
-        else:
-            self.compress_time = 0.0
-            self.hss_how = "reused the last compression"
+            if base is self.curvature:
+                self.hss_how = how[0]
+                return self.hss, self.diag_shift
+        if self.action == "refresh":
+            t = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)   # a PC: see the view
+                self.hss = refresh(self.hss, self._damped(self.curvature), verbose=False)
+            how.append("refreshed the blocks of H~ at the new parameters")
+            self.refresh_time = time.perf_counter() - t
+        self.hss_how = "; ".join(how) or "reused the last H~"
         return self.hss, self.diag_shift
 
 
@@ -110,7 +138,7 @@ def _model_reduction(g, p, Hp):
 
 
 class NewtonKrylov:
-    """LM-damped Gauss-Newton with KSP CG and an optional HSS preconditioner.
+    """LM-damped Gauss-Newton with KSP CG and an optional preconditioner.
 
     Parameters
     ----------
@@ -118,34 +146,65 @@ class NewtonKrylov:
     precond : "hss" (HSSPC), "none", "hf" (Martens' (diag(H) + lambda)^0.75) or "kfac"
         (Kronecker factors, :mod:`hsspetsc.training.preconditioners`)
     lam : initial damping lambda
-    rebuild : recompress H~ every this many steps
+    curvature_samples : int or None (default 256)
+        The preconditioner's curvature comes from a mini-batch of this many samples,
+        drawn afresh every step from one stream (the same mini-batch on any number
+        of ranks); the CG operator always uses every sample. None: every sample.
+    rebuild : int >= 1 (default 20)
+        HSS only: compress H~ again (new tree and skeletons) at least every this
+        many steps.
+    refresh : bool (default True)
+        HSS only: at the steps between full compressions, read the blocks of H~
+        again from the new curvature on the kept tree and skeletons
+        (:func:`hsspetsc.refresh`); False keeps H~ as it was built.
+    rebuild_growth : float >= 0 (default 1.5)
+        HSS only: compress H~ again at the next step when a step's CG needs more
+        than ``rebuild_growth`` times the iterations per decade of residual
+        reduction that the first step after the last compression needed (its >= 5
+        only; 0 disables the rule).
     cg_max_it : cap on CG iterations per step
     forcing : "ew" (Eisenstat-Walker choice 2) or a fixed relative tolerance (float)
     pc_options : extra -pc_hss_* options (dict), under the prefix ``prefix``
     hss_samples : 0 (default): H~ from entries (``compress``); > 0: H~ from that many
         products (``compress_sketch``, neuron order); sets -pc_hss_samples
+    progress : callable(str) or None: a progress line (with an estimate of the time
+        to the CG tolerance) every ``progress_every`` seconds of a long step
     """
 
-    def __init__(self, problem, precond="hss", lam=1.0, rebuild=5, cg_max_it=100,
+    def __init__(self, problem, precond="hss", lam=1.0, rebuild=20, cg_max_it=100,
                  forcing="ew", pc_options=None, prefix="newton_", compress_params=None,
-                 entry_samples=256, hss_samples=0):
+                 curvature_samples=256, hss_samples=0, refresh=True, rebuild_growth=1.5,
+                 progress=None, progress_every=10.0):
+        from .._validation import check_float, check_int
+        where = "NewtonKrylov"
         if precond not in PRECONDITIONERS:
             raise ValueError(f"The 'precond' parameter must be one of "
                              f"{', '.join(map(repr, PRECONDITIONERS))}. Got {precond!r} "
                              f"instead.")
         self.problem = problem
         self.precond = precond
-        self.lam = float(lam)
-        self.rebuild = int(rebuild)
-        self.cg_max_it = int(cg_max_it)
+        self.lam = check_float(lam, "lam", where, lo=0.0, lo_open=True)
+        self.rebuild = check_int(rebuild, "rebuild", where, lo=1)
+        self.cg_max_it = check_int(cg_max_it, "cg_max_it", where, lo=1)
+        self.rebuild_growth = check_float(rebuild_growth, "rebuild_growth", where, lo=0.0)
+        self.refresh = bool(refresh)
+        if curvature_samples is not None:
+            curvature_samples = check_int(curvature_samples, "curvature_samples", where,
+                                          lo=1)
+            if curvature_samples >= problem.n_total:
+                curvature_samples = None
+        self.curvature_samples = curvature_samples
         self.forcing = forcing
         self.prefix = prefix
-        self.entry_samples = entry_samples
         self.name = PRECONDITIONERS[precond]
         self.deadline = None            # perf_counter time at which CG must stop
         self.stopped_by_budget = False
+        self.progress, self.progress_every = progress, float(progress_every)
         self._r0 = 0.0
+        self._step_start = self._last_progress = 0.0
         self.hss_origin = (None, 0)     # parameters and step H~ was last built at
+        self.rate_ref = None            # CG iterations per decade right after the build
+        self.force_rebuild = False
         self.it = 0
         self.eta = 0.5
         self.prev_gnorm = None
@@ -154,7 +213,6 @@ class NewtonKrylov:
         if precond == "hss":
             opts[prefix + "pc_type"] = "python"
             opts[prefix + "pc_python_type"] = "hsspetsc.petsc.HSSPC"
-            opts[prefix + "pc_hss_auto_shift"] = "1"
             if hss_samples:
                 opts[prefix + "pc_hss_samples"] = str(int(hss_samples))
         elif precond in ("hf", "kfac"):
@@ -194,7 +252,7 @@ class NewtonKrylov:
         """PETSc's default test (relative to the first residual, divergence, max
         iterations), plus the time budget: past ``deadline`` CG stops after its
         current iteration (at least one), and the step uses that iterate. Rank 0's
-        clock decides for every rank."""
+        clock decides for every rank. Also prints the progress line of long steps."""
         if its == 0:
             self._r0 = rnorm
         rtol, atol, dtol, max_it = ksp.getTolerances()
@@ -207,11 +265,31 @@ class NewtonKrylov:
             return R.DIVERGED_DTOL
         if its >= max_it:
             return R.DIVERGED_MAX_IT
+        now = time.perf_counter()
+        if self.progress is not None and now - self._last_progress >= self.progress_every:
+            self._last_progress = now
+            self.progress(self._progress_line(its, rnorm, rtol, max_it, now))
         if its >= 1 and self.deadline is not None and self.problem.comm.bcast(
-                time.perf_counter() >= self.deadline):
+                now >= self.deadline):
             self.stopped_by_budget = True
             return R.CONVERGED_ITS
         return R.ITERATING
+
+    def _progress_line(self, its, rnorm, rtol, max_it, now):
+        """'step k: CG iteration j, residual x of the first, t s into the step, about
+        e s to go' (the estimate from the reduction per iteration so far)."""
+        spent = now - self._step_start
+        line = (f"{self.name:<11} step {self.it:>4}: CG iteration {its}, residual "
+                f"{rnorm / max(self._r0, 1e-300):.1e} of the first (target {rtol:.1e}), "
+                f"{spent:.0f} s into the step")
+        red = rnorm / max(self._r0, 1e-300)
+        if its >= 2 and 0 < red < 1:
+            need = min(max_it, its * np.log(rtol) / np.log(red))
+            per_it = (now - self._cg_start) / its
+            line += f", about {max(need - its, 0) * per_it:.0f} s to go"
+        if self.deadline is not None:
+            line += f" (budget ends in {max(self.deadline - now, 0):.0f} s)"
+        return line
 
     # ------------------------------------------------------------ state
     def state_dict(self):
@@ -219,26 +297,40 @@ class NewtonKrylov:
         parameters and step it was built at, to build it again bit for bit."""
         return {"name": self.name, "lam": self.lam, "it": self.it, "eta": self.eta,
                 "prev_gnorm": self.prev_gnorm, "hss_theta": self.hss_origin[0],
-                "hss_it": self.hss_origin[1]}
+                "hss_it": self.hss_origin[1], "rate_ref": self.rate_ref,
+                "force_rebuild": self.force_rebuild}
 
     def load_state_dict(self, d):
         self.lam, self.it, self.eta = float(d["lam"]), int(d["it"]), float(d["eta"])
         self.prev_gnorm = None if d["prev_gnorm"] is None else float(d["prev_gnorm"])
+        self.rate_ref = None if d.get("rate_ref") is None else float(d["rate_ref"])
+        self.force_rebuild = bool(d.get("force_rebuild", False))
         theta0 = d.get("hss_theta")
-        if theta0 is not None and getattr(theta0, "size", 0) and self.precond == "hss":
-            # the next set-up that would reuse H~ rebuilds it where it was built
-            self.hss_origin = (np.asarray(theta0, dtype=np.float64), int(d["hss_it"]))
-            self.ctx.rebuild_from = lambda: DistributedGN(
-                self.problem, self.hss_origin[0], 0.0, self.entry_samples,
-                self.hss_origin[1])
         self.ctx.hss = None
-        self.ctx.stale = False
+        if theta0 is not None and getattr(theta0, "size", 0) and self.precond == "hss":
+            # the next set-up that would reuse H~ builds it again where it was built
+            self.hss_origin = (np.asarray(theta0, dtype=np.float64), int(d["hss_it"]))
+            self.ctx.rebuild_from = lambda: self._curvature(*self.hss_origin)
+
+    def _curvature(self, theta, it):
+        """The preconditioner's Gauss-Newton matrix at step ``it`` (its mini-batch
+        is keyed by the step)."""
+        return DistributedGN(self.problem, theta, 0.0, self.curvature_samples, it)
+
+    def _hss_action(self):
+        if self.precond != "hss":
+            return "keep"
+        theta0, it0 = self.hss_origin
+        if (theta0 is None and self.ctx.rebuild_from is None) or self.force_rebuild \
+                or self.it - it0 >= self.rebuild:
+            return "build"
+        return "refresh" if self.refresh else "keep"
 
     # ------------------------------------------------------------ one step
     def step(self, theta):
         """One damped Gauss-Newton step; returns (new theta, record dict)."""
         pb = self.problem
-        t0 = time.perf_counter()
+        t0 = self._step_start = self._last_progress = time.perf_counter()
         loss, g = pb.loss_grad(theta)
         gnorm = float(np.linalg.norm(g))
         t_grad = time.perf_counter() - t0
@@ -250,11 +342,15 @@ class NewtonKrylov:
                 self.eta = min(0.5, max(eta, 1e-6))
         else:
             self.eta = float(self.forcing)
-        gn = pb.gauss_newton(theta, entry_samples=self.entry_samples, seed=self.it)
-        rebuild = self.it % self.rebuild == 0
-        if rebuild:
+        gn = pb.gauss_newton(theta)
+        curvature = gn
+        if self.precond != "none" and self.curvature_samples is not None:
+            curvature = pb.gauss_newton(theta, samples=self.curvature_samples, seed=self.it)
+        action = self._hss_action()
+        if action == "build":
             self.hss_origin = (np.array(theta, dtype=np.float64), self.it)
-        self.ctx.update(gn, self.lam, rebuild)
+            self.force_rebuild = False
+        self.ctx.update(gn, self.lam, action, curvature)
         self.ksp.getPC().reset()      # set the PC up again: new lambda (and maybe H~)
         self.ksp.setOperators(self.A, self.A)
         self.ksp.setTolerances(rtol=self.eta, max_it=self.cg_max_it)
@@ -262,13 +358,24 @@ class NewtonKrylov:
         self.ksp.setUp()
         t_pc = time.perf_counter() - t1
         t_comp = self.ctx.compress_time if self.precond == "hss" else 0.0
-        self.ctx.compress_time = 0.0
+        t_refr = self.ctx.refresh_time if self.precond == "hss" else 0.0
+        self.ctx.compress_time = self.ctx.refresh_time = 0.0
         self.b.setArray(-g)
-        t2 = time.perf_counter()
+        t2 = self._cg_start = time.perf_counter()
         self.stopped_by_budget = False
         self.ksp.solve(self.b, self.x)
         t_cg = time.perf_counter() - t2
         cg_its = self.ksp.getIterationNumber()
+        # CG iterations per decade of residual reduction: the rebuild rule's measure
+        rnorm = self.ksp.getResidualNorm()
+        decades = max(np.log10(max(self._r0, 1e-300) / max(rnorm, 1e-300)), 0.3)
+        rate = cg_its / decades
+        if self.precond == "hss":
+            if action == "build":
+                self.rate_ref = rate
+            elif (self.rebuild_growth > 0 and self.rate_ref is not None and cg_its >= 5
+                  and rate > self.rebuild_growth * self.rate_ref):
+                self.force_rebuild = True
         p = self.x.getArray().copy()
         Hp = gn.matvec(p)
         pred = _model_reduction(g, p, Hp + self.lam * p)
@@ -294,8 +401,11 @@ class NewtonKrylov:
         rec = {"optimizer": self.name, "iteration": self.it, "loss": float(loss),
                "grad_norm": gnorm, "cg_iterations": int(cg_its), "lambda": self.lam,
                "step": alpha if ok else 0.0, "rho": float(rho), "forcing": self.eta,
-               "time_grad": t_grad, "time_compress": t_comp,
-               "time_factor": max(t_pc - t_comp, 0.0), "time_cg": t_cg}
+               "cg_per_decade": float(rate),
+               "time_grad": t_grad, "time_compress": t_comp, "time_refresh": t_refr,
+               "time_factor": max(t_pc - t_comp - t_refr, 0.0), "time_cg": t_cg}
+        if self.precond == "hss":
+            rec["hss_action"] = action
         if self.stopped_by_budget:
             rec["cg_stopped_by_budget"] = True
         return new_theta, rec

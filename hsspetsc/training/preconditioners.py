@@ -43,7 +43,7 @@ class HFDiagonalPC:
     @release_refs
     def setUp(self, pc):
         ctx = _operator_context(pc)
-        d = np.asarray(ctx.gn.diagonal(), dtype=np.float64) + ctx.diag_shift
+        d = np.asarray(ctx.curvature.diagonal(), dtype=np.float64) + ctx.diag_shift
         if not np.all(np.isfinite(d)) or np.any(d <= 0):
             raise ValueError("HFDiagonalPC: diag(H) + lambda must be positive and finite "
                              f"(min {float(np.min(d)):.3e})")
@@ -63,26 +63,37 @@ def kfac_factors(gn):
     GaussNewton): means over the curvature samples of every rank."""
     from ..baselines import KFAC
     local = getattr(gn, "local", gn)
-    comm = getattr(getattr(gn, "problem", None), "comm", None)
-    k = KFAC(local)
-    m = float(local._m)
-    flat = np.concatenate([np.ravel(a) * m for a in k.A] + [np.ravel(g) * m for g in k.G])
+    problem = getattr(gn, "problem", None)
+    comm = getattr(problem, "comm", None)
+    if local is None:        # this rank holds none of the curvature mini-batch
+        model = problem.model
+        w = model.widths
+        shapes = ([(w[l] + 1, w[l] + 1) for l in range(model.n_layers)]
+                  + [(w[l + 1], w[l + 1]) for l in range(model.n_layers)])
+        flat, m = np.zeros(sum(a * b for a, b in shapes)), 0.0
+        A_shapes = shapes[:model.n_layers]
+    else:
+        k = KFAC(local)
+        model = k.model
+        m = float(local._m)
+        flat = np.concatenate([np.ravel(a) * m for a in k.A] + [np.ravel(g) * m for g in k.G])
+        shapes = [a.shape for a in k.A] + [g.shape for g in k.G]
+        A_shapes = [a.shape for a in k.A]
     if comm is not None:
         total_m = comm.sum(m)
         flat = comm.sum(flat) / total_m
     else:
         flat = flat / m
     out, pos = [], 0
-    shapes = [a.shape for a in k.A] + [g.shape for g in k.G]
     mats = []
     for s in shapes:
         size = s[0] * s[1]
         mats.append(flat[pos:pos + size].reshape(s))
         pos += size
-    L = len(k.A)
+    L = len(A_shapes)
     for l in range(L):
         out.append((mats[l], mats[L + l]))
-    return out, k.model
+    return out, model
 
 
 class KFACPC:
@@ -98,7 +109,7 @@ class KFACPC:
     def setUp(self, pc):
         ctx = _operator_context(pc)
         lam = max(float(ctx.diag_shift), 1e-12)
-        factors, self.model = kfac_factors(ctx.gn)
+        factors, self.model = kfac_factors(ctx.curvature)
         inv = []
         for A, G in factors:
             ta, tg = np.trace(A) / A.shape[0], np.trace(G) / G.shape[0]

@@ -18,8 +18,9 @@ CHECKPOINT_FORMAT = "hsspetsc-checkpoint"
 CHECKPOINT_VERSION = 1
 
 SECOND_ORDER = ("newton-hss", "newton-cg", "newton-hf", "newton-kfac")
+QUASI_NEWTON = ("lbfgs",)
 FIRST_ORDER = ("sgd", "momentum", "nag", "adagrad", "rmsprop", "adam")
-OPTIMIZER_NAMES = SECOND_ORDER + FIRST_ORDER
+OPTIMIZER_NAMES = SECOND_ORDER + QUASI_NEWTON + FIRST_ORDER
 
 
 def strict_records(records):
@@ -57,14 +58,18 @@ class Trainer:
 
     Parameters
     ----------
-    optimizer : one of OPTIMIZER_NAMES
+    optimizer : one of OPTIMIZER_NAMES (newton-*: :class:`NewtonKrylov`; lbfgs:
+        :class:`~hsspetsc.training.lbfgs.LBFGS`; the rest first order)
     lr, batch_size : first-order settings (batch_size per rank; None = full batch)
     newton : dict of NewtonKrylov keyword arguments (second order)
     seed : shuffling seed (first order)
+    validation : (X, Y) held-out data or None: every record then has ``val_loss``
+        (and ``val_accuracy`` for a cross-entropy classifier) at the state it
+        describes; not counted as optimizer time or data passes
     """
 
     def __init__(self, problem, optimizer, lr=1e-3, batch_size=None, newton=None, seed=0,
-                 prefix=None):
+                 prefix=None, validation=None):
         if optimizer not in OPTIMIZER_NAMES:
             raise ValueError(f"The 'optimizer' parameter must be one of {OPTIMIZER_NAMES}. "
                              f"Got {optimizer!r} instead.")
@@ -78,7 +83,14 @@ class Trainer:
         self.batch_size = batch_size
         self.nk = None
         self.opt = None
-        if optimizer in SECOND_ORDER:
+        self.validation = None
+        if validation is not None:
+            Xv, Yv = problem.model.check_data(*validation, where="Trainer validation")
+            self.validation = (Xv, Yv)
+        if optimizer in QUASI_NEWTON:
+            from .lbfgs import LBFGS
+            self.nk = LBFGS(problem)
+        elif optimizer in SECOND_ORDER:
             from .newton import NewtonKrylov
             kw = dict(newton or {})
             kw["precond"] = {"newton-hss": "hss", "newton-cg": "none", "newton-hf": "hf",
@@ -89,9 +101,24 @@ class Trainer:
             self.opt = make_optimizer(optimizer, lr)
 
     def destroy(self):
-        if self.nk is not None:
+        if self.nk is not None and hasattr(self.nk, "destroy"):
             self.nk.destroy()
-            self.nk = None
+        self.nk = None
+
+    def _validation_figures(self, theta):
+        """Held-out loss (and accuracy of a classifier) at ``theta`` (every rank
+        holds the validation data: no communication)."""
+        if self.validation is None:
+            return {}
+        Xv, Yv = self.validation
+        model = self.problem.model
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = {"val_loss": float(model.loss(Xv, Yv, theta))}
+            if model.loss_name == "cross_entropy":
+                labels = Yv if Yv.ndim == 1 else np.argmax(Yv, axis=1)
+                pred = np.argmax(model.forward(Xv, theta), axis=1)
+                out["val_accuracy"] = float(np.mean(pred == labels))
+        return out
 
     # --------------------------------------------------------------- steps
     def _first_order_step(self):
@@ -134,7 +161,8 @@ class Trainer:
         if "time_cg" in rec:
             # the rest of a Newton step: line search, model reduction, bookkeeping
             rec["time_other"] = max(spent - sum(rec[k] for k in (
-                "time_grad", "time_compress", "time_factor", "time_cg")), 0.0)
+                "time_grad", "time_compress", "time_refresh", "time_factor",
+                "time_cg")), 0.0)
         if "loss" not in rec or self.batch_size is not None:
             # mini-batch: the full loss for the log (not counted as optimizer work)
             p0 = self.problem.passes
@@ -148,6 +176,7 @@ class Trainer:
         rec.update({"optimizer": self.name, "iteration": self.step_count,
                     "data_passes": before_passes, "time": before_time,
                     "loss": float(rec["loss"])})
+        rec.update(self._validation_figures(self.theta))
         self.records.append(rec)
         self.theta = new
         self.step_count += 1
@@ -166,6 +195,7 @@ class Trainer:
                "data_passes": self.problem.passes, "time": self.elapsed,
                "loss": float(loss), "grad_norm": float("nan"), "cg_iterations": 0,
                "final": True}
+        rec.update(self._validation_figures(self.theta))
         return rec
 
     # ---------------------------------------------------------- checkpoint

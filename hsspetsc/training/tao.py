@@ -16,10 +16,12 @@ from .distributed import fail_together
 from .newton import GNMatContext
 
 
-def tao_train(problem, max_it=20, rebuild=5, entry_samples=256, prefix="",
+def tao_train(problem, max_it=20, rebuild=5, curvature_samples=256, prefix="",
               monitor=None):
     """Minimize the problem's loss with TAO (type and solvers from the options
-    database, defaults: nls, KSP cg, HSSPC). Returns (theta, records)."""
+    database, defaults: nls, KSP cg, HSSPC). H~ is compressed every ``rebuild``
+    Hessian evaluations from a curvature mini-batch of ``curvature_samples`` samples
+    (None: all). Returns (theta, records, reason)."""
     model = problem.model
     N = model.n_params
     opts = PETSc.Options()
@@ -44,9 +46,14 @@ def tao_train(problem, max_it=20, rebuild=5, entry_samples=256, prefix="",
         return loss
 
     def hessian(tao_, xv, Hm, Pm):
-        gn = problem.gauss_newton(xv.getArray(readonly=True).copy(),
-                                  entry_samples=entry_samples, seed=count["hess"])
-        ctx.update(gn, 0.0, count["hess"] % rebuild == 0)   # TAO adds its shift
+        theta = xv.getArray(readonly=True).copy()
+        gn = problem.gauss_newton(theta)
+        curvature = gn
+        if curvature_samples is not None and curvature_samples < problem.n_total:
+            curvature = problem.gauss_newton(theta, samples=curvature_samples,
+                                             seed=count["hess"])
+        # TAO adds its own shift (MatShift)
+        ctx.update(gn, 0.0, "build" if count["hess"] % rebuild == 0 else "keep", curvature)
         count["hess"] += 1
         Hm.assemble()
 

@@ -77,7 +77,7 @@ def test_entries_error_inside_the_hss_preconditioner():
 @two_ranks
 def test_training_step_error_on_one_rank(tmp_path):
     pb = _problem()
-    tr = Trainer(pb, "newton-hss", newton={"entry_samples": None, "rebuild": 2},
+    tr = Trainer(pb, "newton-hss", newton={"curvature_samples": None, "rebuild": 2},
                  prefix="fault_step_")
     real = pb.model.loss_grad
     calls = []
@@ -158,7 +158,7 @@ def test_tao_gauss_newton_entries_error_on_one_rank():
         GaussNewton._gn_evaluator = _boom
     try:
         with pytest.raises(CollectiveError) as e:
-            tao_train(pb, max_it=3, prefix="fault_tao_", entry_samples=32)
+            tao_train(pb, max_it=3, prefix="fault_tao_", curvature_samples=32)
     finally:
         GaussNewton._gn_evaluator = real
     _same_error_everywhere(e, f"rank {LAST} of {COMM.Get_size()} failed: Boom")

@@ -10,13 +10,13 @@ from hsspetsc.training import ShardedProblem, Trainer, run
 COMM = PETSc.COMM_WORLD.tompi4py()
 
 
-def _run(opt, comm, steps=3, hss_samples=0):
+def _run(opt, comm, steps=3, hss_samples=0, curvature=None):
     X, _ = load("digits", 240)
     model = MLP([64, 6, 64], activation="tanh", seed=0)
     pb = ShardedProblem(model, X, X, comm=comm)
-    newton = {"entry_samples": None, "rebuild": 2, "hss_samples": hss_samples}
+    newton = {"curvature_samples": curvature, "rebuild": 2, "hss_samples": hss_samples}
     tr = Trainer(pb, opt, lr=1e-2, newton=newton,
-                 prefix=f"mpi_{opt.replace('-', '_')}_{hss_samples}_"
+                 prefix=f"mpi_{opt.replace('-', '_')}_{hss_samples}_{curvature}_"
                         f"{'w' if comm is not None else 's'}_")
     try:
         run(tr, max_steps=steps, printer=None)
@@ -25,12 +25,16 @@ def _run(opt, comm, steps=3, hss_samples=0):
     return tr
 
 
-@pytest.mark.parametrize("opt,hss_samples", [("newton-hss", 0), ("newton-hss", 200),
-                                             ("newton-cg", 0), ("adam", 0)])
-def test_parallel_matches_serial_and_ranks_agree(opt, hss_samples):
+@pytest.mark.parametrize("opt,hss_samples,curvature", [
+    ("newton-hss", 0, None), ("newton-hss", 200, None), ("newton-cg", 0, None),
+    ("adam", 0, None), ("lbfgs", 0, None),
+    # mini-batch curvature: the same mini-batch on any number of ranks
+    ("newton-hss", 0, 50), ("newton-hss", 100, 50), ("newton-hf", 0, 50),
+    ("newton-kfac", 0, 50)])
+def test_parallel_matches_serial_and_ranks_agree(opt, hss_samples, curvature):
     # hss_samples > 0: the preconditioner from distributed products (compress_sketch)
-    par = _run(opt, COMM, hss_samples=hss_samples)
-    ser = _run(opt, None, hss_samples=hss_samples)
+    par = _run(opt, COMM, hss_samples=hss_samples, curvature=curvature)
+    ser = _run(opt, None, hss_samples=hss_samples, curvature=curvature)
     all_theta = COMM.allgather(par.theta)
     for th in all_theta:
         assert np.array_equal(th, par.theta)            # bitwise the same on every rank
