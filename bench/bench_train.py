@@ -1,16 +1,32 @@
-"""Training benchmark (not a test): newton-hss, newton-cg and adam on autoencoders.
+"""Training benchmark (not a test): does the HSS preconditioner pay for itself?
 
-    OMP_NUM_THREADS=2 .venv/bin/python bench/bench_train.py [--budget 20]
+    OMP_NUM_THREADS=2 .venv/bin/python bench/bench_train.py [--budget 30] [--nets c]
+    OMP_NUM_THREADS=2 .venv/bin/python bench/bench_train.py --nets dae --budget 240 \
+        --out bench/bench_train_dae.json
 
-For each net: the same optimizer-time budget for every method; final loss, data
-passes, time, mean CG iterations per Newton step, the time split of a Newton step
-(gradient, compression, factorization, CG) and the data passes each method needed
-to reach Adam's final loss. Writes JSON and a plot per net next to this file.
+Part 1, one and the same system (H + lambda I) p = -g and forcing term, at the
+initial parameters and after a few Newton-CG steps: CG iterations with no
+preconditioner, Martens' diagonal (hf), KFAC and HSSPC (the trainer's defaults),
+and the set-up time of each.
+
+Part 2, the same optimizer-time budget per method (one process): newton-hss,
+newton-cg, newton-hf, newton-kfac, lbfgs and adam (learning rate chosen from a grid
+by trials of a tenth of the budget, not counted). Per method: final loss, steps,
+data passes, mean CG iterations, the time split of the Newton steps, and the time and
+data passes to reach Adam's and newton-cg's final losses. The targets of the
+training issue are checked at the end, each with the figure that decides it.
+
+Nets: (c) the 784-32-784 autoencoder of ``make demo`` (tanh, 2000 Fashion-MNIST
+images); (dae) the deep autoencoder of Hinton & Salakhutdinov (2006), used by
+Martens' Hessian-free and by K-FAC: 784-1000-500-250-30-250-500-1000-784, logistic
+units, a linear 30-unit code, about 2.8 M weights, on ``--dae-n`` images.
+Writes JSON (``--out``) and a plot per net next to this file.
 """
 import argparse
 import os
 import sys
 import time
+import warnings
 
 import petsc4py
 
@@ -20,153 +36,232 @@ import numpy as np  # noqa: E402
 from hsspetsc.cli import plot_histories  # noqa: E402
 from hsspetsc.mlp import MLP, load  # noqa: E402
 from hsspetsc.training import ShardedProblem, Trainer, run  # noqa: E402
+from hsspetsc.training.newton import NewtonKrylov  # noqa: E402
 from _results import write_results  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-NETS = {"a": ("digits", 500, [64, 32, 64]), "b": ("digits", 1797, [64, 128, 64]),
-        "c": ("fashion-mnist", 2000, [784, 32, 784]),
-        "clf": ("fashion-mnist", 2000, [784, 64, 10])}     # classifier (cross-entropy)
-METHODS = ("newton-hss", "newton-cg", "adam", "momentum")
+DAE = [784, 1000, 500, 250, 30, 250, 500, 1000, 784]
+DAE_ACTS = ["sigmoid"] * 3 + ["identity"] + ["sigmoid"] * 3
+METHODS = ("newton-hss", "newton-cg", "newton-hf", "newton-kfac", "lbfgs", "adam")
+LR_GRID = (1e-3, 3e-3, 1e-2, 3e-2)
+PCS = ("none", "hf", "kfac", "hss")
 
 
-def _data(key):
-    data, n, widths = NETS[key]
-    X, y = load(data, n)
-    if key == "clf":
-        Xt, yt = load(data, 1000, split="test")
-        return X, y, "cross_entropy", (Xt, yt)
-    return X, X, "mse", None
+def net(key, n_dae):
+    """(widths, activation, output, n samples) of a benchmark net."""
+    if key == "c":
+        return [784, 32, 784], "tanh", "identity", 2000
+    if key == "dae":
+        return DAE, DAE_ACTS, "sigmoid", n_dae
+    raise SystemExit(f"unknown net {key!r} (c, dae)")
 
 
-def _accuracy(widths, theta, test):
-    model = MLP(widths, activation="tanh", loss="cross_entropy")
-    model.params = theta
-    return float(np.mean(np.argmax(model.forward(test[0]), axis=1) == test[1]))
+def make_model(key, n_dae, seed=0):
+    widths, act, out, _ = net(key, n_dae)
+    return MLP(widths, activation=act, output=out, loss="mse", seed=seed)
 
 
-def _best_momentum_lr(widths, X, Y, loss, trial_s=3.0):
-    """Best-tuned SGD-family baseline: momentum, lr picked by a short trial."""
-    best = None
-    for lr in (3e-3, 1e-2, 3e-2, 1e-1):
-        model = MLP(widths, activation="tanh", loss=loss, seed=0)
-        tr = Trainer(ShardedProblem(model, X, Y), "momentum", lr=lr)
-        try:
-            recs = run(tr, time_budget=trial_s, printer=None)
-        except FloatingPointError:          # this lr diverges
-            continue
-        if best is None or recs[-1]["loss"] < best[1]:
-            best = (lr, recs[-1]["loss"])
-    return best[0]
-
-
-def passes_to_reach(recs, target):
+def first_reach(recs, target):
     for r in recs:
         if r["loss"] <= target:
-            return r["data_passes"], r["time"]
+            return r["time"], r["data_passes"]
     return None, None
 
 
-def cg_ratio_rows(key, X, widths, lams=(1e-1, 1e-3), forcing=1e-4):
-    """CG iterations for the same system (H + lambda I) p = -g, same forcing term,
-    without and with the HSS preconditioner, at the initial and at a trained point."""
-    from hsspetsc.mlp.optimizers import Adam
-    from hsspetsc.training.newton import NewtonKrylov
+def same_system_rows(key, X, n_dae, newton_kw, forcing=1e-2, lam_rel=(1e-1, 1e-3)):
+    """CG iterations of every preconditioner on one system at two points."""
     rows = []
-    model = MLP(widths, activation="tanh", seed=0)
-    points = {"init": model.params}
-    opt = Adam(1e-2)
-    th = model.params
-    for _ in range(200):
-        _, g = model.loss_grad(X, X, th)
-        th = opt.step(th, g)
-    points["adam200"] = th
+    pb = ShardedProblem(make_model(key, n_dae), X, X)
+    points = {"init": pb.model.params}
+    tr = Trainer(ShardedProblem(make_model(key, n_dae), X, X), "newton-cg",
+                 newton={"cg_max_it": 50})
+    try:
+        run(tr, max_steps=8, printer=None)
+        points["8 Newton-CG steps"] = tr.theta
+    finally:
+        tr.destroy()
     for pname, theta in points.items():
-        for lam in lams:
-            its = {}
-            for pre in ("none", "hss"):
-                pb = ShardedProblem(MLP(widths, activation="tanh", seed=0), X, X)
-                nk = NewtonKrylov(pb, precond=pre, lam=lam, forcing=forcing, cg_max_it=5000,
-                                  prefix=f"r{key}{pname}{lam:g}{pre}_", curvature_samples=256,
-                                  compress_params={"tol": 1e-4, "max_rank": 256,
-                                                   "neighbors": 16})
+        d_mean = float(np.mean(pb.gauss_newton(theta).diagonal()))
+        for rel in lam_rel:
+            lam = rel * d_mean
+            row = {"net": key, "point": pname, "lambda": lam, "lambda_rel": rel,
+                   "forcing": forcing}
+            for pc in PCS:
+                kw = dict(newton_kw)
+                nk = NewtonKrylov(pb, precond=pc, lam=lam, forcing=forcing, cg_max_it=2000,
+                                  prefix=f"sys_{key}_{pc}_{len(rows)}_", **kw)
                 try:
                     t = time.perf_counter()
                     _, rec = nk.step(theta)
-                    its[pre] = (rec["cg_iterations"], time.perf_counter() - t,
-                                rec["time_compress"])
+                    row[f"cg_{pc}"] = rec["cg_iterations"]
+                    row[f"setup_s_{pc}"] = rec["time_compress"] + rec["time_factor"]
+                    row[f"cg_s_{pc}"] = rec["time_cg"]
+                    row[f"step_s_{pc}"] = time.perf_counter() - t
                 finally:
                     nk.destroy()
-            rows.append({"net": key, "point": pname, "lambda": lam, "forcing": forcing,
-                         "cg_none": its["none"][0], "cg_hss": its["hss"][0],
-                         "ratio": its["none"][0] / max(its["hss"][0], 1),
-                         "step_s_none": its["none"][1], "step_s_hss": its["hss"][1],
-                         "compress_s": its["hss"][2]})
-            r = rows[-1]
-            print(f"  CG at {pname:<8} lambda {lam:<6g}: none {r['cg_none']:>5}  hss "
-                  f"{r['cg_hss']:>5}  ratio {r['ratio']:.1f}  (compress {r['compress_s']:.1f} s)",
-                  flush=True)
+            rows.append(row)
+            print(f"  {pname:<18} lambda {rel:g} x mean diag: CG its " + "  ".join(
+                f"{pc} {row[f'cg_{pc}']}" for pc in PCS) + f"  (HSS set-up "
+                f"{row['setup_s_hss']:.2f} s, CG {row['cg_s_hss']:.2f} s; none CG "
+                f"{row['cg_s_none']:.2f} s)", flush=True)
     return rows
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--budget", type=float, default=20.0)
-    ap.add_argument("--nets", default="a,b,c,clf")
-    ap.add_argument("--out", default=os.path.join(HERE, "bench_train.json"))
-    ap.add_argument("--ratio-nets", default="a")
-    args = ap.parse_args()
+def choose_lr(key, X, n_dae, budget):
+    best = None
+    trials = []
+    for lr in LR_GRID:
+        tr = Trainer(ShardedProblem(make_model(key, n_dae), X, X), "adam", lr=lr)
+        try:
+            loss = run(tr, time_budget=budget / 10, printer=None)[-1]["loss"]
+        except FloatingPointError:
+            loss = float("inf")
+        trials.append((lr, loss))
+        if best is None or loss < best[1]:
+            best = (lr, loss)
+    return best[0], trials
+
+
+def race(key, X, Xv, n_dae, budget, newton_kw, methods):
+    recs_all, lr_trials = [], None
+    lr = None
+    for m in methods:
+        if m == "adam":
+            lr, lr_trials = choose_lr(key, X, n_dae, budget)
+        tr = Trainer(ShardedProblem(make_model(key, n_dae), X, X), m, lr=lr or 1e-2,
+                     newton=dict(newton_kw, cg_max_it=50), validation=(Xv, Xv))
+        try:
+            recs = run(tr, time_budget=budget, printer=None)
+        except FloatingPointError as exc:
+            print(f"  {m}: {exc}")
+            recs = tr.records
+        finally:
+            tr.destroy()
+        recs_all += recs
+        print(f"  {m:<11} final loss {recs[-1]['loss']:.5f} after {recs[-1]['iteration']} "
+              f"steps, {recs[-1]['time']:.1f} s", flush=True)
+    return recs_all, lr, lr_trials
+
+
+def summarize(key, recs_all, budget, lr, lr_trials, widths, n):
+    by = {m: [r for r in recs_all if r["optimizer"] == m] for m in
+          dict.fromkeys(r["optimizer"] for r in recs_all)}
+    final = {m: rs[-1]["loss"] for m, rs in by.items()}
     rows = []
-    ratio_rows = []
-    for key in args.ratio_nets.split(","):
-        data, n, widths = NETS[key]
-        X, _ = load(data, n)
-        print(f"net ({key}): CG iterations, same system and forcing term")
-        ratio_rows += cg_ratio_rows(key, X, widths)
+    for m, rs in by.items():
+        steps = [r for r in rs if not r.get("final")]
+        split = {k: float(sum(r.get(k) or 0.0 for r in steps)) for k in
+                 ("time_grad", "time_compress", "time_refresh", "time_factor", "time_cg",
+                  "time_other")}
+        row = {"net": key, "widths": widths, "samples": n, "budget_s": budget, "method": m,
+               "steps": len(steps), "final_loss": final[m],
+               "val_loss": rs[-1].get("val_loss"), "data_passes": rs[-1]["data_passes"],
+               "time": rs[-1]["time"],
+               "mean_cg": float(np.mean([r["cg_iterations"] for r in steps]))
+               if m.startswith("newton") and steps else 0.0, **split,
+               "lr": lr if m == "adam" else None,
+               "lr_trials": lr_trials if m == "adam" else None}
+        for ref in ("adam", "newton-cg"):
+            if ref in final:
+                row[f"time_to_{ref}_loss"], row[f"passes_to_{ref}_loss"] = first_reach(
+                    rs, final[ref])
+        rows.append(row)
+    print(f"\nnet ({key}) {'-'.join(map(str, widths))}, {n} images, {budget:.0f} s per "
+          f"method, one process")
+    print(f"{'method':<11} {'steps':>5} {'final loss':>10} {'val loss':>9} {'passes':>8} "
+          f"{'CG its':>6}  split s: grad/compress/refresh/factor/CG/other   "
+          f"{'to Adam s / passes':>19} {'to CG s':>8}")
+    for r in rows:
+        to_a = ("-" if r.get("time_to_adam_loss") is None else
+                f"{r['time_to_adam_loss']:.1f} / {r['passes_to_adam_loss']:.0f}")
+        to_c = "-" if r.get("time_to_newton-cg_loss") is None else \
+            f"{r['time_to_newton-cg_loss']:.1f}"
+        split = "/".join(f"{r[k]:.1f}" for k in ("time_grad", "time_compress",
+                                                 "time_refresh", "time_factor", "time_cg",
+                                                 "time_other"))
+        print(f"{r['method']:<11} {r['steps']:>5} {r['final_loss']:>10.5f} "
+              f"{(r['val_loss'] or float('nan')):>9.5f} {r['data_passes']:>8.1f} "
+              f"{r['mean_cg']:>6.1f}  {split:<44} {to_a:>19} {to_c:>8}")
+    return rows
+
+
+def targets(rows, sys_rows):
+    """The training issue's targets, met or missed by how much."""
+    out = []
+    by = {(r["net"], r["method"]): r for r in rows}
+    for key in dict.fromkeys(r["net"] for r in rows):
+        hss, adam, cg = by.get((key, "newton-hss")), by.get((key, "adam")), \
+            by.get((key, "newton-cg"))
+        if not hss:
+            continue
+        best = min((r for r in rows if r["net"] == key), key=lambda r: r["final_loss"])
+        out.append((key, "newton-hss ends with the lowest loss", best["method"] == "newton-hss",
+                    f"lowest: {best['method']} {best['final_loss']:.5f}; newton-hss "
+                    f"{hss['final_loss']:.5f}"))
+        if cg:
+            t = hss.get("time_to_newton-cg_loss")
+            out.append((key, "reaches newton-cg's final loss in <= 60 % of its time",
+                        t is not None and t <= 0.6 * cg["time"],
+                        f"{'never' if t is None else f'{t:.1f} s'} vs 0.6 x {cg['time']:.1f} s"))
+        if adam:
+            t, p = hss.get("time_to_adam_loss"), hss.get("passes_to_adam_loss")
+            out.append((key, "reaches Adam's final loss in <= 1/3 of its time",
+                        t is not None and t <= adam["time"] / 3,
+                        f"{'never' if t is None else f'{t:.1f} s'} vs {adam['time'] / 3:.1f} s"))
+            out.append((key, "... and in <= 1/10 of its data passes",
+                        p is not None and p <= adam["data_passes"] / 10,
+                        f"{'never' if p is None else f'{p:.0f}'} vs "
+                        f"{adam['data_passes'] / 10:.0f}"))
+        setup = hss["time_compress"] + hss["time_refresh"] + hss["time_factor"]
+        out.append((key, "PC set-up and refreshes <= 25 % of newton-hss's time",
+                    setup <= 0.25 * hss["time"],
+                    f"{100 * setup / max(hss['time'], 1e-9):.0f} %"))
+    for r in sys_rows:
+        for other, frac in (("none", 5), ("hf", 2), ("kfac", 2)):
+            ok = r["cg_hss"] * frac <= r[f"cg_{other}"]
+            out.append((r["net"], f"CG its HSS <= 1/{frac} of {other} ({r['point']}, "
+                        f"lambda {r['lambda_rel']:g} mean diag)", ok,
+                        f"{r['cg_hss']} vs {r[f'cg_{other}']}"))
+    print("\ntargets (issue: second-order training that pays for itself)")
+    for key, what, ok, fig in out:
+        print(f"  ({key}) {'met   ' if ok else 'MISSED'} {what}: {fig}")
+    return [{"net": k, "target": w, "met": bool(o), "figure": f} for k, w, o, f in out]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--budget", type=float, default=30.0,
+                    help="optimizer seconds per method")
+    ap.add_argument("--nets", default="c", help="c, dae or both (comma-separated)")
+    ap.add_argument("--dae-n", type=int, default=2000, help="images for the deep autoencoder")
+    ap.add_argument("--curvature-samples", type=int, default=128)
+    ap.add_argument("--no-system", action="store_true", help="skip part 1")
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--out", default=os.path.join(HERE, "bench_train.json"))
+    args = ap.parse_args()
+    warnings.simplefilter("ignore", RuntimeWarning)
+    newton_kw = {"curvature_samples": args.curvature_samples}
+    rows, sys_rows = [], []
     for key in args.nets.split(","):
-        data, n, widths = NETS[key]
-        X, Y, loss, test = _data(key)
-        recs_all = []
-        mom_lr = _best_momentum_lr(widths, X, Y, loss)
-        acc = {}
-        for opt in METHODS:
-            model = MLP(widths, activation="tanh", loss=loss, seed=0)
-            tr = Trainer(ShardedProblem(model, X, Y), opt,
-                         lr=mom_lr if opt == "momentum" else 1e-2,
-                         newton={"curvature_samples": 128, "rebuild": 20, "cg_max_it": 50})
-            try:
-                recs = run(tr, time_budget=args.budget, printer=None)
-            finally:
-                tr.destroy()
-            recs_all += recs
-            if test is not None:
-                acc[opt] = _accuracy(widths, tr.theta, test)
+        widths, _, _, n = net(key, args.dae_n)
+        Xall, _ = load("fashion-mnist", n + n // 10)
+        X, Xv = Xall[:n], Xall[n:]
+        model = make_model(key, args.dae_n)
+        print(f"net ({key}): {'-'.join(map(str, widths))}, {model.n_params} weights "
+              f"(a dense Gauss-Newton matrix: {8 * model.n_params ** 2 / 1e12:.3g} TB), "
+              f"{n} images (+{n // 10} held out)", flush=True)
+        if not args.no_system:
+            print("part 1: one system, forcing term 1e-2")
+            sys_rows += same_system_rows(key, X, args.dae_n, newton_kw)
+        print(f"part 2: {args.budget:.0f} s per method")
+        recs_all, lr, lr_trials = race(key, X, Xv, args.dae_n, args.budget, newton_kw,
+                                       args.methods.split(","))
+        rows += summarize(key, recs_all, args.budget, lr, lr_trials, widths, n)
         plot_histories(recs_all, os.path.join(HERE, f"train_{key}.png"),
-                       f"{data}: net {widths}, {n} samples")
-        adam_final = [r for r in recs_all if r["optimizer"] == "adam"][-1]["loss"]
-        print(f"net ({key}) {widths} on {n} {data}; budget {args.budget:.0f} s per method")
-        print(f"{'method':<11} {'steps':>6} {'final loss':>11} {'passes':>8} {'mean CG':>8} "
-              f"{'grad s':>7} {'compr s':>8} {'factor s':>9} {'CG s':>7} {'passes to Adam':>15}"
-              f" {'test acc':>8}")
-        for opt in METHODS:
-            rs = [r for r in recs_all if r["optimizer"] == opt]
-            steps = [r for r in rs if not r.get("final")]
-            cg = np.mean([r["cg_iterations"] for r in steps]) if opt.startswith("newton") else 0.0
-            split = {k: float(sum(r.get(k, 0.0) for r in steps))
-                     for k in ("time_grad", "time_compress", "time_factor", "time_cg")}
-            reach, reach_t = passes_to_reach(rs, adam_final)
-            row = {"net": key, "widths": widths, "data": data, "samples": n,
-                   "budget_s": args.budget, "method": opt, "steps": len(steps),
-                   "final_loss": rs[-1]["loss"], "data_passes": rs[-1]["data_passes"],
-                   "mean_cg": float(cg), **split, "passes_to_adam_loss": reach,
-                   "time_to_adam_loss": reach_t, "lr": mom_lr if opt == "momentum" else None,
-                   "test_accuracy": acc.get(opt)}
-            rows.append(row)
-            print(f"{opt:<11} {len(steps):>6} {rs[-1]['loss']:>11.5f} "
-                  f"{rs[-1]['data_passes']:>8.1f} {cg:>8.1f} {split['time_grad']:>7.2f} "
-                  f"{split['time_compress']:>8.2f} {split['time_factor']:>9.2f} "
-                  f"{split['time_cg']:>7.2f} {('-' if reach is None else f'{reach:.1f}'):>15}"
-                  f" {('-' if opt not in acc else f'{acc[opt]:.3f}'):>8}", flush=True)
-    write_results(args.out, rows, cg_ratio=ratio_rows)
+                       f"fashion-mnist: net {'-'.join(map(str, widths))}, {n} images, "
+                       f"{args.budget:.0f} s each")
+    tg = targets(rows, sys_rows)
+    write_results(args.out, rows, same_system=sys_rows, targets=tg)
 
 
 if __name__ == "__main__":

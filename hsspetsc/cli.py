@@ -90,22 +90,23 @@ def _parser():
     t.add_argument("--rebuild", type=int, default=20,
                    help="newton-hss: compress H~ again (new tree and skeletons) at least "
                         "every k steps")
-    t.add_argument("--rebuild-growth", type=float, default=1.5,
-                   help="newton-hss: compress again when CG needs this many times the "
-                        "iterations per decade of residual reduction of the step after the "
-                        "last compression (0: never)")
-    t.add_argument("--no-refresh", action="store_true",
-                   help="newton-hss: keep H~ as built between compressions (default: "
-                        "read its blocks again at every step, same tree and skeletons)")
+    t.add_argument("--rebuild-payback", type=float, default=1.0,
+                   help="newton-hss: compress again once the CG time lost to an aging H~ "
+                        "(iterations beyond the fresh H~'s rate) exceeds this many times "
+                        "the last compression's time (0: only every --rebuild steps)")
+    t.add_argument("--refresh", action="store_true",
+                   help="newton-hss: between compressions read the blocks of H~ again at "
+                        "the new parameters (same tree and skeletons; default: keep H~)")
     t.add_argument("--cg-max-it", type=int, default=50, help="CG iterations per Newton step")
     t.add_argument("--curvature-samples", "--entry-samples", dest="curvature_samples",
                    type=int, default=256,
                    help="Newton preconditioners: curvature from a mini-batch of this many "
                         "samples, drawn afresh every step (the same on any number of "
                         "ranks); the CG operator uses every sample")
-    t.add_argument("--hss-samples", type=int, default=0,
-                   help="newton-hss: build H~ from this many products of H "
-                        "(compress_sketch) instead of entries (0)")
+    t.add_argument("--hss-samples", type=int, default=128,
+                   help="newton-hss: build H~ from this many products of the curvature "
+                        "mini-batch's Gauss-Newton matrix (compress_sketch); 0: from its "
+                        "entries (compress)")
     t.add_argument("--seed", type=int, default=0, help="initial weights and shuffling")
     t.add_argument("--log", default=None, help="JSON list of per-step records")
     t.add_argument("--plot", default=None, help="PNG: loss against time and data passes")
@@ -278,7 +279,7 @@ _TRAIN_NUMBERS = (("n", int, 1, False), ("steps", int, 1, False),
                   ("batch_size", int, 1, False), ("lam", float, 0.0, True),
                   ("rebuild", int, 1, False), ("cg_max_it", int, 1, False),
                   ("curvature_samples", int, 1, False), ("hss_samples", int, 0, False),
-                  ("seed", int, 0, False), ("rebuild_growth", float, 0.0, False),
+                  ("seed", int, 0, False), ("rebuild_payback", float, 0.0, False),
                   ("validation", float, 0.0, False))
 
 
@@ -433,8 +434,8 @@ def _train(args, comm, say, PETSc):
             problem.comm = comm          # one error state for the whole command
         newton = {"lam": args.lam, "rebuild": args.rebuild, "cg_max_it": args.cg_max_it,
                   "curvature_samples": args.curvature_samples,
-                  "hss_samples": args.hss_samples, "refresh": not args.no_refresh,
-                  "rebuild_growth": args.rebuild_growth, "progress": say}
+                  "hss_samples": args.hss_samples, "refresh": args.refresh,
+                  "rebuild_payback": args.rebuild_payback, "progress": say}
         return fail_together(comm, Trainer, problem, nm, lr=lr,
                              batch_size=args.batch_size, newton=newton, seed=args.seed,
                              validation=validation)

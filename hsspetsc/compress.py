@@ -335,7 +335,9 @@ def refresh(H, source, verbose=None, n_threads=None):
     if p["spd"]:
         _check_leaf_minors(H1, where)
     ph.start()
-    H1, contract = _contract(H1, src, diag, p, path, reader, n_products, nt)
+    # the compensation H needed is the first guess for the refreshed blocks
+    H1, contract = _contract(H1, src, diag, p, path, reader, n_products, nt,
+                             near=H._info.get("compensation") or None)
     ph.done("contract")
     info.update(contract)
     ph.times["total"] = sum(ph.times.values())
@@ -347,7 +349,7 @@ def refresh(H, source, verbose=None, n_threads=None):
     return H1
 
 
-def _contract(H0, src, diag, p, path, reader, n_products, nt):
+def _contract(H0, src, diag, p, path, reader, n_products, nt, near=None):
     """The error estimate (``probes``) and the positive semi-definite compensation
     (``spd``) of a freshly built H0; returns (H, info entries)."""
     n = H0.n
@@ -374,7 +376,8 @@ def _contract(H0, src, diag, p, path, reader, n_products, nt):
     H = H0
     if p["spd"]:
         delta, out["spd_factorizations"] = psd_compensation(
-            H0, support, p["tol"], nt, guess=None if err_fro is None else 2 * err_fro)
+            H0, support, p["tol"], nt, guess=None if err_fro is None else 2 * err_fro,
+            near=near)
         if delta is None and not factor_only:
             where = "compress" if path == "entries" else "compress_sketch"
             raise ValueError(

@@ -239,13 +239,16 @@ class HSSFactorization:
 SPD_FLOOR = 1e-12        # shifts below this x max diag are rounding level
 
 
-def psd_compensation(H, support, tol, n_threads=None, guess=None):
+def psd_compensation(H, support, tol, n_threads=None, guess=None, near=None):
     """The smallest diagonal compensation (found to a factor 1.5) that makes the
     hierarchical part of H positive semi-definite, certified by the factorization.
 
     ``guess``: a compensation expected to suffice (the estimated |K - H|_F bounds the
     one an SPD source needs, since H >= K - E >= -|E|_2 I); it saves most of the
-    search. Returns (delta, factorizations tried), delta None when nothing up to 1e6 x max
+    search. ``near``: the compensation a closely related matrix needed (the same
+    skeletons, refreshed blocks): tried first, and when it works and near / 1.5 does
+    not, it is the answer after two factorizations. Returns (delta, factorizations
+    tried), delta None when nothing up to 1e6 x max
     diag works (not a PSD matrix): H~ = H + delta * diag(support) is PSD to
     rounding, i.e. lambda I + H~ factors for every lambda >= SPD_FLOOR * max diag.
     Why: the elimination of factorize() is an exact block Cholesky of lambda I + H
@@ -271,9 +274,16 @@ def psd_compensation(H, support, tol, n_threads=None, guess=None):
         except FactorizationError:
             return False
 
-    if factors(0.0):
-        return 0.0, tried[0]
     lo, hi = 0.0, (guess if guess and guess > floor else max(tol, 1e-10) * scale)
+    if near is not None and near > 0:
+        if factors(near):
+            if not factors(near / 1.5):
+                return near, tried[0]
+            hi = near / 1.5
+        else:
+            lo, hi = near, 1.5 * near
+    if lo == 0.0 and factors(0.0):
+        return 0.0, tried[0]
     while not factors(hi):
         lo, hi = hi, 10.0 * hi
         if hi > 1e6 * scale:

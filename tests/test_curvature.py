@@ -65,12 +65,11 @@ def test_refresh_reads_every_block_of_the_new_source(kind):
         warnings.simplefilter("ignore", RuntimeWarning)
         H = BUILDS[kind](K)
         H2 = hsspetsc.refresh(H, 2.0 * K)
-    for a, b in zip(_blocks(H), _blocks(H2)):
-        if a is not None:
-            np.testing.assert_array_equal(2.0 * a, b)
-    W = np.random.default_rng(1).standard_normal((K.shape[0], 2))
-    ref = 2.0 * (H @ W)
-    assert np.linalg.norm(H2 @ W - ref) <= 1e-13 * np.linalg.norm(ref)
+    for a, b in zip(_blocks(H)[:3], _blocks(H2)[:3]):
+        np.testing.assert_array_equal(2.0 * a, b)
+    # the compensation is found again (to the search's factor 1.5): about doubled
+    c1, c2 = H.stats()["compensation"], H2.stats()["compensation"]
+    assert (c1 == 0 and c2 == 0) or 2.0 / 1.5 <= c2 / c1 <= 2.0 * 1.5
 
 
 def test_refresh_of_a_nearby_matrix_is_accurate_and_measured():
@@ -145,12 +144,15 @@ def test_curvature_mini_batch_is_one_stream_and_consistent():
     np.testing.assert_allclose(blk, D[:5, :7], rtol=1e-12, atol=1e-15)
 
 
-def test_hss_preconditioner_applies_the_inverse_of_lambda_plus_curvature():
-    # a tiny net, H~ compressed far below round-off of the dense inverse's use: the
-    # trainer's HSSPC applies (lambda I + H_curv)^-1 with H_curv the mini-batch GN
+@pytest.mark.parametrize("hss_samples", [0, 451])
+def test_hss_preconditioner_applies_the_inverse_of_lambda_plus_curvature(hss_samples):
+    # a tiny net (451 weights), H~ compressed to 1e-12 from entries (0) or from 451
+    # products: the trainer's HSSPC applies (lambda I + H_curv)^-1, H_curv the
+    # mini-batch Gauss-Newton matrix
     pb = _problem(60, (64, 3, 64))
     lam = 1e-2
-    nk = NewtonKrylov(pb, precond="hss", prefix="hssapply_", curvature_samples=30,
+    nk = NewtonKrylov(pb, precond="hss", prefix=f"hssapply{hss_samples}_",
+                      curvature_samples=30, hss_samples=hss_samples,
                       compress_params={"tol": 1e-12, "max_rank": None, "neighbors": 8})
     try:
         theta = pb.model.params
@@ -205,30 +207,42 @@ def test_refresh_at_unchanged_parameters_reproduces_the_build():
 
 
 def test_rebuild_rule_follows_its_documented_thresholds():
-    growth, rebuild = 1.2, 4
-    t = _hss_trainer(_problem(), rebuild=rebuild, rebuild_growth=growth)
+    # a payback of ~0: any CG time lost to the aging H~ compresses it again
+    payback, rebuild = 1e-9, 4
+    t = _hss_trainer(_problem(), rebuild=rebuild, rebuild_payback=payback)
     try:
         recs = run(t, max_steps=10, printer=None)[:-1]
     finally:
         t.destroy()
     actions = [r["hss_action"] for r in recs]
-    assert actions[0] == "build" and "refresh" in actions
-    last_build, ref = 0, None
+    assert actions[0] == "build" and "keep" in actions
+    last_build, lost, cost = 0, 0.0, 0.0
     for i, r in enumerate(recs):
         if i > 0:
-            prev = recs[i - 1]
-            grew = (prev["hss_action"] != "build" and prev["cg_iterations"] >= 5
-                    and prev["cg_per_decade"] > growth * ref)
-            expect = "build" if (grew or i - last_build >= rebuild) else "refresh"
+            expect = "build" if (lost > payback * cost or i - last_build >= rebuild) \
+                else "keep"
             assert r["hss_action"] == expect, (i, actions)
         if r["hss_action"] == "build":
-            last_build, ref = i, r["cg_per_decade"]
+            last_build, lost, cost = i, 0.0, r["time_compress"]
+            assert r["cg_time_lost"] == 0.0
+        else:
+            lost += r["cg_time_lost"]
         assert (r["time_compress"] > 0) == (r["hss_action"] == "build")
-        assert (r["time_refresh"] > 0) == (r["hss_action"] == "refresh")
 
 
-def test_no_refresh_keeps_h_between_builds():
-    t = _hss_trainer(_problem(), rebuild=3, rebuild_growth=0.0, refresh=False)
+def test_refresh_between_builds_and_no_rule():
+    t = _hss_trainer(_problem(), rebuild=3, rebuild_payback=0.0, refresh=True)
+    try:
+        recs = run(t, max_steps=5, printer=None)[:-1]
+    finally:
+        t.destroy()
+    assert [r["hss_action"] for r in recs] == ["build", "refresh", "refresh", "build",
+                                               "refresh"]
+    assert all((r["time_refresh"] > 0) == (r["hss_action"] == "refresh") for r in recs)
+
+
+def test_keep_between_builds():
+    t = _hss_trainer(_problem(), rebuild=3, rebuild_payback=0.0)
     try:
         recs = run(t, max_steps=5, printer=None)[:-1]
     finally:
@@ -240,7 +254,8 @@ def test_newton_options_are_validated():
     pb = _problem()
     for kw, msg in [({"rebuild": 0}, "'rebuild' parameter"), ({"lam": 0.0}, "'lam'"),
                     ({"curvature_samples": 0}, "'curvature_samples'"),
-                    ({"rebuild_growth": -1.0}, "'rebuild_growth'")]:
+                    ({"rebuild_payback": -1.0}, "'rebuild_payback'"),
+                    ({"hss_samples": -1}, "'hss_samples'")]:
         with pytest.raises(ValueError, match=msg):
             NewtonKrylov(pb, precond="hss", prefix="bad_", **kw)
 
@@ -325,7 +340,7 @@ def test_cli_lr_grid_trains_with_the_best_trial(tmp_path):
     (["--lr-grid", "1e-3,x"], "'lr-grid' parameter"),
     (["--lr-grid", "0,1e-3"], "'lr-grid' parameter"),
     (["--validation", "1.0"], "'validation' parameter"),
-    (["--rebuild-growth", "-1"], "'rebuild-growth' parameter"),
+    (["--rebuild-payback", "-1"], "'rebuild-payback' parameter"),
     (["--curvature-samples", "0"], "'curvature-samples' parameter")])
 def test_cli_refuses_bad_training_options(args, msg):
     rc, out = _cli(["--data", "digits", "--n", "100", "--steps", "1"] + args)

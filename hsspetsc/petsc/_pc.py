@@ -88,7 +88,9 @@ def compress_with_options(source, params, explicit=(), order=None):
         raise ValueError(f"HSSPC: -pc_hss_samples {samples} needs products of the matrix, "
                          f"but {type(source).__name__} has no matmat(V); drop the option "
                          f"to compress from entries.")
-    max_rank = min(p["max_rank"], samples) if "max_rank" in explicit else None
+    max_rank = None
+    if "max_rank" in explicit:
+        max_rank = samples if p["max_rank"] is None else min(p["max_rank"], samples)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return compress_sketch(source, samples=samples, leaf_size=p["leaf_size"],

@@ -148,32 +148,40 @@ class NewtonKrylov:
     lam : initial damping lambda
     curvature_samples : int or None (default 256)
         The preconditioner's curvature comes from a mini-batch of this many samples,
-        drawn afresh every step from one stream (the same mini-batch on any number
-        of ranks); the CG operator always uses every sample. None: every sample.
+        drawn from one stream keyed by a step number (the same mini-batch on any
+        number of ranks): afresh every step for hf and kfac, at every full
+        compression for hss (refreshes keep the samples the skeletons were chosen
+        for). The CG operator always uses every sample. None: every sample.
     rebuild : int >= 1 (default 20)
         HSS only: compress H~ again (new tree and skeletons) at least every this
         many steps.
-    refresh : bool (default True)
+    refresh : bool (default False)
         HSS only: at the steps between full compressions, read the blocks of H~
-        again from the new curvature on the kept tree and skeletons
-        (:func:`hsspetsc.refresh`); False keeps H~ as it was built.
-    rebuild_growth : float >= 0 (default 1.5)
-        HSS only: compress H~ again at the next step when a step's CG needs more
-        than ``rebuild_growth`` times the iterations per decade of residual
-        reduction that the first step after the last compression needed (its >= 5
-        only; 0 disables the rule).
+        again at the new parameters (same mini-batch, kept tree and skeletons,
+        :func:`hsspetsc.refresh`); False keeps H~ as it was built.
+    rebuild_payback : float >= 0 (default 1.0)
+        HSS only: compress H~ again at the next step once the CG time lost since the
+        last compression exceeds ``rebuild_payback`` times that compression's time
+        (a ski-rental rule: set-up never costs much more than it saves). A step's
+        loss: its CG iterations beyond the iterations per decade of residual
+        reduction that the step right after the compression needed (times the
+        decades this step reduced), at this step's cost per iteration, plus its
+        refresh time. 0: only every ``rebuild`` steps.
     cg_max_it : cap on CG iterations per step
     forcing : "ew" (Eisenstat-Walker choice 2) or a fixed relative tolerance (float)
     pc_options : extra -pc_hss_* options (dict), under the prefix ``prefix``
-    hss_samples : 0 (default): H~ from entries (``compress``); > 0: H~ from that many
-        products (``compress_sketch``, neuron order); sets -pc_hss_samples
+    hss_samples : int >= 0 (default 128)
+        H~ from that many products of the curvature matrix (``compress_sketch``,
+        neuron order, at most N; sets -pc_hss_samples); 0: from its entries
+        (``compress``). Products of a mini-batch are cheap, and the sketch was 2-3x
+        faster than the entries for the same CG iterations on the demo net.
     progress : callable(str) or None: a progress line (with an estimate of the time
         to the CG tolerance) every ``progress_every`` seconds of a long step
     """
 
     def __init__(self, problem, precond="hss", lam=1.0, rebuild=20, cg_max_it=100,
                  forcing="ew", pc_options=None, prefix="newton_", compress_params=None,
-                 curvature_samples=256, hss_samples=0, refresh=True, rebuild_growth=1.5,
+                 curvature_samples=256, hss_samples=128, refresh=False, rebuild_payback=1.0,
                  progress=None, progress_every=10.0):
         from .._validation import check_float, check_int
         where = "NewtonKrylov"
@@ -186,7 +194,8 @@ class NewtonKrylov:
         self.lam = check_float(lam, "lam", where, lo=0.0, lo_open=True)
         self.rebuild = check_int(rebuild, "rebuild", where, lo=1)
         self.cg_max_it = check_int(cg_max_it, "cg_max_it", where, lo=1)
-        self.rebuild_growth = check_float(rebuild_growth, "rebuild_growth", where, lo=0.0)
+        self.rebuild_payback = check_float(rebuild_payback, "rebuild_payback", where,
+                                           lo=0.0)
         self.refresh = bool(refresh)
         if curvature_samples is not None:
             curvature_samples = check_int(curvature_samples, "curvature_samples", where,
@@ -204,6 +213,8 @@ class NewtonKrylov:
         self._step_start = self._last_progress = 0.0
         self.hss_origin = (None, 0)     # parameters and step H~ was last built at
         self.rate_ref = None            # CG iterations per decade right after the build
+        self.build_cost = 0.0           # seconds of the last compression
+        self.lost = 0.0                 # CG seconds lost since then (see rebuild_payback)
         self.force_rebuild = False
         self.it = 0
         self.eta = 0.5
@@ -213,8 +224,9 @@ class NewtonKrylov:
         if precond == "hss":
             opts[prefix + "pc_type"] = "python"
             opts[prefix + "pc_python_type"] = "hsspetsc.petsc.HSSPC"
-            if hss_samples:
-                opts[prefix + "pc_hss_samples"] = str(int(hss_samples))
+            hss_samples = check_int(hss_samples, "hss_samples", where, lo=0)
+            opts[prefix + "pc_hss_samples"] = str(min(hss_samples,
+                                                      problem.model.n_params))
         elif precond in ("hf", "kfac"):
             opts[prefix + "pc_type"] = "python"
             opts[prefix + "pc_python_type"] = ("hsspetsc.training.preconditioners." +
@@ -298,6 +310,7 @@ class NewtonKrylov:
         return {"name": self.name, "lam": self.lam, "it": self.it, "eta": self.eta,
                 "prev_gnorm": self.prev_gnorm, "hss_theta": self.hss_origin[0],
                 "hss_it": self.hss_origin[1], "rate_ref": self.rate_ref,
+                "build_cost": self.build_cost, "lost": self.lost,
                 "force_rebuild": self.force_rebuild}
 
     def load_state_dict(self, d):
@@ -305,6 +318,8 @@ class NewtonKrylov:
         self.prev_gnorm = None if d["prev_gnorm"] is None else float(d["prev_gnorm"])
         self.rate_ref = None if d.get("rate_ref") is None else float(d["rate_ref"])
         self.force_rebuild = bool(d.get("force_rebuild", False))
+        self.build_cost = float(d.get("build_cost", 0.0))
+        self.lost = float(d.get("lost", 0.0))
         theta0 = d.get("hss_theta")
         self.ctx.hss = None
         if theta0 is not None and getattr(theta0, "size", 0) and self.precond == "hss":
@@ -343,13 +358,16 @@ class NewtonKrylov:
         else:
             self.eta = float(self.forcing)
         gn = pb.gauss_newton(theta)
-        curvature = gn
-        if self.precond != "none" and self.curvature_samples is not None:
-            curvature = pb.gauss_newton(theta, samples=self.curvature_samples, seed=self.it)
         action = self._hss_action()
         if action == "build":
             self.hss_origin = (np.array(theta, dtype=np.float64), self.it)
             self.force_rebuild = False
+        curvature = gn
+        if self.precond != "none" and self.curvature_samples is not None:
+            # HF and KFAC: a fresh mini-batch every step; HSS: the mini-batch H~ was
+            # built from, until the next build (its skeletons fit those samples)
+            seed = self.hss_origin[1] if self.precond == "hss" else self.it
+            curvature = pb.gauss_newton(theta, samples=self.curvature_samples, seed=seed)
         self.ctx.update(gn, self.lam, action, curvature)
         self.ksp.getPC().reset()      # set the PC up again: new lambda (and maybe H~)
         self.ksp.setOperators(self.A, self.A)
@@ -370,12 +388,17 @@ class NewtonKrylov:
         rnorm = self.ksp.getResidualNorm()
         decades = max(np.log10(max(self._r0, 1e-300) / max(rnorm, 1e-300)), 0.3)
         rate = cg_its / decades
+        lost = 0.0
         if self.precond == "hss":
             if action == "build":
-                self.rate_ref = rate
-            elif (self.rebuild_growth > 0 and self.rate_ref is not None and cg_its >= 5
-                  and rate > self.rebuild_growth * self.rate_ref):
-                self.force_rebuild = True
+                self.rate_ref, self.build_cost, self.lost = rate, t_comp, 0.0
+            elif self.rate_ref is not None and cg_its > 0:
+                extra = max(cg_its - self.rate_ref * decades, 0.0)
+                lost = extra * t_cg / cg_its + t_refr
+                self.lost += lost
+                if self.rebuild_payback > 0 and \
+                        self.lost > self.rebuild_payback * self.build_cost:
+                    self.force_rebuild = True
         p = self.x.getArray().copy()
         Hp = gn.matvec(p)
         pred = _model_reduction(g, p, Hp + self.lam * p)
@@ -401,7 +424,7 @@ class NewtonKrylov:
         rec = {"optimizer": self.name, "iteration": self.it, "loss": float(loss),
                "grad_norm": gnorm, "cg_iterations": int(cg_its), "lambda": self.lam,
                "step": alpha if ok else 0.0, "rho": float(rho), "forcing": self.eta,
-               "cg_per_decade": float(rate),
+               "cg_per_decade": float(rate), "cg_time_lost": lost,
                "time_grad": t_grad, "time_compress": t_comp, "time_refresh": t_refr,
                "time_factor": max(t_pc - t_comp - t_refr, 0.0), "time_cg": t_cg}
         if self.precond == "hss":
