@@ -29,3 +29,31 @@ def blas_single_thread():
         from threadpoolctl import ThreadpoolController
         _controller = ThreadpoolController()
     return _controller.limit(limits=1, user_api="blas")
+
+
+_rank_limits = None     # the threadpoolctl limits set by threads_per_rank (kept alive)
+
+
+def threads_per_rank(mpi_comm):
+    """Threads for each rank of ``mpi_comm`` (mpi4py) when the user has not chosen:
+    with OMP_NUM_THREADS unset, every rank gets (cores it may run on) // (ranks on
+    its node), at least 1, for the OpenMP kernels (OMP_NUM_THREADS is set for this
+    process) and for the BLAS and OpenMP pools already loaded (threadpoolctl).
+    Ranks x threads x BLAS threads would otherwise oversubscribe the cores many
+    times over. Returns (threads, chosen here)."""
+    global _rank_limits
+    if os.environ.get("OMP_NUM_THREADS", "").strip():
+        return effective_n_threads(), False
+    from mpi4py import MPI
+    node = mpi_comm.Split_type(MPI.COMM_TYPE_SHARED)
+    try:
+        local_ranks = node.Get_size()
+    finally:
+        node.Free()
+    cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+             else (os.cpu_count() or 1))
+    n = max(1, cores // local_ranks)
+    os.environ["OMP_NUM_THREADS"] = str(n)
+    from threadpoolctl import threadpool_limits
+    _rank_limits = threadpool_limits(limits=n)
+    return n, True

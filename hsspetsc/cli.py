@@ -342,6 +342,12 @@ def train_main(args, petsc_argv):
     from .training.distributed import CollectiveError, _Comm, fail_together
     comm = _Comm(PETSc.COMM_WORLD.tompi4py())
     say = (lambda s: PETSc.Sys.Print(s))
+    if comm.size > 1:
+        from ._threads import threads_per_rank
+        n, chosen = threads_per_rank(comm.mpi)
+        if chosen:
+            say(f"threads per rank: {n} (cores // ranks on the node; set OMP_NUM_THREADS "
+                f"to choose)")
     _install_signal_handlers()
     try:
         # the ranks must run the same command: compare them before any work

@@ -253,6 +253,9 @@ def _construct(src, diag, p, path, verbose, nt, perm=None):
             near, far, couplings = _entry_blocks(tree, reader, bases, inter)
             ph.done("blocks")
         else:
+            # tree order, one array at a time: the products are the largest buffers
+            Y = np.ascontiguousarray(Y[tree.perm])
+            Omega = np.ascontiguousarray(Omega[tree.perm])
             bases, (D, Doff), (C, Coff) = sketch_bases(tree, reader, Y, Omega, p["tol"],
                                                        p["max_rank"], nt)
             del Y, Omega

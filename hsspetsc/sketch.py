@@ -47,16 +47,18 @@ def products(src, Omega, where):
     return Y
 
 
-def sketch_bases(tree, reader, Y, Omega, tol, max_rank, n_threads):
-    """Bases, leaf blocks and couplings from the sketch Y = K Omega.
+def sketch_bases(tree, reader, Yt, Ot, tol, max_rank, n_threads):
+    """Bases, leaf blocks and couplings from the sketch Y = K Omega, given in tree
+    order (``Yt = Y[tree.perm]``, ``Ot = Omega[tree.perm]``, C-contiguous; the caller
+    permutes and drops the originals, so no more than three N x s arrays live at once).
 
     Returns (bases, (leaf data, leaf offsets), (coupling data, coupling offsets
     per parent node 0 .. first_leaf - 1))."""
     from ._build import sketch_ids
-    n, L, s = tree.n, tree.n_levels, Y.shape[1]
+    n, L, s = tree.n, tree.n_levels, Yt.shape[1]
     perm = tree.perm
-    Yt = np.ascontiguousarray(Y[perm]).reshape(-1)
-    Ot = np.ascontiguousarray(Omega[perm]).reshape(-1)
+    Yt = Yt.reshape(-1)
+    Ot = Ot.reshape(-1)
     leaves = tree.level_nodes(L)
     lo, sz = tree.node_off[leaves], tree.node_size[leaves]
     D, Doff = reader.read(lo, sz, perm, lo, sz, perm)

@@ -59,10 +59,15 @@ class GaussNewton(Source):
             self.sample_idx = np.sort(rng.choice(self.n_samples, m, replace=False))
         self._m = self.sample_idx.size
         self._built = False          # entry factors are formed on first use
+        self._pairs_built = False
 
     def __getattr__(self, name):
-        # _S, _xs, _Gbuf, _diag ... exist after _build_factors (lazy: products
-        # alone never need them)
+        # _S, _xs, _diag ... exist after _build_factors, the per-sample inner
+        # products _Gbuf/_goff after _build_pairs (lazy: products alone need neither,
+        # the diagonal and KFAC need no pairs)
+        if name in ("_Gbuf", "_goff") and not self.__dict__.get("_pairs_built", True):
+            self._build_pairs()
+            return getattr(self, name)
         if name.startswith("_") and not self.__dict__.get("_built", True):
             self._build_factors()
             return getattr(self, name)
@@ -103,30 +108,14 @@ class GaussNewton(Source):
             if C is None:                       # W^T diag(dout): (m, in_l, d)
                 C = W.T[None, :, :] * dout[:, None, :] * sig[:, :, None]
             else:
-                C = np.einsum("pq,ipk->iqk", W, C) * sig[:, :, None]
+                C = np.matmul(W.T, C) * sig[:, :, None]        # W^T C_i per sample
             S[l - 1] = np.einsum("ipk,ikj->ipj", C, Lfac) if self.ce else C.copy()
         xs = [np.hstack([acts[l], np.ones((m, 1))]) for l in range(L)]
         # Xt[l] = (in_l + 1, m); Gam[l, l'] = <s^l_p, s^l'_p'> per sample, (out, out', m)
         self._xoff = np.zeros(L, np.int64)
         self._xoff[1:] = np.cumsum([x.size for x in xs])[:-1]
         self._Xbuf = np.ascontiguousarray(np.concatenate([x.T.ravel() for x in xs]))
-        blocks, goff, pos = [], np.zeros(L * L, np.int64), 0
-        for la in range(L):
-            for lb in range(la, L):
-                last_a = self.diag_last and la == L - 1
-                last_b = self.diag_last and lb == L - 1
-                if last_a and last_b:
-                    g = (S[la] ** 2).T                                  # (d, m)
-                elif last_b:                       # s^L_{i,p'} = sL[i, p'] e_p'
-                    g = np.transpose(S[la] * S[lb][:, None, :], (1, 2, 0))
-                else:
-                    g = np.einsum("ipk,iqk->pqi", S[la], S[lb])
-                goff[la * L + lb] = pos
-                pos += g.size
-                blocks.append(np.ascontiguousarray(g).ravel())
-        self._goff = goff
-        self._Gbuf = np.concatenate(blocks)
-        self._S = S                          # kept for KFAC
+        self._S = S                          # kept for KFAC and the pairs
         self._xs = xs
         self._outs = np.array(model.widths[1:], np.int64)
         self._d = d
@@ -153,6 +142,29 @@ class GaussNewton(Source):
             diag[w0:b0] = blk[:, :i_].ravel()
             diag[b0:e0] = blk[:, i_]
         self._diag = diag
+
+    def _build_pairs(self):
+        """Per pair of layers (la <= lb) the per-sample inner products
+        <s^la_p, s^lb_p'> (out_la x out_lb x m), flat in _Gbuf at _goff: what an
+        entry reads. The costly part for wide outputs (O(m d sum out^2))."""
+        self._pairs_built = True
+        S, L = self._S, self.model.n_layers
+        blocks, goff, pos = [], np.zeros(L * L, np.int64), 0
+        for la in range(L):
+            for lb in range(la, L):
+                last_a = self.diag_last and la == L - 1
+                last_b = self.diag_last and lb == L - 1
+                if last_a and last_b:
+                    g = (S[la] ** 2).T                                  # (d, m)
+                elif last_b:                       # s^L_{i,p'} = sL[i, p'] e_p'
+                    g = np.transpose(S[la] * S[lb][:, None, :], (1, 2, 0))
+                else:                              # batched GEMM over samples
+                    g = np.matmul(S[la], S[lb].transpose(0, 2, 1)).transpose(1, 2, 0)
+                goff[la * L + lb] = pos
+                pos += g.size
+                blocks.append(np.ascontiguousarray(g).ravel())
+        self._goff = goff
+        self._Gbuf = np.concatenate(blocks)
 
     # ------------------------------------------------------------ source API
     def evaluator(self):

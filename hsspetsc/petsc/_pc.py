@@ -67,12 +67,13 @@ def _check(params, n, prefix):
                          f"{p['budget']:g}, distance {p['distance']!r}.")
 
 
-def compress_with_options(source, params, explicit=(), order=None):
+def compress_with_options(source, params, explicit=(), order=None, verbose=False):
     """H~ from the -pc_hss_* values: ``compress`` (entries), or with samples > 0
     ``compress_sketch`` (products; ``order`` overrides the tree from the distance,
     max_rank only when given explicitly, else the sketch's samples // 2). A missed
     tol is not warned about (H~ is a preconditioner): the PC's view shows the error
-    estimate and the capped nodes."""
+    estimate and the capped nodes. ``verbose`` as for ``compress`` (progress lines
+    of a long compression)."""
     p = dict(params)
     samples = p.pop("samples", 0)
     auto = p.pop("auto", False)
@@ -82,7 +83,7 @@ def compress_with_options(source, params, explicit=(), order=None):
             if auto:
                 tuned = tune(source, tol=p["tol"], seed=p["seed"])
                 p.update({k: v for k, v in tuned.items() if k not in explicit})
-            return compress(source, verbose=False, **p)
+            return compress(source, verbose=verbose, **p)
     if not (isinstance(source, (np.ndarray, DenseSource))
             or callable(getattr(source, "matmat", None))):
         raise ValueError(f"HSSPC: -pc_hss_samples {samples} needs products of the matrix, "
@@ -96,7 +97,7 @@ def compress_with_options(source, params, explicit=(), order=None):
         return compress_sketch(source, samples=samples, leaf_size=p["leaf_size"],
                                tol=p["tol"], max_rank=max_rank,
                                order=p["distance"] if order is None else order,
-                               seed=p["seed"], probes=0, verbose=False)
+                               seed=p["seed"], probes=0, verbose=verbose)
 
 
 def _assembled_source(P):

@@ -8,7 +8,7 @@ differently on different ranks). With one rank nothing is communicated.
 import numpy as np
 
 from .._blocks import exclusive_cumsum, fill_with_evaluator
-from .._threads import effective_n_threads
+from .._threads import effective_n_threads, threads_per_rank
 from .._validation import add_to_diagonal
 from ..mlp.gauss_newton import GaussNewton
 from ..sources import Source
@@ -155,7 +155,9 @@ class ShardedProblem:
     """An MLP and its data, the samples split over the ranks of ``comm`` (mpi4py).
 
     Rank r keeps the contiguous block r of the samples (the same data order on any
-    number of ranks, so 1 and P ranks compute the same sums up to round-off).
+    number of ranks, so 1 and P ranks compute the same sums up to round-off). With
+    more than one rank and OMP_NUM_THREADS unset, each rank's threads are set to
+    cores // ranks on its node (:func:`hsspetsc._threads.threads_per_rank`).
     ``X``/``Y`` are the full data on every rank (each rank slices its shard).
     """
 
@@ -163,6 +165,9 @@ class ShardedProblem:
         X, Y = model.check_data(X, Y, "ShardedProblem")
         self.model = model
         self.comm = _Comm(comm)
+        if self.comm.size > 1:
+            # ranks x threads <= cores unless the user set OMP_NUM_THREADS
+            threads_per_rank(comm)
         self.n_total = X.shape[0]
         if self.n_total < self.comm.size:
             raise ValueError(f"{self.n_total} samples cannot be split over "

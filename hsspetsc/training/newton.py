@@ -58,6 +58,7 @@ class GNMatContext:
         self.compress_params = dict(compress_params or {})
         self.compress_time = self.refresh_time = 0.0
         self.hss_how = ""
+        self.progress = None           # set: a long compression prints progress lines
         self.rebuild_from = None       # after a resume: the curvature H~ was built from
 
     def update(self, gn, diag_shift, action="keep", curvature=None):
@@ -109,8 +110,13 @@ class GNMatContext:
             explicit = set(explicit) | set(self.compress_params)
             sketch = p.get("samples", 0) > 0
             src = self._damped(base)
+            # progress lines once a compression passes 10 s (rank 0 only: the ranks
+            # compress together)
+            rank = getattr(getattr(getattr(src, "problem", None), "comm", None), "rank", 0)
+            verbose = None if self.progress and rank == 0 else False
             self.hss = compress_with_options(src, p, explicit,
-                                             order=src.neuron_order() if sketch else None)
+                                             order=src.neuron_order() if sketch else None,
+                                             verbose=verbose)
             how.append("sketched the Gauss-Newton matrix from products" if sketch
                        else "compressed the Gauss-Newton entries")
             self.compress_time = time.perf_counter() - t
@@ -220,6 +226,7 @@ class NewtonKrylov:
         self.eta = 0.5
         self.prev_gnorm = None
         self.ctx = GNMatContext(compress_params)
+        self.ctx.progress = progress
         opts = PETSc.Options()
         if precond == "hss":
             opts[prefix + "pc_type"] = "python"
