@@ -173,7 +173,7 @@ def train_section(d):
            "budget; Adam's learning rate is the best of 1e-3 … 3e-2 after trials of a tenth",
            "of the budget (not counted); Newton: CG cap 50, Eisenstat-Walker forcing, the",
            "trainer's defaults (newton-hss: sketch of the curvature mini-batch, kept and",
-           "rebuilt by the payback rule). 'to Adam' / 'to CG': time (and data passes) at",
+           "rebuilt by the lost-iterations rule). 'to Adam' / 'to CG': time (and data passes) at",
            "which the method first reached Adam's / newton-cg's final loss.", "",
            "| net | method | steps | final loss | val loss | data passes | mean CG its | "
            "grad / compress / refresh / factor / CG / other s | to Adam s (passes) | to CG s |",

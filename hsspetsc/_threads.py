@@ -42,7 +42,9 @@ def threads_per_rank(mpi_comm):
     Ranks x threads x BLAS threads would otherwise oversubscribe the cores many
     times over. Returns (threads, chosen here)."""
     global _rank_limits
-    if os.environ.get("OMP_NUM_THREADS", "").strip():
+    # rank 0 decides for all (every rank then enters the same collectives)
+    user_set = mpi_comm.bcast(bool(os.environ.get("OMP_NUM_THREADS", "").strip()), root=0)
+    if user_set:
         return effective_n_threads(), False
     from mpi4py import MPI
     node = mpi_comm.Split_type(MPI.COMM_TYPE_SHARED)

@@ -79,21 +79,23 @@ def _parser():
                    help="seconds of optimizer time per optimizer")
     t.add_argument("--lr", type=float, default=1e-2, help="first-order learning rate")
     t.add_argument("--lr-grid", default=None,
-                   help="first order: try these learning rates (comma-separated) on a "
-                        "short trial each (a tenth of the budget) and train with the best; "
-                        "the trials are reported, not counted in the run's time")
+                   help="first-order optimizers only: try these learning rates (comma-"
+                        "separated; replaces --lr) on a short trial each (a tenth of the "
+                        "run) and train with the best; the trials are reported, not counted "
+                        "in the run's time")
     t.add_argument("--validation", type=float, default=0.1,
-                   help="hold out this fraction of --n more samples (never trained on) "
-                        "for a validation loss (and accuracy) per step; 0: none")
+                   help="hold out this fraction of --n more samples (the next ones, never "
+                        "trained on; fewer when the data set ends) for a validation loss "
+                        "(and accuracy) per step; 0: none")
     t.add_argument("--batch-size", type=int, default=None, help="per rank; default full batch")
     t.add_argument("--lam", type=float, default=1.0, help="initial Newton damping")
     t.add_argument("--rebuild", type=int, default=20,
                    help="newton-hss: compress H~ again (new tree and skeletons) at least "
                         "every k steps")
-    t.add_argument("--rebuild-payback", type=float, default=1.0,
-                   help="newton-hss: compress again once the CG time lost to an aging H~ "
-                        "(iterations beyond the fresh H~'s rate) exceeds this many times "
-                        "the last compression's time (0: only every --rebuild steps)")
+    t.add_argument("--rebuild-lost-its", type=int, default=80,
+                   help="newton-hss: compress again once the CG iterations lost to an "
+                        "aging H~ (beyond the fresh H~'s rate) exceed this many, about a "
+                        "compression's cost in iterations (0: only every --rebuild steps)")
     t.add_argument("--refresh", action="store_true",
                    help="newton-hss: between compressions read the blocks of H~ again at "
                         "the new parameters (same tree and skeletons; default: keep H~)")
@@ -101,8 +103,9 @@ def _parser():
     t.add_argument("--curvature-samples", "--entry-samples", dest="curvature_samples",
                    type=int, default=256,
                    help="Newton preconditioners: curvature from a mini-batch of this many "
-                        "samples, drawn afresh every step (the same on any number of "
-                        "ranks); the CG operator uses every sample")
+                        "samples (the same on any number of ranks; newton-hf and -kfac draw "
+                        "one every step, newton-hss at every compression); the CG operator "
+                        "uses every sample")
     t.add_argument("--hss-samples", type=int, default=128,
                    help="newton-hss: build H~ from this many products of the curvature "
                         "mini-batch's Gauss-Newton matrix (compress_sketch); 0: from its "
@@ -153,7 +156,8 @@ def _loss_text(v):
 def first_to_reach(records, n_levels=4):
     """Lines naming, for loss levels between the common start and the best final
     loss, which optimizer reached each level first (optimizer time), with the
-    others' times ('-': never). Levels are evenly spaced in log(loss - best)."""
+    others' times ('-': never). Levels are evenly spaced in log(loss - best), plus
+    the worst and the second-best final losses."""
     names = list(dict.fromkeys(r["optimizer"] for r in records))
     if len(names) < 2:
         return ""
@@ -166,8 +170,11 @@ def first_to_reach(records, n_levels=4):
         return ""
     # from just below the start to the best final loss; the level every run reached
     # (the worst final loss) is included so the table is never empty
+    # and the runner-up's final loss: who got there first, and how much sooner
+    finals = sorted(run[-1][1] for run in runs.values() if run)
     levels = sorted({best + (start - best) * f for f in
-                     np.geomspace(0.5, 1e-3, n_levels)} | {worst_final}, reverse=True)
+                     np.geomspace(0.5, 1e-3, n_levels)} | {worst_final, finals[1]},
+                    reverse=True)
     lines = ["first to reach (optimizer time):"]
     for level in levels:
         times = {}
@@ -279,7 +286,7 @@ _TRAIN_NUMBERS = (("n", int, 1, False), ("steps", int, 1, False),
                   ("batch_size", int, 1, False), ("lam", float, 0.0, True),
                   ("rebuild", int, 1, False), ("cg_max_it", int, 1, False),
                   ("curvature_samples", int, 1, False), ("hss_samples", int, 0, False),
-                  ("seed", int, 0, False), ("rebuild_payback", float, 0.0, False),
+                  ("seed", int, 0, False), ("rebuild_lost_its", int, 0, False),
                   ("validation", float, 0.0, False))
 
 
@@ -397,7 +404,9 @@ def _train(args, comm, say, PETSc):
 
     _prefix_petsc_options(PETSc)
     n_val = int(round(args.validation * args.n))
-    X, y, Xv, yv = fail_together(comm, train_validation_split, args.data, args.n, n_val)
+    X, y, Xv, yv = fail_together(comm, train_validation_split, args.data, args.n, n_val,
+                                 clip=True)
+    n_val = Xv.shape[0]              # what was left after the training samples
     if args.loss == "mse":
         Y, Yv = X, Xv
         widths = ([X.shape[1], 32, X.shape[1]] if args.layers is None
@@ -441,7 +450,7 @@ def _train(args, comm, say, PETSc):
         newton = {"lam": args.lam, "rebuild": args.rebuild, "cg_max_it": args.cg_max_it,
                   "curvature_samples": args.curvature_samples,
                   "hss_samples": args.hss_samples, "refresh": args.refresh,
-                  "rebuild_payback": args.rebuild_payback, "progress": say}
+                  "rebuild_lost_its": args.rebuild_lost_its, "progress": say}
         return fail_together(comm, Trainer, problem, nm, lr=lr,
                              batch_size=args.batch_size, newton=newton, seed=args.seed,
                              validation=validation)

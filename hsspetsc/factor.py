@@ -275,16 +275,17 @@ def psd_compensation(H, support, tol, n_threads=None, guess=None, near=None):
             return False
 
     lo, hi = 0.0, (guess if guess and guess > floor else max(tol, 1e-10) * scale)
+    hi_ok = False
     if near is not None and near > 0:
         if factors(near):
             if not factors(near / 1.5):
                 return near, tried[0]
-            hi = near / 1.5
+            hi, hi_ok = near / 1.5, True
         else:
             lo, hi = near, 1.5 * near
     if lo == 0.0 and factors(0.0):
         return 0.0, tried[0]
-    while not factors(hi):
+    while not hi_ok and not factors(hi):
         lo, hi = hi, 10.0 * hi
         if hi > 1e6 * scale:
             return None, tried[0]

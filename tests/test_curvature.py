@@ -207,31 +207,39 @@ def test_refresh_at_unchanged_parameters_reproduces_the_build():
 
 
 def test_rebuild_rule_follows_its_documented_thresholds():
-    # a payback of ~0: any CG time lost to the aging H~ compresses it again
-    payback, rebuild = 1e-9, 4
-    t = _hss_trainer(_problem(), rebuild=rebuild, rebuild_payback=payback)
+    # a threshold of 1: about any iteration lost to the aging H~ compresses again
+    limit, rebuild = 1, 4
+    t = _hss_trainer(_problem(), rebuild=rebuild, rebuild_lost_its=limit)
     try:
         recs = run(t, max_steps=10, printer=None)[:-1]
     finally:
         t.destroy()
     actions = [r["hss_action"] for r in recs]
     assert actions[0] == "build" and "keep" in actions
-    last_build, lost, cost = 0, 0.0, 0.0
+    # at least one compression came from the rule, before the interval was up
+    builds = [i for i, a in enumerate(actions) if a == "build"]
+    assert any(b - a < rebuild for a, b in zip(builds, builds[1:])), actions
+    last_build, lost, rate = 0, 0.0, None
     for i, r in enumerate(recs):
         if i > 0:
-            expect = "build" if (lost > payback * cost or i - last_build >= rebuild) \
+            expect = "build" if (lost > limit or i - last_build >= rebuild) \
                 else "keep"
             assert r["hss_action"] == expect, (i, actions)
         if r["hss_action"] == "build":
-            last_build, lost, cost = i, 0.0, r["time_compress"]
-            assert r["cg_time_lost"] == 0.0
+            last_build, lost = i, 0.0
+            assert r["cg_its_lost"] == 0.0
         else:
-            lost += r["cg_time_lost"]
+            its = r["cg_iterations"]
+            expect_lost = max(its - rate * its / r["cg_per_decade"], 0.0) if its else 0.0
+            assert r["cg_its_lost"] == pytest.approx(expect_lost, rel=1e-9, abs=1e-9)
+            lost += r["cg_its_lost"]
+        if r["hss_action"] == "build":
+            rate = r["cg_per_decade"]
         assert (r["time_compress"] > 0) == (r["hss_action"] == "build")
 
 
 def test_refresh_between_builds_and_no_rule():
-    t = _hss_trainer(_problem(), rebuild=3, rebuild_payback=0.0, refresh=True)
+    t = _hss_trainer(_problem(), rebuild=3, rebuild_lost_its=0, refresh=True)
     try:
         recs = run(t, max_steps=5, printer=None)[:-1]
     finally:
@@ -242,7 +250,7 @@ def test_refresh_between_builds_and_no_rule():
 
 
 def test_keep_between_builds():
-    t = _hss_trainer(_problem(), rebuild=3, rebuild_payback=0.0)
+    t = _hss_trainer(_problem(), rebuild=3, rebuild_lost_its=0)
     try:
         recs = run(t, max_steps=5, printer=None)[:-1]
     finally:
@@ -254,7 +262,7 @@ def test_newton_options_are_validated():
     pb = _problem()
     for kw, msg in [({"rebuild": 0}, "'rebuild' parameter"), ({"lam": 0.0}, "'lam'"),
                     ({"curvature_samples": 0}, "'curvature_samples'"),
-                    ({"rebuild_payback": -1.0}, "'rebuild_payback'"),
+                    ({"rebuild_lost_its": -1}, "'rebuild_lost_its'"),
                     ({"hss_samples": -1}, "'hss_samples'")]:
         with pytest.raises(ValueError, match=msg):
             NewtonKrylov(pb, precond="hss", prefix="bad_", **kw)
@@ -297,6 +305,9 @@ def test_validation_split_never_overlaps_the_training_data():
     assert X.shape[0] + Xv.shape[0] == 360
     with pytest.raises(ValueError, match="do not fit"):
         train_validation_split("digits", 1797, 1)
+    # the CLI clips: all 1797 digits for training leave none for validation
+    X, _, Xv, _ = train_validation_split("digits", 1790, 100, clip=True)
+    assert X.shape[0] == 1790 and Xv.shape[0] == 7
 
 
 def test_validation_figures_in_the_records():
@@ -340,7 +351,7 @@ def test_cli_lr_grid_trains_with_the_best_trial(tmp_path):
     (["--lr-grid", "1e-3,x"], "'lr-grid' parameter"),
     (["--lr-grid", "0,1e-3"], "'lr-grid' parameter"),
     (["--validation", "1.0"], "'validation' parameter"),
-    (["--rebuild-payback", "-1"], "'rebuild-payback' parameter"),
+    (["--rebuild-lost-its", "-1"], "'rebuild-lost-its' parameter"),
     (["--curvature-samples", "0"], "'curvature-samples' parameter")])
 def test_cli_refuses_bad_training_options(args, msg):
     rc, out = _cli(["--data", "digits", "--n", "100", "--steps", "1"] + args)

@@ -60,35 +60,40 @@ def test_hss_preconditioner_cuts_cg_iterations(hss_samples):
     assert its["hss"] < its["none"] / 3, its
 
 
-def _trainer(opt, seed=0, **kw):
+def _trainer(opt, seed=0, newton=None, **kw):
     X, _ = load("digits", 200)
     model = MLP([64, 6, 64], activation="tanh", seed=seed)
-    return Trainer(ShardedProblem(model, X, X), opt, lr=1e-2, seed=seed,
-                   newton={"curvature_samples": 64, "rebuild": 2}, **kw)
+    nw = {"curvature_samples": 64, "rebuild": 2}
+    nw.update(newton or {})
+    return Trainer(ShardedProblem(model, X, X), opt, lr=1e-2, seed=seed, newton=nw, **kw)
 
 
-@pytest.mark.parametrize("opt,batch", [("newton-hss", None), ("adam", 50)])
-def test_checkpoint_resume_is_bit_for_bit(tmp_path, opt, batch):
+@pytest.mark.parametrize("opt,batch,newton", [
+    ("newton-hss", None, {}), ("adam", 50, {}), ("lbfgs", None, {}),
+    ("newton-hss", None, {"refresh": True, "rebuild": 4}),        # refreshed H~
+    ("newton-hss", None, {"rebuild": 50, "rebuild_lost_its": 1})])  # the rule
+def test_checkpoint_resume_is_bit_for_bit(tmp_path, opt, batch, newton):
     ck = str(tmp_path / "ck.pkl")
-    a = _trainer(opt, batch_size=batch)
+    a = _trainer(opt, batch_size=batch, newton=newton)
     try:
-        run(a, max_steps=5, printer=None)
+        run(a, max_steps=6, printer=None)
     finally:
         a.destroy()
-    b = _trainer(opt, batch_size=batch)
+    b = _trainer(opt, batch_size=batch, newton=newton)
     try:
         run(b, max_steps=3, checkpoint=ck, printer=None)
     finally:
         b.destroy()
-    c = _trainer(opt, batch_size=batch)
+    c = _trainer(opt, batch_size=batch, newton=newton)
     try:
         c.load(ck)
         assert c.step_count == 3
-        run(c, max_steps=5, printer=None)
+        run(c, max_steps=6, printer=None)
     finally:
         c.destroy()
     assert np.array_equal(a.theta, c.theta)
-    assert [r["loss"] for r in a.records] == [r["loss"] for r in c.records]
+    for key in ("loss", "data_passes", "cg_iterations", "hss_action"):
+        assert [r.get(key) for r in a.records] == [r.get(key) for r in c.records], key
 
 
 def test_nan_step_stops_and_keeps_parameters(tmp_path):

@@ -94,17 +94,30 @@ def load(name, n=None, split="train"):
     return X, y
 
 
-def train_validation_split(name, n, n_val):
+def train_validation_split(name, n, n_val, clip=False):
     """(X, y, X_val, y_val): the first ``n`` samples of the training split for
     training and the next ``n_val`` for validation (disjoint by construction, and
-    the training set is the one ``load(name, n)`` gives)."""
+    the training set is the one ``load(name, n)`` gives). With ``clip`` a
+    validation set that does not fit is cut to the samples left (maybe none)."""
     n_val = int(n_val)
-    X, y = load(name, None)
-    if n_val < 0 or n + n_val > X.shape[0]:
-        raise ValueError(f"{name} has {X.shape[0]} samples: {n} for training and {n_val} "
+    size = dataset_size(name)
+    if clip:
+        n_val = max(0, min(n_val, size - n))
+    if n_val < 0 or n + n_val > size:
+        raise ValueError(f"{name} has {size} samples: {n} for training and {n_val} "
                          f"for validation do not fit; lower --n or --validation.")
-    if not isinstance(n, (int, np.integer)) or not 1 <= n <= X.shape[0]:
-        raise ValueError(f"The 'n' parameter of load must be an int in the range "
-                         f"[1, {X.shape[0]}] ({name} has {X.shape[0]} samples). "
-                         f"Got {n!r} instead.")
-    return X[:n], y[:n], X[n:n + n_val], y[n:n + n_val]
+    X, y = load(name, n)                    # checks n
+    if n_val == 0:
+        return X, y, X[:0], y[:0]
+    Xa, ya = load(name, n + n_val)
+    return X, y, Xa[n:], ya[n:]
+
+
+def dataset_size(name):
+    """Samples in the training split of ``name`` (without loading it)."""
+    if name == "digits":
+        return 1797
+    if name == "fashion-mnist":
+        return 60000
+    raise ValueError(f"The 'name' parameter of load must be one of {DATASETS}. "
+                     f"Got {name!r} instead.")

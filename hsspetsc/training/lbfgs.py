@@ -1,8 +1,8 @@
 """L-BFGS, the classical quasi-Newton reference for the Newton-CG trainers.
 
 Full-batch, two-loop recursion over the last ``memory`` curvature pairs, a
-backtracking (Armijo) line search from the unit step (the first step is scaled to
-length 1/|g|, as is usual). A pair (s, y) is kept only when s.y > 1e-10 |s| |y|
+backtracking (Armijo) line search from the unit step (the first direction, without
+pairs, is the steepest-descent direction scaled to unit length). A pair (s, y) is kept only when s.y > 1e-10 |s| |y|
 (curvature condition), so the inverse-Hessian model stays positive definite.
 Every number is a sum over all ranks' samples (:class:`ShardedProblem`), so every
 rank takes the same steps.
@@ -38,7 +38,7 @@ class LBFGS:
             s, y, _ = self.pairs[-1]
             q *= (s @ y) / (y @ y)
         else:
-            q /= max(np.linalg.norm(g), 1e-300)      # first step: length 1 / |g|
+            q /= max(np.linalg.norm(g), 1e-300)      # no pairs yet: unit length
         for (s, y, rho), a in zip(self.pairs, reversed(alphas)):
             b = rho * (y @ q)
             q += (a - b) * s
@@ -82,7 +82,21 @@ class LBFGS:
         return {"name": self.name, "it": self.it, "memory": self.memory}
 
     def load_state_dict(self, d):
-        # the curvature pairs are not saved: a resumed run starts a new history
         self.it = int(d["it"])
+
+    def state_arrays(self):
+        """The curvature pairs and the last step's start, for a checkpoint (a
+        resumed run continues bit for bit)."""
+        n = self.problem.model.n_params
+        S = np.array([s for s, _, _ in self.pairs]).reshape(-1, n)
+        Y = np.array([y for _, y, _ in self.pairs]).reshape(-1, n)
+        prev = (np.zeros((0, n)) if self.prev is None
+                else np.vstack([self.prev[0], self.prev[1]]))
+        return {"S": S, "Y": Y, "prev": prev}
+
+    def load_state_arrays(self, a):
         self.pairs.clear()
-        self.prev = None
+        for s, y in zip(a["S"], a["Y"]):
+            self.pairs.append((s.copy(), y.copy(), 1.0 / float(s @ y)))
+        p = a["prev"]
+        self.prev = None if p.shape[0] == 0 else (p[0].copy(), p[1].copy())

@@ -52,7 +52,7 @@ class GNMatContext:
     def __init__(self, compress_params=None, compress_damping_rel=1e-10):
         self.gn = self.curvature = None
         self.diag_shift = 0.0
-        self.hss = None
+        self.hss = self.hss_built = None
         self.action = "build"
         self.compress_damping_rel = compress_damping_rel
         self.compress_params = dict(compress_params or {})
@@ -100,9 +100,11 @@ class GNMatContext:
         how = []
         if self.hss is None or self.action == "build":
             t = time.perf_counter()
-            base = self.curvature
+            base, resumed = self.curvature, None
             if self.action != "build" and self.rebuild_from is not None:
                 base = self.rebuild_from()      # resumed: where H~ was built
+                # the checkpoint counted these data passes when H~ was first built
+                resumed = (base.problem, base.problem.passes)
             self.rebuild_from = None
             p = dict(params)
             p.update({k: v for k, v in self.compress_defaults.items() if k not in explicit})
@@ -114,9 +116,11 @@ class GNMatContext:
             # compress together)
             rank = getattr(getattr(getattr(src, "problem", None), "comm", None), "rank", 0)
             verbose = None if self.progress and rank == 0 else False
-            self.hss = compress_with_options(src, p, explicit,
-                                             order=src.neuron_order() if sketch else None,
-                                             verbose=verbose)
+            self.hss = self.hss_built = compress_with_options(
+                src, p, explicit, order=src.neuron_order() if sketch else None,
+                verbose=verbose)
+            if resumed is not None:
+                resumed[0].passes = resumed[1]
             how.append("sketched the Gauss-Newton matrix from products" if sketch
                        else "compressed the Gauss-Newton entries")
             self.compress_time = time.perf_counter() - t
@@ -127,7 +131,10 @@ class GNMatContext:
             t = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)   # a PC: see the view
-                self.hss = refresh(self.hss, self._damped(self.curvature), verbose=False)
+                # from the built H~ (not the last refresh): the result depends on
+                # the build and the new curvature only, as after a resume
+                self.hss = refresh(self.hss_built, self._damped(self.curvature),
+                                   verbose=False)
             how.append("refreshed the blocks of H~ at the new parameters")
             self.refresh_time = time.perf_counter() - t
         self.hss_how = "; ".join(how) or "reused the last H~"
@@ -165,14 +172,16 @@ class NewtonKrylov:
         HSS only: at the steps between full compressions, read the blocks of H~
         again at the new parameters (same mini-batch, kept tree and skeletons,
         :func:`hsspetsc.refresh`); False keeps H~ as it was built.
-    rebuild_payback : float >= 0 (default 1.0)
-        HSS only: compress H~ again at the next step once the CG time lost since the
-        last compression exceeds ``rebuild_payback`` times that compression's time
-        (a ski-rental rule: set-up never costs much more than it saves). A step's
-        loss: its CG iterations beyond the iterations per decade of residual
-        reduction that the step right after the compression needed (times the
-        decades this step reduced), at this step's cost per iteration, plus its
-        refresh time. 0: only every ``rebuild`` steps.
+    rebuild_lost_its : int >= 0 (default 80)
+        HSS only: compress H~ again at the next step once the CG iterations lost to
+        its age since the last compression exceed this many (a ski-rental rule: set
+        it to about what a compression costs in CG iterations, and set-up never costs
+        much more than it saves; on the demo net and on the deep autoencoder a
+        compression cost 70-110 iterations). A step's loss: its iterations beyond
+        the iterations per decade of residual reduction of the step right after the
+        compression, times the decades this step reduced. Iterations, not seconds:
+        the rule gives the same trajectory on any machine and number of ranks.
+        0: only every ``rebuild`` steps.
     cg_max_it : cap on CG iterations per step
     forcing : "ew" (Eisenstat-Walker choice 2) or a fixed relative tolerance (float)
     pc_options : extra -pc_hss_* options (dict), under the prefix ``prefix``
@@ -187,7 +196,7 @@ class NewtonKrylov:
 
     def __init__(self, problem, precond="hss", lam=1.0, rebuild=20, cg_max_it=100,
                  forcing="ew", pc_options=None, prefix="newton_", compress_params=None,
-                 curvature_samples=256, hss_samples=128, refresh=False, rebuild_payback=1.0,
+                 curvature_samples=256, hss_samples=128, refresh=False, rebuild_lost_its=80,
                  progress=None, progress_every=10.0):
         from .._validation import check_float, check_int
         where = "NewtonKrylov"
@@ -200,8 +209,8 @@ class NewtonKrylov:
         self.lam = check_float(lam, "lam", where, lo=0.0, lo_open=True)
         self.rebuild = check_int(rebuild, "rebuild", where, lo=1)
         self.cg_max_it = check_int(cg_max_it, "cg_max_it", where, lo=1)
-        self.rebuild_payback = check_float(rebuild_payback, "rebuild_payback", where,
-                                           lo=0.0)
+        self.rebuild_lost_its = check_int(rebuild_lost_its, "rebuild_lost_its", where,
+                                          lo=0)
         self.refresh = bool(refresh)
         if curvature_samples is not None:
             curvature_samples = check_int(curvature_samples, "curvature_samples", where,
@@ -219,8 +228,7 @@ class NewtonKrylov:
         self._step_start = self._last_progress = 0.0
         self.hss_origin = (None, 0)     # parameters and step H~ was last built at
         self.rate_ref = None            # CG iterations per decade right after the build
-        self.build_cost = 0.0           # seconds of the last compression
-        self.lost = 0.0                 # CG seconds lost since then (see rebuild_payback)
+        self.lost = 0.0                 # CG iterations lost since the last compression
         self.force_rebuild = False
         self.it = 0
         self.eta = 0.5
@@ -317,7 +325,7 @@ class NewtonKrylov:
         return {"name": self.name, "lam": self.lam, "it": self.it, "eta": self.eta,
                 "prev_gnorm": self.prev_gnorm, "hss_theta": self.hss_origin[0],
                 "hss_it": self.hss_origin[1], "rate_ref": self.rate_ref,
-                "build_cost": self.build_cost, "lost": self.lost,
+                "lost": self.lost,
                 "force_rebuild": self.force_rebuild}
 
     def load_state_dict(self, d):
@@ -325,7 +333,6 @@ class NewtonKrylov:
         self.prev_gnorm = None if d["prev_gnorm"] is None else float(d["prev_gnorm"])
         self.rate_ref = None if d.get("rate_ref") is None else float(d["rate_ref"])
         self.force_rebuild = bool(d.get("force_rebuild", False))
-        self.build_cost = float(d.get("build_cost", 0.0))
         self.lost = float(d.get("lost", 0.0))
         theta0 = d.get("hss_theta")
         self.ctx.hss = None
@@ -370,7 +377,9 @@ class NewtonKrylov:
             self.hss_origin = (np.array(theta, dtype=np.float64), self.it)
             self.force_rebuild = False
         curvature = gn
-        if self.precond != "none" and self.curvature_samples is not None:
+        if self.precond != "none" and self.curvature_samples is not None and not (
+                self.precond == "hss" and action == "keep" and (
+                    self.ctx.hss is not None or self.ctx.rebuild_from is not None)):
             # HF and KFAC: a fresh mini-batch every step; HSS: the mini-batch H~ was
             # built from, until the next build (its skeletons fit those samples)
             seed = self.hss_origin[1] if self.precond == "hss" else self.it
@@ -393,18 +402,19 @@ class NewtonKrylov:
         cg_its = self.ksp.getIterationNumber()
         # CG iterations per decade of residual reduction: the rebuild rule's measure
         rnorm = self.ksp.getResidualNorm()
-        decades = max(np.log10(max(self._r0, 1e-300) / max(rnorm, 1e-300)), 0.3)
+        decades = np.log10(max(self._r0, 1e-300) / max(rnorm, 1e-300))
+        decades = max(decades, 0.3) if np.isfinite(decades) else 0.3
         rate = cg_its / decades
         lost = 0.0
         if self.precond == "hss":
             if action == "build":
-                self.rate_ref, self.build_cost, self.lost = rate, t_comp, 0.0
+                self.rate_ref, self.lost = rate, 0.0
             elif self.rate_ref is not None and cg_its > 0:
-                extra = max(cg_its - self.rate_ref * decades, 0.0)
-                lost = extra * t_cg / cg_its + t_refr
+                # deterministic (iteration counts and residuals are the same on
+                # every rank): every rank takes the same decision
+                lost = max(cg_its - self.rate_ref * decades, 0.0)
                 self.lost += lost
-                if self.rebuild_payback > 0 and \
-                        self.lost > self.rebuild_payback * self.build_cost:
+                if self.rebuild_lost_its > 0 and self.lost > self.rebuild_lost_its:
                     self.force_rebuild = True
         p = self.x.getArray().copy()
         Hp = gn.matvec(p)
@@ -431,7 +441,7 @@ class NewtonKrylov:
         rec = {"optimizer": self.name, "iteration": self.it, "loss": float(loss),
                "grad_norm": gnorm, "cg_iterations": int(cg_its), "lambda": self.lam,
                "step": alpha if ok else 0.0, "rho": float(rho), "forcing": self.eta,
-               "cg_per_decade": float(rate), "cg_time_lost": lost,
+               "cg_per_decade": float(rate), "cg_its_lost": float(lost),
                "time_grad": t_grad, "time_compress": t_comp, "time_refresh": t_refr,
                "time_factor": max(t_pc - t_comp - t_refr, 0.0), "time_cg": t_cg}
         if self.precond == "hss":

@@ -226,6 +226,9 @@ class Trainer:
                 meta["opt"] = {k: v for k, v in st["opt"].items() if k != "state"}
                 for k, v in st["opt"]["state"].items():
                     arrays[f"opt_{k}"] = np.asarray(v, dtype=np.float64)
+            if self.nk is not None and hasattr(self.nk, "state_arrays"):
+                for k, v in self.nk.state_arrays().items():
+                    arrays[f"nk_{k}"] = np.asarray(v, dtype=np.float64)
             if st["newton"] is not None:
                 nw = dict(st["newton"])
                 origin = nw.pop("hss_theta", None)
@@ -285,6 +288,9 @@ class Trainer:
             nw = dict(meta["newton"])
             nw["hss_theta"] = a.get("hss_theta")
             self.nk.load_state_dict(nw)
+            if hasattr(self.nk, "load_state_arrays"):
+                self.nk.load_state_arrays({k[3:]: v for k, v in a.items()
+                                           if k.startswith("nk_")})
 
 
 def run(trainer, max_steps=None, time_budget=None, log=None, checkpoint=None,

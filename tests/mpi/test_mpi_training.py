@@ -10,13 +10,16 @@ from hsspetsc.training import ShardedProblem, Trainer, run
 COMM = PETSc.COMM_WORLD.tompi4py()
 
 
-def _run(opt, comm, steps=3, hss_samples=0, curvature=None):
+def _run(opt, comm, steps=3, hss_samples=0, curvature=None, rule=False):
     X, _ = load("digits", 240)
     model = MLP([64, 6, 64], activation="tanh", seed=0)
     pb = ShardedProblem(model, X, X, comm=comm)
     newton = {"curvature_samples": curvature, "rebuild": 2, "hss_samples": hss_samples}
+    if rule:        # compressions decided by the lost-iterations rule alone
+        newton.update(rebuild=50, rebuild_lost_its=1)
+        steps = 6
     tr = Trainer(pb, opt, lr=1e-2, newton=newton,
-                 prefix=f"mpi_{opt.replace('-', '_')}_{hss_samples}_{curvature}_"
+                 prefix=f"mpi_{opt.replace('-', '_')}_{hss_samples}_{curvature}_{rule}_"
                         f"{'w' if comm is not None else 's'}_")
     try:
         run(tr, max_steps=steps, printer=None)
@@ -25,16 +28,18 @@ def _run(opt, comm, steps=3, hss_samples=0, curvature=None):
     return tr
 
 
-@pytest.mark.parametrize("opt,hss_samples,curvature", [
-    ("newton-hss", 0, None), ("newton-hss", 200, None), ("newton-cg", 0, None),
-    ("adam", 0, None), ("lbfgs", 0, None),
+@pytest.mark.parametrize("opt,hss_samples,curvature,rule", [
+    ("newton-hss", 0, None, False), ("newton-hss", 200, None, False),
+    ("newton-cg", 0, None, False), ("adam", 0, None, False), ("lbfgs", 0, None, False),
     # mini-batch curvature: the same mini-batch on any number of ranks
-    ("newton-hss", 0, 50), ("newton-hss", 100, 50), ("newton-hf", 0, 50),
-    ("newton-kfac", 0, 50)])
-def test_parallel_matches_serial_and_ranks_agree(opt, hss_samples, curvature):
+    ("newton-hss", 0, 50, False), ("newton-hss", 100, 50, False),
+    ("newton-hf", 0, 50, False), ("newton-kfac", 0, 50, False),
+    # the rebuild rule decides alike on every rank and on one
+    ("newton-hss", 100, 50, True)])
+def test_parallel_matches_serial_and_ranks_agree(opt, hss_samples, curvature, rule):
     # hss_samples > 0: the preconditioner from distributed products (compress_sketch)
-    par = _run(opt, COMM, hss_samples=hss_samples, curvature=curvature)
-    ser = _run(opt, None, hss_samples=hss_samples, curvature=curvature)
+    par = _run(opt, COMM, hss_samples=hss_samples, curvature=curvature, rule=rule)
+    ser = _run(opt, None, hss_samples=hss_samples, curvature=curvature, rule=rule)
     all_theta = COMM.allgather(par.theta)
     for th in all_theta:
         assert np.array_equal(th, par.theta)            # bitwise the same on every rank
@@ -42,4 +47,5 @@ def test_parallel_matches_serial_and_ranks_agree(opt, hss_samples, curvature):
     for a, b in zip(par.records, ser.records):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-9)
         assert a["cg_iterations"] == b["cg_iterations"]
+        assert a.get("hss_action") == b.get("hss_action")
     assert par.problem.n_local < par.problem.n_total or COMM.Get_size() == 1
