@@ -62,7 +62,9 @@ bench: $(BUILD)
 	OMP_NUM_THREADS=2 $(PY) bench/bench_pcg.py
 	OMP_NUM_THREADS=2 $(PY) bench/bench_gn_compare.py
 	OMP_NUM_THREADS=2 $(PY) bench/gn_structure.py a
-	OMP_NUM_THREADS=2 $(PY) bench/bench_train.py
+	OMP_NUM_THREADS=2 $(PY) bench/bench_train.py --budget 30 --nets c
+	OMP_NUM_THREADS=2 $(PY) bench/bench_train.py --nets dae --budget 150 --no-system \
+	    --curvature-samples 16 --hss-samples 64 --out bench/bench_train_dae.json
 	$(PY) bench/make_results.py
 
 # The API reference from the docstrings (Sphinx; installs python3-sphinx if missing).

@@ -34,7 +34,7 @@ import petsc4py
 petsc4py.init([sys.argv[0]])
 import numpy as np  # noqa: E402
 
-from hsspetsc.cli import plot_histories  # noqa: E402
+from hsspetsc.cli import first_to_reach, plot_histories  # noqa: E402
 from hsspetsc.mlp import MLP, load  # noqa: E402
 from hsspetsc.training import ShardedProblem, Trainer, run  # noqa: E402
 from hsspetsc.training.newton import NewtonKrylov  # noqa: E402
@@ -266,6 +266,9 @@ def main():
         recs_all, lr, lr_trials = race(key, X, Xv, args.dae_n, args.budget, newton_kw,
                                        args.methods.split(","))
         rows += summarize(key, recs_all, args.budget, lr, lr_trials, widths, n)
+        levels = first_to_reach(recs_all)       # time to fixed loss levels
+        print(levels)
+        rows[-1]["first_to_reach"] = levels
         plot_histories(recs_all, os.path.join(HERE, f"train_{key}.png"),
                        f"fashion-mnist: net {'-'.join(map(str, widths))}, {n} images, "
                        f"{args.budget:.0f} s each")

@@ -132,7 +132,14 @@ def plot_histories(records, path, title=""):
         if all(r.get("val_loss") is not None for r in rs):
             for ax, x in ((axes[0], t), (axes[1], d)):
                 ax.semilogy(x, [r["val_loss"] for r in rs], "--", color=line.get_color(),
-                            alpha=0.6, label=f"{name} (validation)")
+                            alpha=0.6, label="_nolegend_")
+    # the end game, where the methods differ: from just below the best loss to a few
+    # times the worst final loss (the first steps of every run leave the frame)
+    finals = [r["loss"] for r in records if r.get("final") and r.get("loss") is not None]
+    lows = [r[k] for r in records for k in ("loss", "val_loss")
+            if r.get(k) is not None and np.isfinite(r[k])]
+    if finals and lows and min(lows) > 0:
+        axes[0].set_ylim(0.97 * min(lows), min(max(lows), 1.5 * max(finals)))
     axes[0].set_xlabel("time (s)")
     axes[1].set_xscale("symlog", linthresh=1.0)
     axes[1].set_xlabel("data passes (log scale)")
