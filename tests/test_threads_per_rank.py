@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("mpi4py")
 
-SCRIPT = """
+SCRIPT = r"""
 import json, os
 import numpy as np
 from mpi4py import MPI
@@ -19,9 +19,12 @@ from hsspetsc.mlp import MLP
 from hsspetsc.training import ShardedProblem
 X = np.random.default_rng(0).standard_normal((20, 4))
 ShardedProblem(MLP([4, 2, 4]), X, X, comm=MPI.COMM_WORLD)
-print(json.dumps({"omp": os.environ.get("OMP_NUM_THREADS"), "eff": effective_n_threads(),
-                  "blas": [i["num_threads"] for i in threadpool_info()
-                           if i["user_api"] == "blas"]}))
+import sys
+line = json.dumps({"omp": os.environ.get("OMP_NUM_THREADS"), "eff": effective_n_threads(),
+                   "blas": [i["num_threads"] for i in threadpool_info()
+                            if i["user_api"] == "blas"]})
+sys.stdout.write(line + "\n")     # one write: the ranks' lines never interleave
+sys.stdout.flush()
 """
 BASE = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
 BASE.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",

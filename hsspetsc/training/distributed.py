@@ -165,15 +165,16 @@ class ShardedProblem:
         X, Y = model.check_data(X, Y, "ShardedProblem")
         self.model = model
         self.comm = _Comm(comm)
-        if self.comm.size > 1:
-            # ranks x threads <= cores unless the user set OMP_NUM_THREADS
-            threads_per_rank(comm)
         self.n_total = X.shape[0]
         if self.n_total < self.comm.size:
             raise ValueError(f"{self.n_total} samples cannot be split over "
                              f"{self.comm.size} ranks")
         self.comm.check_same(_digest(model, X, Y), "the network, its parameters and the "
                              "data (started with different arguments?)")
+        if self.comm.size > 1:
+            # ranks x threads <= cores unless the user set OMP_NUM_THREADS (its
+            # collectives come after check_same's agreement: no rank has failed)
+            threads_per_rank(comm)
         bounds = np.linspace(0, self.n_total, self.comm.size + 1).round().astype(int)
         lo, hi = bounds[self.comm.rank], bounds[self.comm.rank + 1]
         self.X, self.Y = X[lo:hi], Y[lo:hi]
