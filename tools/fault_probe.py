@@ -72,7 +72,7 @@ def cases(tmp):
          train(f"{SMALL} -pc_hss_tolerance 1e-3"), "warn", None))
     add(("train --layers 64,8,63", train("--data digits --layers 64,8,63"), "error", None))
     add(("train --layers abc", train("--data digits --layers abc"), "error", None))
-    add(("train --optimizer lbfgs", train(f"{SMALL} --optimizer lbfgs"), "error", None))
+    add(("train --optimizer bfgs", train(f"{SMALL} --optimizer bfgs"), "error", None))
     add(("train --data nope", train(f"{SMALL} --data nope"), "error", None))
     add(("train --n above the data set", train("--data digits --n 100000 --layers 64,8,64"
                                                 " --steps 1"), "error", None))
