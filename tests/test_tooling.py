@@ -150,3 +150,11 @@ def test_every_readme_code_block_runs(tmp_path):
     p = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                        env=env, timeout=600, cwd=tmp_path)
     assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_api_reference_builds_without_warnings(tmp_path):
+    # the docstrings are the API reference (make docs): a broken one fails here
+    pytest.importorskip("sphinx")
+    rc, out = _run(["-m", "sphinx", "-q", "-E", "-W", "-b", "html", "docs",
+                    str(tmp_path / "api")])
+    assert rc == 0, out

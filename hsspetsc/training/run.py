@@ -58,7 +58,7 @@ class Trainer:
 
     Parameters
     ----------
-    optimizer : one of OPTIMIZER_NAMES (newton-*: :class:`NewtonKrylov`; lbfgs:
+    optimizer : one of OPTIMIZER_NAMES (``newton-*``: :class:`NewtonKrylov`; lbfgs:
         :class:`~hsspetsc.training.lbfgs.LBFGS`; the rest first order)
     lr, batch_size : first-order settings (batch_size per rank; None = full batch)
     newton : dict of NewtonKrylov keyword arguments (second order)
