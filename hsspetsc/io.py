@@ -84,14 +84,21 @@ def save(obj, path):
               for k, v in arrays.items()}
     from ._validation import check_writable
     check_writable(path, "save")
-    tmp = f"{path}.{os.getpid()}.tmp.npz"      # own name: ranks may save at once
+    write_npz_atomically(path, arrays)
+    return path
+
+
+def write_npz_atomically(path, arrays):
+    """``np.savez(path, **arrays)`` through a temporary file of this process's own
+    beside it and a rename: a reader sees the old file or the new one, never half
+    of one, and ranks saving at once do not collide."""
+    tmp = f"{path}.{os.getpid()}.tmp.npz"
     try:
         np.savez(tmp, **arrays)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-    return path
 
 
 def load(path, n_threads=None):

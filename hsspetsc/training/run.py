@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 
+from ..io import write_npz_atomically
 from ..mlp.optimizers import make_optimizer
 from .distributed import fail_together
 
@@ -236,13 +237,7 @@ class Trainer:
                     arrays["hss_theta"] = np.asarray(origin, dtype=np.float64)
                 meta["newton"] = nw
             arrays["meta"] = np.array(json.dumps(meta, allow_nan=False))
-            tmp = f"{path}.{os.getpid()}.tmp.npz"
-            try:
-                np.savez(tmp, **arrays)
-                os.replace(tmp, path)
-            finally:
-                if os.path.exists(tmp):
-                    os.remove(tmp)
+            write_npz_atomically(path, arrays)
         comm = self.problem.comm
         fail_together(comm, write)
         comm.agree()
