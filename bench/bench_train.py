@@ -37,6 +37,7 @@ import numpy as np  # noqa: E402
 from hsspetsc.cli import first_to_reach, plot_histories  # noqa: E402
 from hsspetsc.mlp import MLP, load  # noqa: E402
 from hsspetsc.training import ShardedProblem, Trainer, run  # noqa: E402
+from hsspetsc.training.run import TIME_SPLIT, choose_learning_rate  # noqa: E402
 from hsspetsc.training.newton import NewtonKrylov  # noqa: E402
 from _results import write_results  # noqa: E402
 
@@ -113,27 +114,14 @@ def same_system_rows(key, X, n_dae, newton_kw, forcing=1e-2, lam_rel=(1e-1, 1e-3
     return rows
 
 
-def choose_lr(key, X, n_dae, budget):
-    best = None
-    trials = []
-    for lr in LR_GRID:
-        tr = Trainer(ShardedProblem(make_model(key, n_dae), X, X), "adam", lr=lr)
-        try:
-            loss = run(tr, time_budget=budget / 10, printer=None)[-1]["loss"]
-        except FloatingPointError:
-            loss = float("inf")
-        trials.append((lr, loss))
-        if best is None or loss < best[1]:
-            best = (lr, loss)
-    return best[0], trials
-
-
 def race(key, X, Xv, n_dae, budget, newton_kw, methods):
     recs_all, lr_trials = [], None
     lr = None
     for m in methods:
         if m == "adam":
-            lr, lr_trials = choose_lr(key, X, n_dae, budget)
+            lr, lr_trials = choose_learning_rate(
+                lambda r: Trainer(ShardedProblem(make_model(key, n_dae), X, X), "adam",
+                                  lr=r), LR_GRID, time_budget=budget / 10)
         tr = Trainer(ShardedProblem(make_model(key, n_dae), X, X), m, lr=lr or 1e-2,
                      newton=dict(newton_kw, cg_max_it=50), validation=(Xv, Xv))
         try:
@@ -156,9 +144,7 @@ def summarize(key, recs_all, budget, lr, lr_trials, widths, n):
     rows = []
     for m, rs in by.items():
         steps = [r for r in rs if not r.get("final")]
-        split = {k: float(sum(r.get(k) or 0.0 for r in steps)) for k in
-                 ("time_grad", "time_compress", "time_refresh", "time_factor", "time_cg",
-                  "time_other")}
+        split = {k: float(sum(r.get(k) or 0.0 for r in steps)) for k in TIME_SPLIT}
         row = {"net": key, "widths": widths, "samples": n, "budget_s": budget, "method": m,
                "steps": len(steps), "final_loss": final[m],
                "val_loss": rs[-1].get("val_loss"), "data_passes": rs[-1]["data_passes"],
@@ -182,9 +168,7 @@ def summarize(key, recs_all, budget, lr, lr_trials, widths, n):
                 f"{r['time_to_adam_loss']:.1f} / {r['passes_to_adam_loss']:.0f}")
         to_c = "-" if r.get("time_to_newton-cg_loss") is None else \
             f"{r['time_to_newton-cg_loss']:.1f}"
-        split = "/".join(f"{r[k]:.1f}" for k in ("time_grad", "time_compress",
-                                                 "time_refresh", "time_factor", "time_cg",
-                                                 "time_other"))
+        split = "/".join(f"{r[k]:.1f}" for k in TIME_SPLIT)
         print(f"{r['method']:<11} {r['steps']:>5} {r['final_loss']:>10.5f} "
               f"{(r['val_loss'] or float('nan')):>9.5f} {r['data_passes']:>8.1f} "
               f"{r['mean_cg']:>6.1f}  {split:<44} {to_a:>19} {to_c:>8}")

@@ -199,14 +199,11 @@ def first_to_reach(records, n_levels=4):
     return "\n".join(lines)
 
 
-SPLIT_KEYS = ("time_grad", "time_compress", "time_refresh", "time_factor", "time_cg",
-              "time_other")
-
-
 def summary_table(records):
     """One line per optimizer: steps, final loss (and validation loss/accuracy when
     logged), data passes, time, mean CG iterations, and the time split of the
     Newton steps."""
+    from .training.run import TIME_SPLIT
     names = list(dict.fromkeys(r["optimizer"] for r in records))
     has_val = any(r.get("val_loss") is not None for r in records)
     has_acc = any(r.get("val_accuracy") is not None for r in records)
@@ -220,7 +217,7 @@ def summary_table(records):
         cg = [r["cg_iterations"] for r in rs if not r.get("final")] or [0]
         split = ""
         if name.startswith("newton"):
-            split = " / ".join(f"{sum(r.get(k) or 0.0 for r in rs):.2f}" for k in SPLIT_KEYS)
+            split = " / ".join(f"{sum(r.get(k) or 0.0 for r in rs):.2f}" for k in TIME_SPLIT)
         val = ""
         if has_val:
             val += f" {_loss_text(rs[-1].get('val_loss')):>9}"
@@ -503,25 +500,16 @@ def _train(args, comm, say, PETSc):
 def _choose_lr(name, args, make_trainer, say):
     """The learning rate of ``args.lr_grid`` with the lowest training loss after a
     trial of a tenth of the run (budget, steps or epochs; 10 steps when none)."""
-    from .training.run import run
+    from .training.run import choose_learning_rate
     trial = {"time_budget": None if args.time_budget is None else args.time_budget / 10,
              "max_steps": None if args.steps is None else max(1, args.steps // 10),
              "max_passes": None if args.epochs is None else args.epochs / 10}
     if all(v is None for v in trial.values()):
         trial["max_steps"] = 10
-    results = []
-    for lr in args.lr_grid:
-        tr = make_trainer(name, lr)
-        try:
-            recs = run(tr, printer=None, **trial)
-            results.append((recs[-1]["loss"], lr))
-        except FloatingPointError:
-            results.append((float("inf"), lr))      # diverged
-        finally:
-            tr.destroy()
-    best = min(results)[1]
+    best, results = choose_learning_rate(lambda lr: make_trainer(name, lr), args.lr_grid,
+                                         **trial)
     say(f"{name}: learning rate {best:g} chosen from " + ", ".join(
-        f"{lr:g} ({_loss_text(v)})" for v, lr in results) + " (loss after a trial of "
+        f"{lr:g} ({_loss_text(v)})" for lr, v in results) + " (loss after a trial of "
         "a tenth of the run each; trials not counted)")
     return best
 

@@ -270,20 +270,31 @@ def _construct(src, diag, p, path, verbose, nt, perm=None):
             "truncated_nodes": list(bases.truncated)}
     H = HSSMatrix(tree=tree, bases=bases, near=near, far=far, couplings=couplings,
                   params=params, info=info)
+    where = "compress" if path == "entries" else "compress_sketch"
+    H = _finish(H, src, diag, p, path, reader, n_products, nt, ph, where, stacklevel=5)
+    if verbose or (verbose is None and ph.times["total"] > _Phases.AUTO_PROGRESS_S):
+        print(repr(H), flush=True)
+    return H
+
+
+def _finish(H, src, diag, p, path, reader, n_products, nt, ph, where, near=None,
+            stacklevel=4):
+    """What every new H~ goes through: the leaf-minor check (spd), the contract
+    (error estimate, PSD compensation; ``near`` as for psd_compensation), the
+    figures of its info, and the warning when tol is missed."""
     if p["spd"]:
-        _check_leaf_minors(H, where="compress" if path == "entries" else "compress_sketch")
+        _check_leaf_minors(H, where)
     ph.start()
-    H, contract = _contract(H, src, diag, p, path, reader, n_products, nt)
+    H, contract = _contract(H, src, diag, p, path, reader, n_products, nt, near=near)
     ph.done("contract")
-    info.update(contract)
+    info = dict(H._info, **contract)
     ph.times["total"] = sum(ph.times.values())
+    n = src.n
     info.update({"entries_fraction": (reader.count + n_products[0] * n) / float(n) ** 2,
                  "entries_evaluated": int(reader.count), "products": n_products[0],
                  "source_calls": reader.calls, "time": dict(ph.times)})
     H = H.with_info(info)
-    _warn_misses(H, p, path)
-    if verbose or (verbose is None and ph.times["total"] > _Phases.AUTO_PROGRESS_S):
-        print(repr(H), flush=True)
+    _warn_misses(H, p, path, where, stacklevel + 1)
     return H
 
 
@@ -322,34 +333,19 @@ def refresh(H, source, verbose=None, n_threads=None):
     n_products = [0]
     ph = _Phases(verbose, src.n, lambda: reader.count + n_products[0] * src.n)
     ph.start()
-    parts = H._parts
-    tree, bases = parts["tree"], parts["bases"]
-    by_index = (tree.node_off, tree.node_size, tree.perm)
-    by_skel = (bases.skel_ptr[:-1], bases.rank, bases.skel_idx)
+    tree, bases = H._parts["tree"], H._parts["bases"]
     with blas_single_thread():
-        near = pack_blocks(reader, H.near_pairs, by_index, by_index)
-        far = pack_blocks(reader, H.far_pairs, by_skel, by_skel)
-        couplings = pack_blocks(reader, H.sib_pairs.reshape(-1, 2), by_skel, by_skel)
+        near, far, couplings = _stored_blocks(tree, reader, bases, H.near_pairs,
+                                              H.far_pairs, H.sib_pairs.reshape(-1, 2))
     ph.done("blocks")
     info = {k: H._info[k] for k in ("neighbor_recall", "neighbor_iterations",
                                     "truncated_nodes") if k in H._info}
+    info["refreshed"] = True
     H1 = HSSMatrix(tree=tree, bases=bases, near=near, far=far, couplings=couplings,
                    params=p, info=info)
-    if p["spd"]:
-        _check_leaf_minors(H1, where)
-    ph.start()
     # the compensation H needed is the first guess for the refreshed blocks
-    H1, contract = _contract(H1, src, diag, p, path, reader, n_products, nt,
-                             near=H._info.get("compensation") or None)
-    ph.done("contract")
-    info.update(contract)
-    ph.times["total"] = sum(ph.times.values())
-    info.update({"entries_fraction": (reader.count + n_products[0] * src.n) / float(src.n) ** 2,
-                 "entries_evaluated": int(reader.count), "products": n_products[0],
-                 "source_calls": reader.calls, "time": dict(ph.times), "refreshed": True})
-    H1 = H1.with_info(info)
-    _warn_misses(H1, p, path, where)
-    return H1
+    return _finish(H1, src, diag, p, path, reader, n_products, nt, ph, where,
+                   near=H._info.get("compensation") or None)
 
 
 def _contract(H0, src, diag, p, path, reader, n_products, nt, near=None):
@@ -433,7 +429,7 @@ def _check_leaf_minors(H, where):
                 f"keep it as it is.")
 
 
-def _warn_misses(H, p, path, where=None):
+def _warn_misses(H, p, path, where=None, stacklevel=3):
     """One RuntimeWarning when tol is missed (capped nodes, or the estimate above
     10 tol) or the source looks indefinite, naming the remedy that applies."""
     s = H._info
@@ -466,7 +462,9 @@ def _warn_misses(H, p, path, where=None):
                     f"than its compression error explains: the source is probably not "
                     f"positive semi-definite")
     if msgs:
-        warnings.warn(f"{where}: " + "; ".join(msgs) + ".", RuntimeWarning, stacklevel=3)
+        # stacklevel: the user's call of compress / compress_sketch / refresh
+        warnings.warn(f"{where}: " + "; ".join(msgs) + ".", RuntimeWarning,
+                      stacklevel=stacklevel)
 
 
 def pack_blocks(reader, pairs, rows, cols):
@@ -481,14 +479,20 @@ def pack_blocks(reader, pairs, rows, cols):
 def _entry_blocks(tree, reader, bases, inter):
     """Near blocks K(leaf, leaf), far blocks K(skel, skel), and the sibling couplings
     the factorization needs that are not far pairs (budget > 0)."""
-    by_index = (tree.node_off, tree.node_size, tree.perm)
-    by_skel = (bases.skel_ptr[:-1], bases.rank, bases.skel_idx)
-    near = pack_blocks(reader, inter.near_pairs, by_index, by_index)
-    far = pack_blocks(reader, inter.far_pairs, by_skel, by_skel)
     left = np.arange(1, tree.n_nodes, 2, dtype=np.int64)
     sib = np.column_stack([left, left + 1])
     n_nodes = tree.n_nodes
     is_far = np.isin(sib[:, 0] * n_nodes + sib[:, 1],
                      inter.far_pairs[:, 0] * n_nodes + inter.far_pairs[:, 1])
-    couplings = pack_blocks(reader, sib[~is_far].reshape(-1, 2), by_skel, by_skel)
-    return near, far, couplings
+    return _stored_blocks(tree, reader, bases, inter.near_pairs, inter.far_pairs,
+                          sib[~is_far].reshape(-1, 2))
+
+
+def _stored_blocks(tree, reader, bases, near_pairs, far_pairs, sib_pairs):
+    """The exact entries H~ stores, for the given pairs: K(leaf, leaf) near blocks,
+    K(skel, skel) far blocks and sibling couplings (build and refresh alike)."""
+    by_index = (tree.node_off, tree.node_size, tree.perm)
+    by_skel = (bases.skel_ptr[:-1], bases.rank, bases.skel_idx)
+    return (pack_blocks(reader, near_pairs, by_index, by_index),
+            pack_blocks(reader, far_pairs, by_skel, by_skel),
+            pack_blocks(reader, sib_pairs, by_skel, by_skel))

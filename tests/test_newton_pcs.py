@@ -16,6 +16,7 @@ from hsspetsc.baselines import KFAC  # noqa: E402
 from hsspetsc.mlp import MLP, load  # noqa: E402
 from hsspetsc.training import ShardedProblem, Trainer, run  # noqa: E402
 from hsspetsc.training.newton import NewtonKrylov  # noqa: E402
+from helpers import apply_newton_pc  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -31,21 +32,8 @@ def _pc_apply(pb, precond, lam, x):
     """Set the trainer's PC up on the Gauss-Newton matrix at the initial parameters
     with damping lam, and apply it to x."""
     nk = NewtonKrylov(pb, precond=precond, prefix=f"pctest_{precond}_", curvature_samples=None)
-    try:
-        gn = pb.gauss_newton(pb.model.params)
-        nk.ctx.update(gn, lam, "build")
-        nk.ksp.setOperators(nk.A, nk.A)
-        pc = nk.ksp.getPC()
-        pc.setUp()
-        xv, yv = nk.A.createVecs()
-        xv.setArray(x)
-        pc.apply(xv, yv)
-        y = yv.getArray().copy()
-        for v in (xv, yv):
-            v.destroy()
-        return gn, y
-    finally:
-        nk.destroy()
+    gn = pb.gauss_newton(pb.model.params)
+    return gn, apply_newton_pc(nk, gn, lam, x)
 
 
 @pytest.mark.parametrize("lam", [1e-3, 0.5])

@@ -249,6 +249,17 @@ def classify(kind, rc, text, log_ok):
     return "traceback" if "Traceback" in text else "clear"
 
 
+def finish(p):
+    """(output, exit code) of the process ``p``; None when it is still running at
+    the timeout (its whole process group is killed)."""
+    try:
+        text, _ = p.communicate(timeout=TIMEOUT)
+        return text, p.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        return p.communicate()[0], None
+
+
 def run_case(cmd, log, cwd):
     if log:
         with open(log, "wb") as f:
@@ -256,13 +267,7 @@ def run_case(cmd, log, cwd):
     t0 = time.monotonic()
     p = subprocess.Popen(cmd, shell=True, env=ENV, cwd=cwd, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        text, _ = p.communicate(timeout=TIMEOUT)
-        rc = p.returncode
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
-        text, _ = p.communicate()
-        rc = None
+    text, rc = finish(p)
     log_ok = True
     if log:
         with open(log, "rb") as f:
@@ -294,13 +299,7 @@ def interrupt_cases(tmp):
             os.kill(max(int(q) for q in pids if int(q) != p.pid), signal.SIGTERM)
         else:
             p.send_signal(signal.SIGINT if target != "launcher" or n else signal.SIGTERM)
-        try:
-            text, _ = p.communicate(timeout=TIMEOUT)
-            rc = p.returncode
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            text, _ = p.communicate()
-            rc = None
+        text, rc = finish(p)
         try:
             with open(log) as f:
                 recs = json.load(f, parse_constant=lambda c: 1 / 0)

@@ -99,18 +99,18 @@ def train_validation_split(name, n, n_val, clip=False):
     training and the next ``n_val`` for validation (disjoint by construction, and
     the training set is the one ``load(name, n)`` gives). With ``clip`` a
     validation set that does not fit is cut to the samples left (maybe none)."""
-    n_val = int(n_val)
     size = dataset_size(name)
+    if not isinstance(n, (int, np.integer)) or not 1 <= n <= size:
+        raise ValueError(f"The 'n' parameter of load must be an int in the range "
+                         f"[1, {size}] ({name} has {size} samples). Got {n!r} instead.")
+    n_val = int(n_val)
     if clip:
         n_val = max(0, min(n_val, size - n))
     if n_val < 0 or n + n_val > size:
         raise ValueError(f"{name} has {size} samples: {n} for training and {n_val} "
                          f"for validation do not fit; lower --n or --validation.")
-    X, y = load(name, n)                    # checks n
-    if n_val == 0:
-        return X, y, X[:0], y[:0]
-    Xa, ya = load(name, n + n_val)
-    return X, y, Xa[n:], ya[n:]
+    X, y = load(name, n + n_val)              # one read for both
+    return X[:n], y[:n], X[n:], y[n:]
 
 
 def dataset_size(name):

@@ -223,7 +223,6 @@ class DistributedGN(Source):
         self.problem = problem
         self.n = problem.model.n_params
         self.damping = float(damping)
-        self.theta = theta
         if samples is not None and samples < problem.n_total:
             local_idx = problem.curvature_indices(samples, seed)
             m_total = int(samples)

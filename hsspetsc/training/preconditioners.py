@@ -60,40 +60,27 @@ class HFDiagonalPC:
 
 def kfac_factors(gn):
     """Per layer (A_l, G_l) of the Gauss-Newton matrix ``gn`` (a DistributedGN or a
-    GaussNewton): means over the curvature samples of every rank."""
+    GaussNewton): means over the curvature samples of every rank (one reduction; a
+    rank without samples contributes zeros)."""
     from ..baselines import KFAC
     local = getattr(gn, "local", gn)
     problem = getattr(gn, "problem", None)
-    comm = getattr(problem, "comm", None)
-    if local is None:        # this rank holds none of the curvature mini-batch
-        model = problem.model
-        w = model.widths
-        shapes = ([(w[l] + 1, w[l] + 1) for l in range(model.n_layers)]
-                  + [(w[l + 1], w[l + 1]) for l in range(model.n_layers)])
-        flat, m = np.zeros(sum(a * b for a, b in shapes)), 0.0
-        A_shapes = shapes[:model.n_layers]
+    model = gn.model if problem is None else problem.model
+    w, L = model.widths, model.n_layers
+    shapes = ([(w[l] + 1, w[l] + 1) for l in range(L)]
+              + [(w[l + 1], w[l + 1]) for l in range(L)])
+    if local is None:
+        flat = np.zeros(sum(a * b for a, b in shapes))
     else:
         k = KFAC(local)
-        model = k.model
-        m = float(local._m)
-        flat = np.concatenate([np.ravel(a) * m for a in k.A] + [np.ravel(g) * m for g in k.G])
-        shapes = [a.shape for a in k.A] + [g.shape for g in k.G]
-        A_shapes = [a.shape for a in k.A]
-    if comm is not None:
-        total_m = comm.sum(m)
-        flat = comm.sum(flat) / total_m
+        flat = np.concatenate([np.ravel(f) for f in k.A + k.G]) * float(local._m)
+    if problem is None:
+        flat = flat / float(local._m)
     else:
-        flat = flat / m
-    out, pos = [], 0
-    mats = []
-    for s in shapes:
-        size = s[0] * s[1]
-        mats.append(flat[pos:pos + size].reshape(s))
-        pos += size
-    L = len(A_shapes)
-    for l in range(L):
-        out.append((mats[l], mats[L + l]))
-    return out, model
+        flat = problem.comm.sum(flat) / gn.samples      # gn.samples: over all ranks
+    mats = [f.reshape(sh) for f, sh in zip(
+        np.split(flat, np.cumsum([a * b for a, b in shapes])[:-1]), shapes)]
+    return list(zip(mats[:L], mats[L:])), model
 
 
 class KFACPC:

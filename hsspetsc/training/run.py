@@ -22,6 +22,9 @@ SECOND_ORDER = ("newton-hss", "newton-cg", "newton-hf", "newton-kfac")
 QUASI_NEWTON = ("lbfgs",)
 FIRST_ORDER = ("sgd", "momentum", "nag", "adagrad", "rmsprop", "adam")
 OPTIMIZER_NAMES = SECOND_ORDER + QUASI_NEWTON + FIRST_ORDER
+# where a Newton step's time goes; the keys of its record, adding up to the step
+TIME_SPLIT = ("time_grad", "time_compress", "time_refresh", "time_factor", "time_cg",
+              "time_other")
 
 
 def strict_records(records):
@@ -161,9 +164,7 @@ class Trainer:
         self.elapsed += spent
         if "time_cg" in rec:
             # the rest of a Newton step: line search, model reduction, bookkeeping
-            rec["time_other"] = max(spent - sum(rec[k] for k in (
-                "time_grad", "time_compress", "time_refresh", "time_factor",
-                "time_cg")), 0.0)
+            rec["time_other"] = max(spent - sum(rec[k] for k in TIME_SPLIT[:-1]), 0.0)
         if "loss" not in rec or self.batch_size is not None:
             # mini-batch: the full loss for the log (not counted as optimizer work)
             p0 = self.problem.passes
@@ -286,6 +287,23 @@ class Trainer:
             if hasattr(self.nk, "load_state_arrays"):
                 self.nk.load_state_arrays({k[3:]: v for k, v in a.items()
                                            if k.startswith("nk_")})
+
+
+def choose_learning_rate(make_trainer, grid, **trial):
+    """The rate of ``grid`` whose trial run (``make_trainer(lr)`` run with the
+    ``trial`` limits of :func:`run`) ends with the lowest training loss; a rate that
+    diverges loses. Returns (best, [(lr, final loss), ...])."""
+    results = []
+    for lr in grid:
+        tr = make_trainer(lr)
+        try:
+            loss = run(tr, printer=None, **trial)[-1]["loss"]
+        except FloatingPointError:
+            loss = float("inf")                  # diverged
+        finally:
+            tr.destroy()
+        results.append((lr, loss))
+    return min(results, key=lambda t: t[1])[0], results
 
 
 def run(trainer, max_steps=None, time_budget=None, log=None, checkpoint=None,
