@@ -220,3 +220,112 @@ def hss_apply(const double[:, ::1] W,          # IN  N x k, tree order
                 _gemm_rm(b'T', b'N', <int>ncols, k, <int>rank[a], 1.0,
                          &Pp[proj_ptr[a]], <int>ncols, &Uh[skel_ptr[a] * k], k,
                          1.0, &Uh[skel_ptr[2 * a + 1] * k], k)
+
+
+# ---------------------------------------------------------------------------
+# The same passes over given node lists (one level, or any set of nodes whose
+# inputs are ready). Skeleton buffers are flat (rows at skel_ptr[a] * k); W and U are
+# indexed through node_off, which may be shifted (a rank's slice of the tree order).
+
+cdef inline const double* _cp(const double[::1] x) noexcept nogil:
+    return &x[0] if x.shape[0] > 0 else NULL
+
+
+cdef inline const int64_t* _ip(const int64_t[::1] x) noexcept nogil:
+    return &x[0] if x.shape[0] > 0 else NULL
+
+
+def l2l_nodes(const int64_t[::1] nodes, const double[:, ::1] W, double[:, ::1] U,
+              const int64_t[::1] node_off, const int64_t[::1] node_size,
+              const int64_t[::1] near_ptr, const int64_t[::1] near_src,
+              const int64_t[::1] near_blk, const int8_t[::1] near_trans,
+              const double[::1] near_data, int n_threads):
+    """U_b = sum_{a in Near(b)} K(b, a) W_a for the leaves b in ``nodes``."""
+    cdef Py_ssize_t q, nq = nodes.shape[0]
+    cdef int k = <int>W.shape[1]
+    cdef int64_t a
+    cdef const int8_t* nt = &near_trans[0] if near_trans.shape[0] > 0 else NULL
+    if nq == 0 or k == 0 or W.shape[0] == 0:
+        return
+    for q in prange(nq, nogil=True, num_threads=n_threads, schedule="dynamic"):
+        a = nodes[q]
+        memset(&U[0, 0] + node_off[a] * k, 0, node_size[a] * k * sizeof(double))
+        if near_ptr[a + 1] > near_ptr[a]:
+            _apply_list(a, node_size[a], &U[0, 0] + node_off[a] * k, &W[0, 0], k,
+                        &near_ptr[0], _ip(near_src), _ip(near_blk), nt,
+                        _cp(near_data), &node_size[0], &node_off[0])
+
+
+def n2s_nodes(const int64_t[::1] nodes, bint leaf, const double[:, ::1] W,
+              double[::1] What, int k, const int64_t[::1] node_off,
+              const int64_t[::1] node_size, const int64_t[::1] rank,
+              const int64_t[::1] skel_ptr, const int64_t[::1] proj_ptr,
+              const double[::1] proj, int n_threads):
+    """What_a = P_a W_a (leaves) or P_a [What_l; What_r] for the nodes given."""
+    cdef Py_ssize_t q, nq = nodes.shape[0]
+    cdef int64_t a, ncols
+    cdef const double* Pp = _cp(proj)
+    cdef double* Wh = &What[0]
+    if nq == 0 or k == 0:
+        return
+    for q in prange(nq, nogil=True, num_threads=n_threads, schedule="dynamic"):
+        a = nodes[q]
+        if rank[a] == 0:
+            continue
+        if leaf:
+            _gemm_rm(b'N', b'N', <int>rank[a], k, <int>node_size[a], 1.0,
+                     &Pp[proj_ptr[a]], <int>node_size[a], &W[0, 0] + node_off[a] * k, k,
+                     0.0, &Wh[skel_ptr[a] * k], k)
+        else:
+            ncols = rank[2 * a + 1] + rank[2 * a + 2]
+            _gemm_rm(b'N', b'N', <int>rank[a], k, <int>ncols, 1.0,
+                     &Pp[proj_ptr[a]], <int>ncols, &Wh[skel_ptr[2 * a + 1] * k], k,
+                     0.0, &Wh[skel_ptr[a] * k], k)
+
+
+def s2s_nodes(const int64_t[::1] nodes, const double[::1] What, double[::1] Uhat, int k,
+              const int64_t[::1] rank, const int64_t[::1] skel_ptr,
+              const int64_t[::1] far_ptr, const int64_t[::1] far_src,
+              const int64_t[::1] far_blk, const int8_t[::1] far_trans,
+              const double[::1] far_data, int n_threads):
+    """Uhat_a = sum_{b in Far(a)} K(skel a, skel b) What_b for the nodes given."""
+    cdef Py_ssize_t q, nq = nodes.shape[0]
+    cdef int64_t a
+    cdef double* Uh = &Uhat[0]
+    cdef const int8_t* ft = &far_trans[0] if far_trans.shape[0] > 0 else NULL
+    if nq == 0 or k == 0:
+        return
+    for q in prange(nq, nogil=True, num_threads=n_threads, schedule="dynamic"):
+        a = nodes[q]
+        if rank[a] > 0:
+            memset(&Uh[skel_ptr[a] * k], 0, rank[a] * k * sizeof(double))
+            if far_ptr[a + 1] > far_ptr[a]:
+                _apply_list(a, rank[a], &Uh[skel_ptr[a] * k], &What[0], k, &far_ptr[0],
+                            _ip(far_src), _ip(far_blk), ft, _cp(far_data), &rank[0],
+                            &skel_ptr[0])
+
+
+def s2n_nodes(const int64_t[::1] nodes, bint leaf, double[:, ::1] U, double[::1] Uhat,
+              int k, const int64_t[::1] node_off, const int64_t[::1] node_size,
+              const int64_t[::1] rank, const int64_t[::1] skel_ptr,
+              const int64_t[::1] proj_ptr, const double[::1] proj, int n_threads):
+    """U_a += P_a^T Uhat_a (leaves) or [Uhat_l; Uhat_r] += P_a^T Uhat_a."""
+    cdef Py_ssize_t q, nq = nodes.shape[0]
+    cdef int64_t a, ncols
+    cdef const double* Pp = _cp(proj)
+    cdef double* Uh = &Uhat[0]
+    if nq == 0 or k == 0:
+        return
+    for q in prange(nq, nogil=True, num_threads=n_threads, schedule="dynamic"):
+        a = nodes[q]
+        if rank[a] == 0:
+            continue
+        if leaf:
+            _gemm_rm(b'T', b'N', <int>node_size[a], k, <int>rank[a], 1.0,
+                     &Pp[proj_ptr[a]], <int>node_size[a], &Uh[skel_ptr[a] * k], k,
+                     1.0, &U[0, 0] + node_off[a] * k, k)
+        else:
+            ncols = rank[2 * a + 1] + rank[2 * a + 2]
+            _gemm_rm(b'T', b'N', <int>ncols, k, <int>rank[a], 1.0,
+                     &Pp[proj_ptr[a]], <int>ncols, &Uh[skel_ptr[a] * k], k,
+                     1.0, &Uh[skel_ptr[2 * a + 1] * k], k)
