@@ -70,3 +70,13 @@ def products_estimate(H, KZ, Z):
     """|K Z - K~ Z|_F / |K Z|_F for Gaussian Z (estimates |K - K~|_F / |K|_F)."""
     den = np.linalg.norm(KZ)
     return float(np.linalg.norm(KZ - H.matvec(Z)) / den) if den > 0 else 0.0
+
+
+def distributed_estimate(D, Z, KZ):
+    """|K Z - K~ Z|_F / |K Z|_F over all ranks of a DistributedHSSMatrix, for this
+    rank's rows Z and K Z (unit vectors give the sampled-rows estimate). Returns
+    (estimate, |K Z|_F). Collective."""
+    diff = KZ - D.matvec(Z)
+    num = D._sum(float(np.sum(diff * diff)))
+    den = np.sqrt(D._sum(float(np.sum(KZ * KZ))))
+    return (float(np.sqrt(num) / den) if den > 0 else 0.0), float(den)

@@ -86,7 +86,7 @@ def _check_metric(src, diag, distance, where, what="distance"):
 
 def compress(source, leaf_size=128, max_rank=None, tol=1e-5, neighbors=32, budget=0.0,
              distance="angle", seed=0, memory=None, spd=True, probes=32, verbose=None,
-             n_threads=None):
+             n_threads=None, comm=None):
     """Compress a symmetric (SPD) matrix from its entries into an HSSMatrix.
 
     Parameters
@@ -140,6 +140,12 @@ def compress(source, leaf_size=128, max_rank=None, tol=1e-5, neighbors=32, budge
         default) once the compression has taken more than 10 s.
     n_threads : int or None
         OpenMP threads (default: OMP_NUM_THREADS, else all cores).
+    comm : mpi4py communicator or None
+        Build a :class:`hsspetsc.distributed.DistributedHSSMatrix` over its ranks
+        (collective; every rank passes the same source and parameters, checked by
+        a checksum of the diagonal): each rank computes and stores its subtree
+        (see :mod:`hsspetsc.distributed`). Needs ``budget=0``. The result applies
+        and factors to round-off like the serial matrix with the same parameters.
 
     Zero rows and columns (a zero diagonal, as in a Gauss-Newton matrix with
     inputs that are always 0) are fine: they stay exactly zero in H~.
@@ -155,12 +161,12 @@ def compress(source, leaf_size=128, max_rank=None, tol=1e-5, neighbors=32, budge
                        else float("inf"))
     _check_metric(src, diag, p["distance"], where)
     return _construct(src, diag, p, "entries", verbose,
-                      effective_n_threads(n_threads, where))
+                      effective_n_threads(n_threads, where), comm=comm)
 
 
 def compress_sketch(source, samples=256, leaf_size=128, tol=1e-4, max_rank=None,
                     order="natural", probes=8, seed=0, spd=True, verbose=None,
-                    n_threads=None):
+                    n_threads=None, comm=None):
     """Compress a symmetric matrix into an HSSMatrix from ``samples`` products and a
     few entries (randomized HSS; see :mod:`hsspetsc.sketch`).
 
@@ -195,6 +201,10 @@ def compress_sketch(source, samples=256, leaf_size=128, tol=1e-4, max_rank=None,
         One progress line per phase: True, False, or None (after 10 s).
     n_threads : int or None
         OpenMP threads (default: OMP_NUM_THREADS, else all cores).
+    comm : mpi4py communicator or None
+        Build a distributed matrix over its ranks, as for :func:`compress`. Every
+        rank computes the products K @ Omega (the source's ``matmat``) and keeps
+        its rows.
     """
     where = "compress_sketch"
     src, diag = _source_and_diagonal(source, where)
@@ -215,11 +225,13 @@ def compress_sketch(source, samples=256, leaf_size=128, tol=1e-4, max_rank=None,
         p["distance"] = "given"
     p.update(neighbors=0, budget=0.0)
     return _construct(src, diag, p, "sketch", verbose, effective_n_threads(n_threads, where),
-                      perm=None if isinstance(order, str) else order)
+                      perm=None if isinstance(order, str) else order, comm=comm)
 
 
-def _construct(src, diag, p, path, verbose, nt, perm=None):
+def _construct(src, diag, p, path, verbose, nt, perm=None, comm=None):
     """The back end of both front doors (parameters already validated)."""
+    if comm is not None:
+        return _construct_distributed(src, diag, p, path, verbose, nt, perm, comm)
     n = src.n
     reader = BlockReader(src, nt)
     n_products = [0]
@@ -275,6 +287,39 @@ def _construct(src, diag, p, path, verbose, nt, perm=None):
     if verbose or (verbose is None and ph.times["total"] > _Phases.AUTO_PROGRESS_S):
         print(repr(H), flush=True)
     return H
+
+
+def _construct_distributed(src, diag, p, path, verbose, nt, perm, comm):
+    """compress / compress_sketch with ``comm``: see :mod:`hsspetsc._dist_build`."""
+    from ._dist_build import construct, contract
+    from ._collective import fail_together, _Comm
+    c = _Comm(comm)
+    reader_box = {}
+    ph = _Phases(verbose if c.rank == 0 else False, src.n,
+                 lambda: (reader_box["r"].count if "r" in reader_box else 0))
+    ph.start()
+
+    def build():
+        D, reader, n_products = construct(src, diag, p, path, nt, comm, ph, perm)
+        reader_box["r"] = reader
+        ph.start()
+        out = contract(D, src, diag, p, path, reader, n_products, nt, c)
+        ph.done("contract")
+        return D, reader, n_products, out
+    D, reader, n_products, out = fail_together(c, build)
+    ph.times["total"] = sum(ph.times.values())
+    n = src.n
+    read = D._sum(float(reader.count))
+    info = dict(D._info, **out)
+    info.update({"entries_fraction": (read + n_products[0] * n) / float(n) ** 2,
+                 "entries_evaluated": int(read), "entries_evaluated_here": int(reader.count),
+                 "products": n_products[0], "source_calls": reader.calls,
+                 "time": dict(ph.times)})
+    D._info = info
+    D.truncated = list(info["truncated_nodes"])
+    if c.rank == 0:
+        _warn_misses(D, p, path, stacklevel=5)
+    return D
 
 
 def _finish(H, src, diag, p, path, reader, n_products, nt, ph, where, near=None,

@@ -559,10 +559,10 @@ def _present(own, n_levels):
             np.asarray(sorted(own.halo), np.int64))
 
 
-def local_parts(n, n_levels, own, rank, ncols, skel_ptr, skel_idx, skel_pos, proj_ptr,
+def local_parts(n, n_levels, own, rank, skel_ptr, skel_idx, skel_pos, proj_ptr,
                 proj, leaf_off, leaf_data, cpl_off, cpl_data):
     """This rank's arrays of a DistributedHSSMatrix, cut from arrays indexed by tree
-    node (``rank``, ``ncols``; ``*_ptr``/``*_off`` per node into their data, valid at
+    node (``rank``; ``*_ptr``/``*_off`` per node into their data, valid at
     least on the nodes this rank holds; ``cpl_off[p]``: the coupling K(skel l, skel
     r) of parent p)."""
     sub, anc, halo = _present(own, n_levels)
@@ -573,7 +573,10 @@ def local_parts(n, n_levels, own, rank, ncols, skel_ptr, skel_idx, skel_pos, pro
     r = np.zeros(n_nodes, np.int64)
     r[present] = rank[present]
     c = np.zeros(n_nodes, np.int64)
-    c[computed] = ncols[computed]
+    leaf = computed >= 2 ** n_levels - 1
+    inner = computed[~leaf]
+    c[computed[leaf]] = node_size[computed[leaf]]
+    c[inner] = r[2 * inner + 1] + r[2 * inner + 2]
     c[halo] = r[halo]                            # only their skeleton rows are held
     out_skel_ptr = _compact_ptr(r)
     take = ranges(skel_ptr[present], r[present])
@@ -616,7 +619,7 @@ def distribute(H, comm):
     cpl_off = np.zeros(tree.n_nodes, np.int64)
     sib = (H.far_pairs[:, 1] == H.far_pairs[:, 0] + 1) & (H.far_pairs[:, 0] % 2 == 1)
     cpl_off[(H.far_pairs[sib, 0] - 1) // 2] = H.far_pair_off[sib]
-    parts = local_parts(H.n, H.n_levels, own, H.rank, H.ncols, H.skel_ptr, H.skel_idx,
+    parts = local_parts(H.n, H.n_levels, own, H.rank, H.skel_ptr, H.skel_idx,
                         H.skel_pos, H.proj_ptr, H.proj, H.diag_blk, H.near_data, cpl_off,
                         H.far_data)
     local = tree.perm[own.lo:own.hi]

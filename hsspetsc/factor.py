@@ -260,16 +260,24 @@ def psd_compensation(H, support, tol, n_threads=None, guess=None, near=None):
     error |K - H~|_2 (H~ >= K - E >= -|E| I)."""
     diag = H.diagonal()
     scale = float(np.max(diag)) if diag.size else 0.0
+    distributed = hasattr(H, "own")       # a DistributedHSSMatrix: support is its rows
+    if distributed:
+        from mpi4py import MPI
+        scale = H.comm.allreduce(scale, op=MPI.MAX) if H.size > 1 else scale
+        from .distributed import DistributedFactorization as Factor
+        sup = np.ascontiguousarray(support, dtype=np.float64)
+    else:
+        Factor = HSSFactorization
+        sup = np.ascontiguousarray(np.asarray(support, dtype=np.float64)[H.tree.perm])
     if scale <= 0:
         return 0.0, 0
     floor = SPD_FLOOR * scale
-    sup = np.ascontiguousarray(np.asarray(support, dtype=np.float64)[H.tree.perm])
     tried = [0]
 
     def factors(delta):
         tried[0] += 1
         try:
-            HSSFactorization(H, shift=floor, n_threads=n_threads, _dshift=delta * sup)
+            Factor(H, shift=floor, n_threads=n_threads, _dshift=delta * sup)
             return True
         except FactorizationError:
             return False

@@ -1,0 +1,462 @@
+"""Construction of a DistributedHSSMatrix (``compress(..., comm=comm)`` and
+``compress_sketch(..., comm=comm)``).
+
+Every rank builds the cluster tree (and, for the entries path with ``neighbors`` >
+0, the neighbour lists) alike: both are index arrays of length N, cheap next to the
+skeletons, and the same on every rank, which makes the result independent of P.
+Then, level by level from the leaves, each rank computes the skeletons of its
+subtree's nodes with the serial kernels (node keys, row sampling, IDs: bit for bit
+the serial ones) and, above its subtree, of its ancestors: it swaps its child's
+skeleton (indices; on the sketch path also the reduced sketches, r x samples) with
+the sibling group, and every rank of the group computes the ancestor alike. A rank
+reads the source only for its own nodes (sampled rows of its nodes' columns, its
+leaf blocks, its couplings). The contract (error estimate, PSD compensation) runs
+distributed too: exact rows are read for the local columns only, the compensation
+is certified by distributed factorizations.
+"""
+import hashlib
+
+import numpy as np
+
+from ._blocks import BlockReader, chunks, exclusive_cumsum
+from ._collective import CollectiveError, _Comm
+from ._threads import blas_single_thread
+from .distributed import DistributedFactorization, DistributedHSSMatrix, Ownership, local_parts
+from .factor import SPD_FLOOR, FactorizationError
+from .interactions import build_interactions
+from .neighbors import approximate_neighbors
+from .skeleton import CHUNK_BYTES, ROW_FACTOR, NBR_SHARE, RankBudget, check_alloc, id_caps
+from .sketch import OVERSAMPLING, products
+from .tree import (PHASE_CHECK, PHASE_ROWS, PHASE_SKETCH, Metric, build_tree, phase_key,
+                   tree_from_order)
+
+
+class _Store:
+    """Per-node results (indexed by tree node) of the nodes this rank computes."""
+
+    def __init__(self, n_nodes):
+        self.rank = np.zeros(n_nodes, np.int64)
+        self.ncols = np.zeros(n_nodes, np.int64)
+        self.skel_start = np.zeros(n_nodes, np.int64)
+        self.proj_start = np.zeros(n_nodes, np.int64)
+        self.skel, self.pos, self.proj = [], [], []
+        self.n_skel = self.n_proj = 0
+        self.truncated = []
+        self._cat = None
+
+    def add(self, nodes, rank, ncols, skel, pos, proj, achieved, tol, cause, counted):
+        self.rank[nodes] = rank
+        self.ncols[nodes] = ncols
+        self.skel_start[nodes] = self.n_skel + exclusive_cumsum(rank)
+        self.proj_start[nodes] = self.n_proj + exclusive_cumsum(rank * ncols)
+        self.skel.append(np.asarray(skel, np.int64))
+        self.pos.append(np.asarray(pos, np.int64))
+        self.proj.append(np.asarray(proj, np.float64))
+        self._cat = None
+        self.n_skel += int(rank.sum())
+        self.n_proj += int((rank * ncols).sum())
+        for t in np.flatnonzero((achieved > tol) & counted):
+            lev = int(np.floor(np.log2(nodes[t] + 1)))
+            self.truncated.append({"node": int(nodes[t]), "level": lev,
+                                   "rank": int(rank[t]), "achieved": float(achieved[t]),
+                                   "cause": cause})
+
+    def all_skeletons(self):
+        if self._cat is None:
+            self._cat = (np.concatenate(self.skel) if self.skel
+                         else np.zeros(0, np.int64))
+        return self._cat
+
+    def skeleton(self, a):
+        return self.all_skeletons()[self.skel_start[a]:self.skel_start[a] + self.rank[a]]
+
+    def arrays(self):
+        cat = lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt)  # noqa
+        return (cat(self.skel, np.int64), cat(self.pos, np.int64), cat(self.proj, np.float64))
+
+
+def _digest(diag, p):
+    h = hashlib.sha256(np.ascontiguousarray(diag).tobytes())
+    h.update(repr(sorted((k, v) for k, v in p.items() if k != "memory")).encode())
+    return h.hexdigest()
+
+
+def _swap_skeleton(x, entry, store, extra=None):
+    """Swap (rank, skeleton[, extra rows]) of my child with the sibling group; the
+    sibling's go into ``store`` (its halo entry). Returns the sibling's extra."""
+    _, me, sib = entry[:3]
+    r = x.swap("build", entry, np.array([store.rank[me]], np.float64), 1)
+    rs = int(r[0])
+    skel = x.swap("build", entry, store.skeleton(me).astype(np.float64), rs)
+    store.add(np.array([sib]), np.array([rs]), np.array([0]), skel.astype(np.int64),
+              np.arange(rs), np.zeros(0), np.zeros(1), 1.0, "", np.zeros(1, bool))
+    out = None
+    if extra is not None:
+        s = extra.shape[1] if extra.ndim == 2 else 0
+        out = x.swap("build", entry, extra, rs * s).reshape(rs, s)
+    return out
+
+
+def construct(src, diag, p, path, nt, comm, ph, perm=None):
+    """The distributed back end of compress / compress_sketch (parameters checked)."""
+    c = _Comm(comm)
+    where = "compress" if path == "entries" else "compress_sketch"
+    if p.get("budget", 0.0) > 0:
+        raise ValueError(f"{where}(comm=...): a near field (budget > 0) is not "
+                         f"distributed; use budget=0 (plain HSS).")
+    # every rank must hold the same source and parameters: compare checksums
+    c.check_same(_digest(diag, p), f"the source's diagonal and the parameters of {where}")
+    n = src.n
+    reader = BlockReader(src, nt)
+    size, me = c.size, c.rank
+    n_products = [0]
+    if path == "sketch":
+        rng = np.random.default_rng(phase_key(p["seed"], PHASE_SKETCH))
+        Omega = rng.standard_normal((n, p["samples"]))
+        Y = products(src, Omega, where)
+        n_products[0] += p["samples"]
+        ph.done("products")
+    with blas_single_thread():
+        nbrs = None
+        if p["distance"] in ("angle", "kernel", "geometric"):
+            metric = Metric(src, p["distance"], diag, reader, nt)
+            tree = build_tree(n, metric, p["leaf_size"], p["seed"])
+        else:
+            tree = tree_from_order(n, p["leaf_size"], perm)
+        own = Ownership(tree.node_off, tree.node_size, tree.n_levels, size, me)
+        ph.done("tree")
+        if path == "entries" and p["neighbors"] > 0:
+            nbrs = approximate_neighbors(n, metric, p["neighbors"], p["leaf_size"],
+                                         p["seed"])
+        ph.done("neighbors")
+        from .distributed import _Exchange
+        x = _Exchange(comm)
+        store = _Store(tree.n_nodes)
+        if path == "entries":
+            inter = build_interactions(tree, None, 0.0)
+            _entry_skeletons(tree, reader, nbrs, inter, p, own, x, store, c)
+        else:
+            lo, hi = own.lo, own.hi
+            Yt = np.ascontiguousarray(Y[tree.perm[lo:hi]])
+            Ot = np.ascontiguousarray(Omega[tree.perm[lo:hi]])
+            del Y, Omega
+            leaf_data, leaf_off_full, cpl = _sketch_skeletons(tree, reader, Yt, Ot, p,
+                                                              own, x, store, c)
+            del Yt, Ot
+        ph.done("skeletons")
+        # the blocks: my leaves and the couplings of my nodes' children
+        skel_all, pos_all, proj_all = store.arrays()
+        lv = own.subtree_levels(tree.n_levels)
+        anc = np.asarray(own.ancestors, np.int64)
+        computed = np.union1d(np.concatenate(list(lv.values())), anc)
+        parents = computed[computed < tree.first_leaf]
+        if path == "entries":
+            leaves = lv[tree.n_levels]
+            lo_, sz = tree.node_off[leaves], tree.node_size[leaves]
+            leaf_data, loff = reader.read(lo_, sz, tree.perm, lo_, sz, tree.perm)
+            leaf_off_full = np.zeros(tree.n_nodes, np.int64)
+            leaf_off_full[leaves] = loff
+            cpl = None
+        cpl_off = np.zeros(tree.n_nodes, np.int64)
+        l, r = 2 * parents + 1, 2 * parents + 2
+        if cpl is None:
+            st, rk = store.skel_start, store.rank
+            cdata, coff = reader.read(st[l], rk[l], skel_all, st[r], rk[r], skel_all)
+            cpl_off[parents] = coff
+        else:
+            cdata = cpl[1]
+            cpl_off[parents] = cpl[0][parents]
+        ph.done("blocks")
+    parts = local_parts(n, tree.n_levels, own, store.rank, store.skel_start,
+                        skel_all, pos_all, store.proj_start, proj_all, leaf_off_full,
+                        leaf_data, cpl_off, cdata)
+    truncated = [t for part in c.mpi.allgather(store.truncated) for t in part] \
+        if size > 1 else list(store.truncated)
+    truncated.sort(key=lambda t: t["node"])
+    local = tree.perm[own.lo:own.hi].copy()
+    del tree
+    info = {"neighbor_recall": None if nbrs is None else nbrs.recall,
+            "neighbor_iterations": 0 if nbrs is None else nbrs.iterations,
+            "truncated_nodes": truncated}
+    params = dict(p, construction=path)
+    D = DistributedHSSMatrix(comm=comm, local_indices=local, compensation=None,
+                             params=params, info=info, **parts)
+    D._x.counts.update(x.counts)
+    return D, reader, n_products
+
+
+def _level_nodes(own, lev, lv):
+    """The nodes this rank computes at level ``lev`` (its subtree's, or its ancestor)."""
+    if lev >= own.sub_level:
+        return lv[lev], None
+    for entry in own.path:
+        a = entry[0]
+        if int(np.floor(np.log2(a + 1))) == lev:
+            return np.array([a], np.int64), entry
+    raise AssertionError("no node at this level")
+
+
+def _counted(own, nodes):
+    """Nodes whose figures this rank counts (a shared node by its group's first rank)."""
+    return np.array([a not in own.group or own.group[a][0] == own.rank
+                     for a in nodes.tolist()], dtype=bool)
+
+
+def _entry_skeletons(tree, reader, nbrs, inter, p, own, x, store, c):
+    """Skeletons from sampled entries (see hsspetsc.skeleton), my nodes only."""
+    from ._build import column_ids, node_keys, sample_rows
+    from .tree import level_leaf_range
+    n, L = tree.n, tree.n_levels
+    budget = RankBudget(tree, inter, p["max_rank"], p["memory"])
+    if L == 0:
+        return
+    key = np.uint64(phase_key(p["seed"], PHASE_ROWS))
+    m = int(tree.node_size[tree.first_leaf:].max())
+    leaf_off = tree.leaf_bounds()
+    near = inter.near_leaves
+    near_ptr = near.indptr.astype(np.int64)
+    near_idx = near.indices.astype(np.int64)
+    if nbrs is not None and nbrs.index.shape[1] > 0:
+        nbr_idx, nbr_dist = nbrs.index, nbrs.dist
+    else:
+        nbr_idx, nbr_dist = np.zeros((n, 0), np.int64), np.zeros((n, 0))
+    lv = own.subtree_levels(L)
+    prev = None
+    for lev in range(L, 0, -1):
+        nodes, entry = _level_nodes(own, lev, lv)
+        if lev == L:
+            cols_ptr = np.r_[tree.node_off[nodes], tree.node_off[nodes[-1]]
+                             + tree.node_size[nodes[-1]]].astype(np.int64)
+            cols_idx = tree.perm
+        elif entry is None:
+            cols_idx, cols_ptr = prev
+        else:
+            _swap_skeleton(x, entry, store)
+            a = entry[0]
+            cols_idx = np.r_[store.skeleton(2 * a + 1), store.skeleton(2 * a + 2)]
+            cols_ptr = np.array([0, cols_idx.size], np.int64)
+        nn = nodes.size
+        ncols = np.diff(cols_ptr)
+        cap, cause = budget.cap(lev)
+        n_rows = np.where(ncols > 0, ROW_FACTOR * np.maximum(ncols, m), 0)
+        keys = np.empty(nn, dtype=np.uint64)
+        node_keys(key, nodes, keys)
+        lo = tree.node_off[nodes]
+        hi = lo + tree.node_size[nodes]
+        llo, lhi = level_leaf_range(tree, nodes)
+        n_allowed = n - (hi - lo)
+        rows_off = exclusive_cumsum(n_rows)
+        rows = np.empty(int(n_rows.sum()), dtype=np.int64)
+        rows_cnt = np.empty(nn, dtype=np.int64)
+        nt = min(reader.n_threads, nn)
+        mark = np.zeros((nt, n), dtype=np.int8)
+        sample_rows(lo, hi, llo, lhi, cols_ptr, cols_idx, n_rows.astype(np.int64),
+                    n_allowed.astype(np.int64), keys, tree.perm, tree.iperm, leaf_off,
+                    near_ptr, near_idx, False, nbr_idx, nbr_dist, NBR_SHARE, rows_off,
+                    rows, rows_cnt, mark, nt)
+        del mark
+        check_alloc(rows_cnt.min() >= 0, "the row sampling")
+        pos_cap, proj_cap = id_caps(ncols, rows_cnt, cap)
+        pos_off, proj_off = exclusive_cumsum(pos_cap), exclusive_cumsum(proj_cap)
+        pos_buf = np.empty(int(pos_cap.sum()), dtype=np.int64)
+        proj_buf = np.empty(int(proj_cap.sum()))
+        rank = np.zeros(nn, dtype=np.int64)
+        achieved = np.zeros(nn)
+        for c0, c1 in chunks(rows_cnt * ncols, CHUNK_BYTES // 8):
+            B, Boff = reader.read(cols_ptr[c0:c1], ncols[c0:c1], cols_idx,
+                                  rows_off[c0:c1], rows_cnt[c0:c1], rows)
+            column_ids(B, Boff, rows_cnt[c0:c1], ncols[c0:c1], p["tol"], cap,
+                       rank[c0:c1], achieved[c0:c1], proj_buf, proj_off[c0:c1],
+                       pos_buf, pos_off[c0:c1], reader.n_threads)
+        check_alloc(rank.min() >= 0, "the interpolative decompositions")
+        from .skeleton import LevelIDs
+        ids = LevelIDs(lev, rank, achieved, cols_ptr, cols_idx, pos_buf, pos_off,
+                       proj_buf, proj_off, ncols)
+        counted = _counted(own, nodes)
+        store.add(nodes, rank, ncols, ids.skel, ids.pos, ids.proj, achieved, p["tol"],
+                  cause, counted)
+        spent = 8.0 * float(np.sum((rank * ncols + rank.astype(float) ** 2)[counted]))
+        budget.left -= c.mpi.allreduce(spent) if c.size > 1 else spent
+        prev = (ids.skel, ids.skel_ptr[0::2].copy())
+    for entry in own.path:
+        if entry[0] == 0:
+            _swap_skeleton(x, entry, store)
+
+
+def _sketch_skeletons(tree, reader, Yt, Ot, p, own, x, store, c):
+    """Skeletons from the sketch (see hsspetsc.sketch), my nodes only. Yt, Ot: my rows
+    of Y and Omega in tree order. Returns (leaf data, leaf offsets per node,
+    (coupling offsets per parent, coupling data))."""
+    from ._build import sketch_ids
+    n, L, s = tree.n, tree.n_levels, Yt.shape[1]
+    perm = tree.perm
+    lv = own.subtree_levels(L)
+    leaves = lv[L]
+    lo, sz = tree.node_off[leaves], tree.node_size[leaves]
+    D, Doff = reader.read(lo, sz, perm, lo, sz, perm)
+    leaf_off_full = np.zeros(tree.n_nodes, np.int64)
+    leaf_off_full[leaves] = Doff
+    cpl_off = np.zeros(tree.n_nodes, np.int64)
+    cpl_parts, n_cpl = [], 0
+    if L == 0:
+        return D, leaf_off_full, (cpl_off, np.zeros(0))
+    Yt, Ot = Yt.reshape(-1), Ot.reshape(-1)
+    Yh_prev = Oh_prev = np.zeros(0)
+    prev_off = np.zeros(0, np.int64)
+    prev_skel = None
+    for lev in range(L, 0, -1):
+        nodes, entry = _level_nodes(own, lev, lv)
+        nn = nodes.size
+        if lev == L:
+            ncols = tree.node_size[nodes].astype(np.int64)
+            rank_l = rank_r = np.zeros(nn, np.int64)
+            blk, blk_off = D, Doff
+            cols_idx, cols_ptr = perm, np.r_[tree.node_off[nodes], 0].astype(np.int64)
+        else:
+            if entry is not None:
+                a = entry[0]
+                r_me = int(store.rank[entry[1]])
+                mine = np.concatenate([Yh_prev[:r_me * s].reshape(r_me, s),
+                                       Oh_prev[:r_me * s].reshape(r_me, s)], axis=1)
+                other = _swap_skeleton(x, entry, store, mine)
+                rl, rr = store.rank[2 * a + 1], store.rank[2 * a + 2]
+                if entry[1] == 2 * a + 1:
+                    Yh_prev = np.r_[mine[:, :s].ravel(), other[:, :s].ravel()]
+                    Oh_prev = np.r_[mine[:, s:].ravel(), other[:, s:].ravel()]
+                else:
+                    Yh_prev = np.r_[other[:, :s].ravel(), mine[:, :s].ravel()]
+                    Oh_prev = np.r_[other[:, s:].ravel(), mine[:, s:].ravel()]
+                prev_off = np.array([0, rl], np.int64)
+                rank_l, rank_r = np.array([rl]), np.array([rr])
+            else:
+                rank_l = store.rank[2 * nodes + 1]
+                rank_r = store.rank[2 * nodes + 2]
+            ncols = (rank_l + rank_r).astype(np.int64)
+            sk_all, st = store.all_skeletons(), store.skel_start
+            blk, blk_off = reader.read(st[2 * nodes + 1], rank_l, sk_all, st[2 * nodes + 2],
+                                       rank_r, sk_all)
+            cpl_off[nodes] = n_cpl + blk_off
+            cpl_parts.append(blk)
+            n_cpl += blk.size
+            cols_idx = (prev_skel if entry is None else
+                        np.r_[store.skeleton(2 * a + 1), store.skeleton(2 * a + 2)])
+        cap = np.minimum(np.minimum(ncols, s), p["max_rank"]).astype(np.int64)
+        pos_off, proj_off = exclusive_cumsum(cap), exclusive_cumsum(cap * ncols)
+        pos_buf = np.empty(int(cap.sum()), dtype=np.int64)
+        proj_buf = np.empty(int((cap * ncols).sum()))
+        Yh = np.empty(int(cap.sum()) * s)
+        Oh = np.empty(int(cap.sum()) * s)
+        rank = np.zeros(nn, dtype=np.int64)
+        achieved = np.zeros(nn)
+        node_lo = (tree.node_off[nodes] - own.lo).astype(np.int64)
+        sketch_ids(lev == L, s, Yt, Ot, node_lo, blk, blk_off, ncols,
+                   rank_l.astype(np.int64), rank_r.astype(np.int64), Yh_prev, Oh_prev,
+                   prev_off, p["tol"], p["max_rank"], s - OVERSAMPLING, rank, achieved,
+                   proj_buf, proj_off, pos_buf, pos_off, Yh, Oh, pos_off, reader.n_threads)
+        check_alloc(rank.min() >= 0, "the sketch's interpolative decompositions")
+        from .skeleton import LevelIDs
+        if lev < L:
+            cols_ptr = np.r_[exclusive_cumsum(ncols), 0]
+        ids = LevelIDs(lev, rank, achieved, cols_ptr, cols_idx, pos_buf, pos_off, proj_buf,
+                       proj_off, ncols)
+        store.add(nodes, rank, ncols, ids.skel, ids.pos, ids.proj, achieved, p["tol"],
+                  "samples", _counted(own, nodes))
+        # compact the reduced sketches: node t's rows at pos_off[t] (room for cap)
+        Yh_prev, Oh_prev, prev_off = Yh, Oh, pos_off
+        prev_skel = ids.skel
+    for entry in own.path:
+        if entry[0] == 0:
+            _swap_skeleton(x, entry, store)
+    # the root's coupling
+    if 0 in own.ancestors or own.sub == 0:
+        sk_all, st = store.all_skeletons(), store.skel_start
+        blk, _ = reader.read([st[1]], [store.rank[1]], sk_all, [st[2]], [store.rank[2]],
+                             sk_all)
+        cpl_off[0] = n_cpl
+        cpl_parts.append(blk)
+        n_cpl += blk.size
+    return D, leaf_off_full, (cpl_off, np.concatenate(cpl_parts) if cpl_parts else np.zeros(0))
+
+
+
+def contract(D, src, diag, p, path, reader, n_products, nt, c):
+    """The contract of a freshly built DistributedHSSMatrix: the leaf-minor check,
+    the error estimate (``probes``) and the PSD compensation (``spd``), as in
+    :func:`hsspetsc.compress._contract`, with every figure summed over the ranks."""
+    from .accuracy import distributed_estimate
+    from .factor import psd_compensation
+    where = "compress" if path == "entries" else "compress_sketch"
+    n = D.n
+    local = D.local_indices
+    out = {"compensation": 0.0, "spd_factorizations": 0, "spd_certified": False,
+           "error_estimate": None, "error_estimate_uncompensated": None,
+           "indefinite_source": False}
+    if p["spd"]:
+        err = None
+        try:
+            _check_leaf_minors_local(D, where)
+        except ValueError as exc:
+            err = exc
+        D._agree(err)
+    err_fro = None
+    if p["probes"] and path == "entries":
+        check = np.random.default_rng(phase_key(p["seed"], PHASE_CHECK, 1))
+        rows = np.sort(check.choice(n, min(n, p["probes"]), replace=False))
+        exact, _ = reader.read([0], [rows.size], rows.astype(np.int64), [0], [local.size],
+                               local)
+        exact = exact.reshape(rows.size, local.size).T
+        E = np.zeros((local.size, rows.size))
+        hit = np.flatnonzero(np.isin(local, rows))
+        E[hit, np.searchsorted(rows, local[hit])] = 1.0
+        probe = (E, exact)
+        est0, den = distributed_estimate(D, E, exact)
+        err_fro = est0 * den * np.sqrt(n / rows.size)
+    elif p["probes"]:
+        rng = np.random.default_rng(phase_key(p["seed"], PHASE_SKETCH, 1))
+        Z = rng.standard_normal((n, p["probes"]))
+        KZ = products(src, Z, where)
+        n_products[0] += p["probes"]
+        probe = (np.ascontiguousarray(Z[local]), np.ascontiguousarray(KZ[local]))
+        del Z, KZ
+        est0, den = distributed_estimate(D, *probe)
+        err_fro = est0 * den / np.sqrt(p["probes"])
+    delta = 0.0
+    if p["spd"]:
+        support = (diag[local] > 0).astype(np.float64)
+        delta, out["spd_factorizations"] = psd_compensation(
+            D, support, p["tol"], nt, guess=None if err_fro is None else 2 * err_fro)
+        if delta is None:
+            raise ValueError(
+                f"{where}: no diagonal compensation up to 1e6 x the largest diagonal "
+                f"entry makes H~ positive definite: the source is not positive "
+                f"semi-definite. Compress with spd=False to keep it as it is.")
+        out["spd_certified"] = True
+        out["compensation"] = delta
+        if delta > 0:
+            D.compensation = delta * support
+            D._caches = type(D._caches)()
+    if p["probes"]:
+        out["error_estimate_uncompensated"] = est0
+        out["error_estimate"] = est0 if delta == 0 else distributed_estimate(D, *probe)[0]
+        out["indefinite_source"] = bool(delta > 3.0 * err_fro)
+    return out
+
+
+def _check_leaf_minors_local(D, where):
+    """K_ij^2 <= K_ii K_jj on this rank's leaf blocks (see compress)."""
+    m_all = D.tree.node_size[D.leaves]
+    for m in np.unique(m_all):
+        sel = D.leaves[m_all == m]
+        idx = D.diag_blk[sel][:, None] + np.arange(m * m)[None, :]
+        B = D.near_data[idx].reshape(-1, m, m)
+        d = np.einsum("bii->bi", B)
+        bound = np.abs(d[:, :, None] * d[:, None, :])
+        bad = B * B > bound * (1 + 1e-8) + 1e-300
+        if bad.any():
+            b, i, j = (int(v[0]) for v in np.nonzero(bad))
+            o = D.node_off_local[sel[b]]
+            I, J = D.local_indices[o + i], D.local_indices[o + j]
+            raise ValueError(
+                f"{where}: the source is not positive semi-definite: K[{I}, {J}]^2 = "
+                f"{B[b, i, j] ** 2:.3g} > K[{I}, {I}] K[{J}, {J}] = {bound[b, i, j]:.3g}. "
+                f"Compress with spd=False to keep it as it is.")
