@@ -122,6 +122,11 @@ def _raise_agreed(comm, exc):
         if isinstance(exc, SystemExit):
             raise exc
         raise comm.failed from exc
+    if isinstance(exc, CollectiveError):
+        # raised by an agreement (of another _Comm on the same ranks): every rank
+        # has it already
+        comm.failed = exc
+        raise exc
     try:
         comm.agree(exc)
     except CollectiveError:

@@ -75,8 +75,15 @@ class _Store:
         return (cat(self.skel, np.int64), cat(self.pos, np.int64), cat(self.proj, np.float64))
 
 
-def _digest(diag, p):
+def _digest(src, diag, p, reader):
+    """A checksum of what every rank must hold alike: the diagonal, an 8 x 8 block of
+    entries at random positions (a kernel's diagonal is often constant), and the
+    parameters."""
     h = hashlib.sha256(np.ascontiguousarray(diag).tobytes())
+    rng = np.random.default_rng(phase_key(p["seed"], PHASE_CHECK, 2))
+    idx = np.sort(rng.choice(src.n, min(src.n, 8), replace=False)).astype(np.int64)
+    block, _ = reader.read([0], [idx.size], idx, [0], [idx.size], idx)
+    h.update(np.ascontiguousarray(block).tobytes())
     h.update(repr(sorted((k, v) for k, v in p.items() if k != "memory")).encode())
     return h.hexdigest()
 
@@ -104,10 +111,12 @@ def construct(src, diag, p, path, nt, comm, ph, perm=None):
     if p.get("budget", 0.0) > 0:
         raise ValueError(f"{where}(comm=...): a near field (budget > 0) is not "
                          f"distributed; use budget=0 (plain HSS).")
-    # every rank must hold the same source and parameters: compare checksums
-    c.check_same(_digest(diag, p), f"the source's diagonal and the parameters of {where}")
     n = src.n
     reader = BlockReader(src, nt)
+    # every rank must hold the same source and parameters: compare checksums
+    c.check_same(_digest(src, diag, p, reader),
+                 f"the source (its diagonal and sampled entries) and the parameters of "
+                 f"{where}")
     size, me = c.size, c.rank
     n_products = [0]
     if path == "sketch":
@@ -130,7 +139,7 @@ def construct(src, diag, p, path, nt, comm, ph, perm=None):
                                          p["seed"])
         ph.done("neighbors")
         from .distributed import _Exchange
-        x = _Exchange(comm)
+        x = _Exchange(comm, agree=c.agree)
         store = _Store(tree.n_nodes)
         if path == "entries":
             inter = build_interactions(tree, None, 0.0)
@@ -170,6 +179,7 @@ def construct(src, diag, p, path, nt, comm, ph, perm=None):
     parts = local_parts(n, tree.n_levels, own, store.rank, store.skel_start,
                         skel_all, pos_all, store.proj_start, proj_all, leaf_off_full,
                         leaf_data, cpl_off, cdata)
+    c.agree()
     truncated = [t for part in c.mpi.allgather(store.truncated) for t in part] \
         if size > 1 else list(store.truncated)
     truncated.sort(key=lambda t: t["node"])
@@ -276,7 +286,7 @@ def _entry_skeletons(tree, reader, nbrs, inter, p, own, x, store, c):
         store.add(nodes, rank, ncols, ids.skel, ids.pos, ids.proj, achieved, p["tol"],
                   cause, counted)
         spent = 8.0 * float(np.sum((rank * ncols + rank.astype(float) ** 2)[counted]))
-        budget.left -= c.mpi.allreduce(spent) if c.size > 1 else spent
+        budget.left -= c.sum(spent)
         prev = (ids.skel, ids.skel_ptr[0::2].copy())
     for entry in own.path:
         if entry[0] == 0:

@@ -131,12 +131,15 @@ class _Shape:
 class _Exchange:
     """Point-to-point swaps with a partner group, counted per operation."""
 
-    def __init__(self, comm):
+    def __init__(self, comm, agree=None):
         self.comm = comm
         self.counts = {}
+        self.agree = agree          # called before each swap (construction: errors)
 
     def swap(self, op, entry, send, recv_size):
         """Send ``send`` to the entry's partners, receive ``recv_size`` doubles."""
+        if self.agree is not None:
+            self.agree()
         parent, _, _, src, dests = entry
         recv = np.empty(recv_size)
         c = self.counts.setdefault(op, {"calls": 0, "messages_sent": 0,
@@ -272,20 +275,22 @@ class DistributedHSSMatrix:
         return X2, vec
 
     def _agree(self, err, value=None):
-        """Collective: raise ``err`` of any rank on every rank; else gather ``value``."""
+        """Collective: raise ``err`` of any rank on every rank; else gather ``value``
+        (a list over the ranks)."""
         if self.size == 1:
             if err is not None:
                 raise err
             return [value]
-        msgs = self.comm.allgather((None if err is None
-                                    else f"{type(err).__name__}: {err}", value))
-        bad = [(r, m) for r, (m, _) in enumerate(msgs) if m is not None]
+        # the message format of hsspetsc._collective._Comm.agree, so that a rank
+        # failing elsewhere (and agreeing there) meets this call
+        msgs = self.comm.allgather(None if err is None else f"{type(err).__name__}: {err}")
+        bad = [(r, m) for r, m in enumerate(msgs) if m is not None]
         if bad:
             if err is not None:
                 raise err
             r, m = bad[0]
             raise CollectiveError(f"rank {r} of {self.size} failed: {m}")
-        return [v for _, v in msgs]
+        return self.comm.allgather(value)
 
     # ----------------------------------------------------------------- matvec
     def matvec(self, X, n_threads=None):
