@@ -139,7 +139,7 @@ def construct(src, diag, p, path, nt, comm, ph, perm=None):
                                          p["seed"])
         ph.done("neighbors")
         from .distributed import _Exchange
-        x = _Exchange(comm, agree=c.agree)
+        x = _Exchange(comm)
         store = _Store(tree.n_nodes)
         if path == "entries":
             inter = build_interactions(tree, None, 0.0)
@@ -233,6 +233,7 @@ def _entry_skeletons(tree, reader, nbrs, inter, p, own, x, store, c):
     lv = own.subtree_levels(L)
     prev = None
     for lev in range(L, 0, -1):
+        c.agree()       # every rank passes here once per level: errors before any swap
         nodes, entry = _level_nodes(own, lev, lv)
         if lev == L:
             cols_ptr = np.r_[tree.node_off[nodes], tree.node_off[nodes[-1]]
@@ -288,6 +289,7 @@ def _entry_skeletons(tree, reader, nbrs, inter, p, own, x, store, c):
         spent = 8.0 * float(np.sum((rank * ncols + rank.astype(float) ** 2)[counted]))
         budget.left -= c.sum(spent)
         prev = (ids.skel, ids.skel_ptr[0::2].copy())
+    c.agree()
     for entry in own.path:
         if entry[0] == 0:
             _swap_skeleton(x, entry, store)
@@ -315,6 +317,7 @@ def _sketch_skeletons(tree, reader, Yt, Ot, p, own, x, store, c):
     prev_off = np.zeros(0, np.int64)
     prev_skel = None
     for lev in range(L, 0, -1):
+        c.agree()       # every rank passes here once per level: errors before any swap
         nodes, entry = _level_nodes(own, lev, lv)
         nn = nodes.size
         if lev == L:
@@ -374,6 +377,7 @@ def _sketch_skeletons(tree, reader, Yt, Ot, p, own, x, store, c):
         # compact the reduced sketches: node t's rows at pos_off[t] (room for cap)
         Yh_prev, Oh_prev, prev_off = Yh, Oh, pos_off
         prev_skel = ids.skel
+    c.agree()
     for entry in own.path:
         if entry[0] == 0:
             _swap_skeleton(x, entry, store)

@@ -131,15 +131,12 @@ class _Shape:
 class _Exchange:
     """Point-to-point swaps with a partner group, counted per operation."""
 
-    def __init__(self, comm, agree=None):
+    def __init__(self, comm):
         self.comm = comm
         self.counts = {}
-        self.agree = agree          # called before each swap (construction: errors)
 
     def swap(self, op, entry, send, recv_size):
         """Send ``send`` to the entry's partners, receive ``recv_size`` doubles."""
-        if self.agree is not None:
-            self.agree()
         parent, _, _, src, dests = entry
         recv = np.empty(recv_size)
         c = self.counts.setdefault(op, {"calls": 0, "messages_sent": 0,
