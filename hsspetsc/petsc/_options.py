@@ -21,6 +21,8 @@ TABLE = dict(
     auto_shift=(bool, False, "raise the shift tenfold while shift*I + H~ does not "
                              "factor (at most 16 times)"),
     strict=(bool, False, "an unknown -pc_hss_* option is an error, not a warning"),
+    distributed=(bool, False, "compress over the PC's ranks: each stores its subtree "
+                              "(budget 0; automatic for a distributed operator)"),
 )
 _GETTERS = {int: "getInt", float: "getReal", str: "getString", bool: "getBool"}
 

@@ -34,16 +34,18 @@ from ..sources import DenseSource, EntrySource
 from . import _options
 from ._comm import collective, register_exit_cleanup, release_refs
 from ._mat import HSSMatContext
+from ._dist import Scatters, memory_lines
 from ._vec import Gatherer, check_vec, set_local
+from ..distributed import DistributedHSSMatrix
 
 def _read_options(pc):
     """The -pc_hss_* values (the table in hsspetsc.petsc._options): compression
     parameters and which of them were given, (extra shift, auto shift), validate."""
     prefix = pc.getOptionsPrefix()
     params, explicit = {}, set()
-    for key in _options._COMPRESSION + ("samples", "auto"):
+    for key in _options._COMPRESSION + ("samples", "auto", "distributed"):
         params[key], given = _options.read(prefix, key)
-        if given and key != "auto":
+        if given and key not in ("auto", "distributed"):
             explicit.add(key)
     where = f"HSSPC (options -{prefix or ''}pc_hss_*)"
     shift = check_float(_options.read(prefix, "shift")[0], "shift", where)
@@ -58,6 +60,7 @@ def _check(params, n, prefix):
     where = f"HSSPC (options -{prefix or ''}pc_hss_*)"
     p = dict(params)
     p.pop("auto", None)
+    p.pop("distributed", None)
     samples = check_int(p.pop("samples"), "samples", where, lo=0, hi=n)
     _params.check(n, where, **p)
     if samples and (p["budget"] > 0 or p["distance"] == "kernel"):
@@ -67,23 +70,27 @@ def _check(params, n, prefix):
                          f"{p['budget']:g}, distance {p['distance']!r}.")
 
 
-def compress_with_options(source, params, explicit=(), order=None, verbose=False):
+def compress_with_options(source, params, explicit=(), order=None, verbose=False,
+                          comm=None):
     """H~ from the -pc_hss_* values: ``compress`` (entries), or with samples > 0
     ``compress_sketch`` (products; ``order`` overrides the tree from the distance,
     max_rank only when given explicitly, else the sketch's samples // 2). A missed
     tol is not warned about (H~ is a preconditioner): the PC's view shows the error
     estimate and the capped nodes. ``verbose`` as for ``compress`` (progress lines
-    of a long compression)."""
+    of a long compression). ``comm`` (mpi4py): build a DistributedHSSMatrix over
+    its ranks."""
     p = dict(params)
     samples = p.pop("samples", 0)
     auto = p.pop("auto", False)
+    p.pop("distributed", None)
+    kw = {} if comm is None else {"comm": comm}
     if samples == 0:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             if auto:
                 tuned = tune(source, tol=p["tol"], seed=p["seed"])
                 p.update({k: v for k, v in tuned.items() if k not in explicit})
-            return compress(source, verbose=verbose, **p)
+            return compress(source, verbose=verbose, **p, **kw)
     if not (isinstance(source, (np.ndarray, DenseSource))
             or callable(getattr(source, "matmat", None))):
         raise ValueError(f"HSSPC: -pc_hss_samples {samples} needs products of the matrix, "
@@ -97,7 +104,7 @@ def compress_with_options(source, params, explicit=(), order=None, verbose=False
         return compress_sketch(source, samples=samples, leaf_size=p["leaf_size"],
                                tol=p["tol"], max_rank=max_rank,
                                order=p["distance"] if order is None else order,
-                               seed=p["seed"], probes=0, verbose=verbose)
+                               seed=p["seed"], probes=0, verbose=verbose, **kw)
 
 
 def _assembled_source(P):
@@ -133,6 +140,8 @@ class HSSPC:
         self.F = None
         self.info = {}
         self._gather = Gatherer()
+        self._scatters = None
+        self._native = False
 
     # -- protocol -----------------------------------------------------------
     @release_refs
@@ -161,8 +170,10 @@ class HSSPC:
         t0 = time.perf_counter()
         ctx = P.getPythonContext() if P.getType() == PETSc.Mat.Type.PYTHON else None
         base_shift, source, H = 0.0, None, None
+        distributed = bool(params["distributed"])
         if isinstance(ctx, HSSMatContext):
             base_shift = ctx.shift
+            distributed = distributed or ctx.distributed
             op_budget = ctx.H.params.get("budget", 0.0)
             if op_budget == 0.0 and not explicit and not params["auto"]:
                 H = ctx.H
@@ -195,8 +206,18 @@ class HSSPC:
         else:
             raise TypeError(f"HSSPC: cannot read entries of the python Mat context "
                             f"{type(ctx).__name__}; give it entries(I, J) and diagonal().")
+        if distributed and params["budget"] > 0:
+            raise ValueError("HSSPC: a distributed H~ (-pc_hss_distributed, or a "
+                             "distributed operator) needs -pc_hss_budget 0.")
         if H is None:
-            H = compress_with_options(source, params, explicit)
+            H = compress_with_options(source, params, explicit,
+                                      comm=pc.getComm().tompi4py() if distributed else None)
+        self._native = bool(isinstance(ctx, HSSMatContext) and ctx.native
+                            and isinstance(H, DistributedHSSMatrix) and H is ctx.H)
+        if self._scatters is not None:
+            self._scatters.destroy()
+        self._scatters = (Scatters(H, self._native) if isinstance(H, DistributedHSSMatrix)
+                          else None)
         t1 = time.perf_counter()
         shift = base_shift + extra_shift
         retries = 0
@@ -228,6 +249,10 @@ class HSSPC:
     def apply(self, pc, x, y):
         if self.F is None:
             raise RuntimeError("HSSPC.apply before setUp")
+        if self._scatters is not None:
+            xt = self._scatters.get(x, "HSSPC apply (x)").to_tree(x)
+            self._scatters.get(y, "HSSPC apply (y)").from_tree(self.F.solve(xt), y)
+            return
         check_vec(x, self.F.n, "HSSPC apply (x)")
         xf = self._gather.full(x)
         set_local(y, self.F.solve(xf))
@@ -243,6 +268,11 @@ class HSSPC:
             return
         i = self.info
         viewer.printfASCII(f"HSSPC: {i['how']}; shift = {i['shift']:g}\n")
+        if isinstance(self.H, DistributedHSSMatrix):
+            viewer.printfASCII(f"  build {i['compress_s']:.3f} s, factor {i['factor_s']:.3f} s\n")
+            for line in [repr(self.H)] + memory_lines(self.H, self.F):
+                viewer.printfASCII("  " + line + "\n")
+            return
         viewer.printfASCII(f"  build {i['compress_s']:.3f} s, factor {i['factor_s']:.3f} s, "
                            f"factorization {self.F.nbytes / 1e6:.2f} MB, "
                            f"root block {self.F.stats()['root_size']}\n")
@@ -252,6 +282,9 @@ class HSSPC:
     def reset(self, pc):
         self.H = self.F = None
         self._gather.destroy()
+        if self._scatters is not None:
+            self._scatters.destroy()
+            self._scatters = None
 
     def destroy(self, pc):
         self.reset(pc)
