@@ -75,15 +75,34 @@ class _Store:
         return (cat(self.skel, np.int64), cat(self.pos, np.int64), cat(self.proj, np.float64))
 
 
+class _OwnBlocks:
+    """A collective source read through ``entries_batch_own`` (each rank its own
+    blocks, one collective call per round)."""
+
+    collective = True
+
+    def __init__(self, src):
+        self.src, self.n = src, src.n
+
+    def evaluator(self):
+        return None
+
+    def entries_batch(self, blocks):
+        return self.src.entries_batch_own(blocks)
+
+
 def _digest(src, diag, p, reader):
     """A checksum of what every rank must hold alike: the diagonal, an 8 x 8 block of
     entries at random positions (a kernel's diagonal is often constant), and the
     parameters."""
     h = hashlib.sha256(np.ascontiguousarray(diag).tobytes())
-    rng = np.random.default_rng(phase_key(p["seed"], PHASE_CHECK, 2))
-    idx = np.sort(rng.choice(src.n, min(src.n, 8), replace=False)).astype(np.int64)
-    block, _ = reader.read([0], [idx.size], idx, [0], [idx.size], idx)
-    h.update(np.ascontiguousarray(block).tobytes())
+    if not getattr(src, "collective", False):
+        # (a collective source sums its entries over the ranks, which may round
+        # differently on each: its diagonal is broadcast, the same bits everywhere)
+        rng = np.random.default_rng(phase_key(p["seed"], PHASE_CHECK, 2))
+        idx = np.sort(rng.choice(src.n, min(src.n, 8), replace=False)).astype(np.int64)
+        block, _ = reader.read([0], [idx.size], idx, [0], [idx.size], idx)
+        h.update(np.ascontiguousarray(block).tobytes())
     h.update(repr(sorted((k, v) for k, v in p.items() if k != "memory")).encode())
     return h.hexdigest()
 
@@ -112,7 +131,17 @@ def construct(src, diag, p, path, nt, comm, ph, perm=None):
         raise ValueError(f"{where}(comm=...): a near field (budget > 0) is not "
                          f"distributed; use budget=0 (plain HSS).")
     n = src.n
-    reader = BlockReader(src, nt)
+    if getattr(src, "collective", False):
+        # entries summed over the ranks (DistributedGN): each rank asks for its own
+        # blocks in one collective call per round, which the sketch path keeps in
+        # step on every rank (one round per level); the entries path does not
+        if path == "entries":
+            raise ValueError(f"{where}(comm=...): a source whose entries are sums over "
+                             f"the ranks (e.g. DistributedGN) is compressed with "
+                             f"compress_sketch(comm=...), not from entries.")
+        reader = BlockReader(_OwnBlocks(src), nt)
+    else:
+        reader = BlockReader(src, nt)
     # every rank must hold the same source and parameters: compare checksums
     c.check_same(_digest(src, diag, p, reader),
                  f"the source (its diagonal and sampled entries) and the parameters of "

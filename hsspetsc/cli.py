@@ -99,6 +99,11 @@ def _parser():
     t.add_argument("--refresh", action="store_true",
                    help="newton-hss: between compressions read the blocks of H~ again at "
                         "the new parameters (same tree and skeletons; default: keep H~)")
+    t.add_argument("--pc-layout", choices=("auto", "distributed", "replicated"),
+                   default="auto",
+                   help="newton-hss under mpiexec: H~ stored across the ranks (each its "
+                        "subtree) or whole on every rank; auto: distributed with more "
+                        "than one rank when sketched and not refreshed")
     t.add_argument("--cg-max-it", type=int, default=50, help="CG iterations per Newton step")
     t.add_argument("--curvature-samples", "--entry-samples", dest="curvature_samples",
                    type=int, default=256,
@@ -454,7 +459,8 @@ def _train(args, comm, say, PETSc):
         newton = {"lam": args.lam, "rebuild": args.rebuild, "cg_max_it": args.cg_max_it,
                   "curvature_samples": args.curvature_samples,
                   "hss_samples": args.hss_samples, "refresh": args.refresh,
-                  "rebuild_lost_its": args.rebuild_lost_its, "progress": say}
+                  "rebuild_lost_its": args.rebuild_lost_its, "progress": say,
+                  "pc_layout": args.pc_layout}
         return fail_together(comm, Trainer, problem, nm, lr=lr,
                              batch_size=args.batch_size, newton=newton, seed=args.seed,
                              validation=validation)

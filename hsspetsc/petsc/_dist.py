@@ -118,3 +118,46 @@ def memory_lines(H, F=None):
 
 __all__ = ["TreeScatter", "Scatters", "check_comm", "memory_lines",
            "DistributedHSSMatrix"]
+
+
+class ReplicatedRows:
+    """For a PC on PETSc.COMM_SELF whose Vecs hold every entry on every rank (the
+    data-parallel trainer), with a DistributedHSSMatrix over the ranks: each rank
+    takes its rows of x (no message), the solve runs over the ranks, and the rows
+    of all ranks are gathered into y (one allgather per apply: the replicated
+    vectors need every entry; the matrix itself stays distributed)."""
+
+    def __init__(self, H):
+        self.H = H
+        counts = np.diff(H.offsets)
+        self._counts = counts
+        self._perm = (np.concatenate(H.comm.allgather(H.local_indices))
+                      if H.size > 1 else H.local_indices)
+
+    def get(self, v, where):
+        err = None
+        if v.getSize() != self.H.n or v.getLocalSize() != self.H.n:
+            err = ValueError(f"{where}: expected a sequential Vec of size {self.H.n} on "
+                             f"every rank; got local {v.getLocalSize()} of "
+                             f"{v.getSize()}.")
+        self.H._agree(err)
+        return self
+
+    def to_tree(self, x):
+        return x.getArray(readonly=True)[self.H.local_indices]
+
+    def from_tree(self, rows, y):
+        H = self.H
+        full = np.empty(H.n)
+        if H.size > 1:
+            from mpi4py import MPI
+            H.comm.Allgatherv(np.ascontiguousarray(rows, dtype=np.float64),
+                              [full, (self._counts, H.offsets[:-1]), MPI.DOUBLE])
+        else:
+            full[:] = rows
+        out = np.empty(H.n)
+        out[self._perm] = full
+        y.setArray(out)
+
+    def destroy(self):
+        pass

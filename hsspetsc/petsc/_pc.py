@@ -34,7 +34,7 @@ from ..sources import DenseSource, EntrySource
 from . import _options
 from ._comm import collective, register_exit_cleanup, release_refs
 from ._mat import HSSMatContext
-from ._dist import Scatters, memory_lines
+from ._dist import ReplicatedRows, Scatters, memory_lines
 from ._vec import Gatherer, check_vec, set_local
 from ..distributed import DistributedHSSMatrix
 
@@ -216,8 +216,11 @@ class HSSPC:
                             and isinstance(H, DistributedHSSMatrix) and H is ctx.H)
         if self._scatters is not None:
             self._scatters.destroy()
-        self._scatters = (Scatters(H, self._native) if isinstance(H, DistributedHSSMatrix)
-                          else None)
+        self._scatters = None
+        if isinstance(H, DistributedHSSMatrix):
+            # a PC on COMM_SELF (replicated Vecs) with H~ over the ranks: the trainer
+            self._scatters = (Scatters(H, self._native) if pc.getComm().getSize() > 1
+                              or H.size == 1 else ReplicatedRows(H))
         t1 = time.perf_counter()
         shift = base_shift + extra_shift
         retries = 0

@@ -175,6 +175,47 @@ class DistributedGN(Source):
             out.append(blk)
         return out
 
+    # entries are sums over every rank's samples: calls are collective
+    collective = True
+
+    def entries_batch_own(self, blocks):
+        """Each rank asks for its own blocks (collective; the distributed
+        construction): this rank's samples' part of every rank's blocks is summed by
+        one reduce-scatter, so a rank receives exactly its blocks."""
+        comm = self.problem.comm
+        if comm.size == 1:
+            return self.entries_batch(blocks)
+        from mpi4py import MPI
+        rows = [np.asarray(I, np.int64) for I, _ in blocks]
+        cols = [np.asarray(J, np.int64) for _, J in blocks]
+        rl = np.array([r.size for r in rows], np.int64)
+        cl = np.array([c.size for c in cols], np.int64)
+        cat = lambda a: np.concatenate(a) if a else np.zeros(0, np.int64)  # noqa: E731
+        comm.agree()
+        meta = comm.mpi.allgather((rl, cl, cat(rows), cat(cols)))
+        RL = np.concatenate([m[0] for m in meta])
+        CL = np.concatenate([m[1] for m in meta])
+        R = np.concatenate([m[2] for m in meta]).astype(np.int64)
+        C = np.concatenate([m[3] for m in meta]).astype(np.int64)
+        counts = np.array([int((m[0] * m[1]).sum()) for m in meta], np.int64)
+        off = exclusive_cumsum(RL * CL)
+        part = np.zeros(int(counts.sum()))
+        if part.size and self.local is not None:
+            fill_with_evaluator(self.local._gn_evaluator(), exclusive_cumsum(RL), RL, R,
+                                exclusive_cumsum(CL), CL, C, off, part,
+                                effective_n_threads(self.local.n_threads))
+            part *= self._w
+        mine = np.empty(int(counts[comm.rank]))
+        comm.mpi.Reduce_scatter(part, mine, recvcounts=counts.tolist(), op=MPI.SUM)
+        out, o = [], 0
+        for I, J, a, b in zip(rows, cols, rl, cl):
+            blk = mine[o:o + a * b].reshape(a, b)
+            o += a * b
+            if self.damping:
+                add_to_diagonal(blk, I, J, self.damping)
+            out.append(blk)
+        return out
+
     def diagonal(self):
         """The exact diagonal over the samples (collective; computed on first use)."""
         if self._diag is None:

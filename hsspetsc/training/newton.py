@@ -19,6 +19,7 @@ import numpy as np
 from petsc4py import PETSc
 
 from ..compress import refresh
+from ..tree import tree_depth
 from ..petsc._pc import compress_with_options
 from ..petsc._comm import release_refs
 from .distributed import DistributedGN
@@ -60,6 +61,8 @@ class GNMatContext:
         self.hss_how = ""
         self.progress = None           # set: a long compression prints progress lines
         self.rebuild_from = None       # after a resume: the curvature H~ was built from
+        self.comm = None               # mpi4py: build H~ distributed over its ranks
+        self.comm_required = False     # ... even when the tree has fewer leaves than ranks
 
     def update(self, gn, diag_shift, action="keep", curvature=None):
         """New Gauss-Newton matrix (and curvature for the PC), shift, and what the
@@ -116,9 +119,13 @@ class GNMatContext:
             # compress together)
             rank = getattr(getattr(getattr(src, "problem", None), "comm", None), "rank", 0)
             verbose = None if self.progress and rank == 0 else False
+            comm = self.comm if sketch else None
+            if comm is not None and not self.comm_required and 2 ** tree_depth(
+                    src.n, p["leaf_size"]) < comm.Get_size():
+                comm = None                    # fewer leaves than ranks: replicated
             self.hss = self.hss_built = compress_with_options(
                 src, p, explicit, order=src.neuron_order() if sketch else None,
-                verbose=verbose)
+                verbose=verbose, comm=comm)
             if resumed is not None:
                 resumed[0].passes = resumed[1]
             how.append("sketched the Gauss-Newton matrix from products" if sketch
@@ -192,12 +199,20 @@ class NewtonKrylov:
         faster than the entries for the same CG iterations on the demo net.
     progress : callable(str) or None: a progress line (with an estimate of the time
         to the CG tolerance) every ``progress_every`` seconds of a long step
+    pc_layout : "auto" (default), "distributed" or "replicated"
+        HSS only, under MPI: "distributed" builds H~ over the ranks
+        (``compress_sketch(comm=...)``: each rank stores and factors its subtree of
+        the neuron-order tree, the entries and products still sum every rank's
+        samples); "replicated" builds the whole H~ on every rank. "auto":
+        distributed when there is more than one rank, H~ is sketched
+        (``hss_samples`` > 0), ``refresh`` is off (a distributed H~ is not
+        refreshed) and the tree has a leaf per rank.
     """
 
     def __init__(self, problem, precond="hss", lam=1.0, rebuild=20, cg_max_it=100,
                  forcing="ew", pc_options=None, prefix="newton_", compress_params=None,
                  curvature_samples=256, hss_samples=128, refresh=False, rebuild_lost_its=80,
-                 progress=None, progress_every=10.0):
+                 progress=None, progress_every=10.0, pc_layout="auto"):
         from .._validation import check_float, check_int
         where = "NewtonKrylov"
         if precond not in PRECONDITIONERS:
@@ -235,6 +250,18 @@ class NewtonKrylov:
         self.prev_gnorm = None
         self.ctx = GNMatContext(compress_params)
         self.ctx.progress = progress
+        if pc_layout not in ("auto", "distributed", "replicated"):
+            raise ValueError(f"The 'pc_layout' parameter of {where} must be 'auto', "
+                             f"'distributed' or 'replicated'. Got {pc_layout!r} instead.")
+        if pc_layout == "distributed" and (hss_samples == 0 or self.refresh):
+            raise ValueError(f"{where}: pc_layout='distributed' needs a sketched H~ "
+                             f"(hss_samples > 0) and refresh=False.")
+        self.pc_layout = pc_layout
+        if precond == "hss" and problem.comm.size > 1 and (
+                pc_layout == "distributed" or (pc_layout == "auto" and hss_samples > 0
+                                               and not self.refresh)):
+            self.ctx.comm = problem.comm.mpi
+            self.ctx.comm_required = pc_layout == "distributed"
         opts = PETSc.Options()
         if precond == "hss":
             opts[prefix + "pc_type"] = "python"
