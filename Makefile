@@ -65,6 +65,7 @@ bench: $(BUILD)
 	OMP_NUM_THREADS=2 $(PY) bench/bench_train.py --budget 30 --nets c
 	OMP_NUM_THREADS=2 $(PY) bench/bench_train.py --nets dae --budget 150 --no-system \
 	    --curvature-samples 16 --hss-samples 64 --out bench/bench_train_dae.json
+	OMP_NUM_THREADS=1 $(PY) bench/bench_scaling.py --largest 2097152
 	$(PY) bench/make_results.py
 
 # The API reference from the docstrings (Sphinx; installs python3-sphinx if missing).

@@ -217,6 +217,56 @@ def train_section(d):
     return out
 
 
+def scaling_section(d):
+    out = ["## Distributed memory: strong and weak scaling (`bench/bench_scaling.py`)", "",
+           "Command: `OMP_NUM_THREADS=1 .venv/bin/python bench/bench_scaling.py --largest "
+           "2097152`,",
+           f"run {d['meta']['date']}; JSON `bench/bench_scaling.json`, plot "
+           "`bench/scaling.png`.",
+           "gauss3d (Gaussian, h = 0.2, uniform points in the unit cube), "
+           f"`compress(..., comm=COMM_WORLD)` with {d['params']}; one thread per rank,",
+           "`mpiexec -n P`. Times are the slowest rank's, medians after a warm-up; MB/rank",
+           "is the largest rank's stored H~ (and its factorization); B/matvec the bytes one",
+           "rank sends and receives in one matvec with one right-hand side, against the",
+           "model 2 r log2 P × 8 (r the mean rank of the swapped skeletons). P > 2 is",
+           "oversubscribed on this 2-core machine: its times mean little.", ""]
+
+    def rows(rs):
+        t = ["| P | N | compress s | matvec s | matvec 16 s | factor s | solve s | MB/rank "
+             "| factor MB/rank | peak RSS MB | B/matvec | model B | messages |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in rs:
+            cm = r["comm_per_rank"]
+            t.append(f"| {r['P']} | {r['N']} | {r['compress_s']:.2f} | {r['matvec1_s']:.4f} "
+                     f"| {r['matvec16_s']:.4f} | {r['factor_s']:.3f} | {r['solve1_s']:.4f} "
+                     f"| {r['stored_bytes_max'] / 1e6:.1f} | {r['factor_bytes_max'] / 1e6:.1f} "
+                     f"| {r['peak_rss_max'] / 1e6:.0f} | {max(c['bytes'] for c in cm):.0f} "
+                     f"| {max(c['model'] for c in cm):.0f} "
+                     f"| {max(c['messages'] for c in cm)} |")
+        return t
+    strong = d["rows"]
+    out += [f"Strong scaling, N = {strong[0]['N']}:", ""] + rows(strong)
+    out += ["", f"Weak scaling, N = {d['weak'][0]['N']} per rank:", ""] + rows(d["weak"])
+    s1 = strong[0]
+    out += ["", f"Baseline (same run): the serial HSSMatrix at N = {s1['N']}, one thread: "
+                f"compress {s1['serial_compress_s']:.2f} s, matvec "
+                f"{s1['serial_matvec1_s']:.4f} s, factor {s1['serial_factor_s']:.3f} s, "
+                f"solve {s1['serial_solve1_s']:.4f} s; the distributed matrix on one rank "
+                f"equals it to {s1['equal_to_serial']:.1e}.", "",
+            "Targets: " + ", ".join(f"{k} {v:.2f}" for k, v in d["targets"].items()
+                                    if v is not None) + ".", ""]
+    if d.get("largest"):
+        out += ["Largest gauss3d on 2 ranks (construction only, then the process exits):", "",
+                "| N | compress s | H~ GB (larger rank) | peak RSS GB per rank | phases s |",
+                "|---|---|---|---|---|"]
+        for r in d["largest"]:
+            ph = ", ".join(f"{k} {v:.0f}" for k, v in r["phases_s"].items() if k != "total")
+            out.append(f"| {r['N']} | {r['compress_s']:.0f} | {r['stored_bytes_max'] / 1e9:.2f} "
+                       f"| {r['peak_rss_max'] / 1e9:.2f} | {ph} |")
+        out.append("")
+    return out
+
+
 NOTES = {
     "bench_compress.json": [
         "The construction rows use max_rank 256, spd=False and probes=0 (construction",
@@ -340,7 +390,8 @@ def main():
                           ("bench_gn_compare.json", gn_section),
                           ("gn_structure_a.json", structure_section),
                           ("bench_train.json", train_section),
-                          ("bench_train_dae.json", train_section)):
+                          ("bench_train_dae.json", train_section),
+                          ("bench_scaling.json", scaling_section)):
         d = load(name)
         if d is not None:
             lines += section(d)

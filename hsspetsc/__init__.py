@@ -7,6 +7,7 @@ Public API::
                           neighbors=32, budget=0.0, distance="angle", seed=0)
     H = hsspetsc.compress_sketch(source, samples=256, tol=1e-4)   # from products
     H2 = hsspetsc.refresh(H, source2)  # same tree and skeletons, blocks of source2
+    D = hsspetsc.compress(source, comm=MPI.COMM_WORLD)   # each rank its subtree
     params = hsspetsc.tune(source, tol=1e-6); H = hsspetsc.compress(source, **params)
     U = H @ W                       # O(N s) per column
     F = H.factorize(shift=1e-2)     # O(N s^2); F.solve(B), F.logdet()
@@ -23,6 +24,7 @@ modules above do not.
 from . import baselines, gallery, mlp
 from .accuracy import relative_error
 from .compress import compress, compress_sketch, refresh
+from .distributed import DistributedHSSMatrix, distribute
 from .factor import FactorizationError, HSSFactorization
 from .io import load
 from .hss import HSSMatrix
@@ -38,6 +40,7 @@ def validate_ranks(H, source, nodes=8, **kwargs):
     from .petsc import validate_ranks as _validate
     return _validate(H, source, nodes=nodes, **kwargs)
 
-__all__ = ["compress", "compress_sketch", "refresh", "tune", "TunedParams", "load", "HSSMatrix", "HSSFactorization", "FactorizationError", "relative_error", "EntrySource", "DenseSource",
+__all__ = ["compress", "compress_sketch", "refresh", "DistributedHSSMatrix", "distribute",
+           "tune", "TunedParams", "load", "HSSMatrix", "HSSFactorization", "FactorizationError", "relative_error", "EntrySource", "DenseSource",
            "KernelSource", "Source", "gallery", "mlp", "baselines", "validate_ranks",
            "__version__"]

@@ -107,13 +107,23 @@ def _digest(src, diag, p, reader):
     return h.hexdigest()
 
 
-def _swap_skeleton(x, entry, store, extra=None):
+def _swap_skeleton(x, entry, store, extra=None, nbr=None):
     """Swap (rank, skeleton[, extra rows]) of my child with the sibling group; the
-    sibling's go into ``store`` (its halo entry). Returns the sibling's extra."""
+    sibling's go into ``store`` (its halo entry). Returns the sibling's extra.
+    ``nbr`` = (index, dist) tables: the neighbour lists of the skeleton travel with
+    it (a rank searched neighbours for its own indices only)."""
     _, me, sib = entry[:3]
     r = x.swap("build", entry, np.array([store.rank[me]], np.float64), 1)
     rs = int(r[0])
     skel = x.swap("build", entry, store.skeleton(me).astype(np.float64), rs)
+    if nbr is not None and nbr[0].shape[1] > 0:
+        idx, dist = nbr
+        k = idx.shape[1]
+        mine = store.skeleton(me)
+        theirs = skel.astype(np.int64)
+        idx[theirs] = x.swap("build", entry, idx[mine].astype(np.float64),
+                             rs * k).reshape(rs, k).astype(np.int64)
+        dist[theirs] = x.swap("build", entry, dist[mine], rs * k).reshape(rs, k)
     store.add(np.array([sib]), np.array([rs]), np.array([0]), skel.astype(np.int64),
               np.arange(rs), np.zeros(0), np.zeros(1), 1.0, "", np.zeros(1, bool))
     out = None
@@ -164,8 +174,13 @@ def construct(src, diag, p, path, nt, comm, ph, perm=None):
         own = Ownership(tree.node_off, tree.node_size, tree.n_levels, size, me)
         ph.done("tree")
         if path == "entries" and p["neighbors"] > 0:
+            # the neighbours of this rank's indices only (the skeletons of other ranks
+            # arrive with their lists, see _swap_skeleton)
+            mine = np.zeros(n, dtype=bool)
+            mine[tree.perm[own.lo:own.hi]] = True
             nbrs = approximate_neighbors(n, metric, p["neighbors"], p["leaf_size"],
-                                         p["seed"])
+                                         p["seed"], mine=mine, total=c.sum)
+            del mine
         ph.done("neighbors")
         from .distributed import _Exchange
         x = _Exchange(comm)
@@ -271,7 +286,7 @@ def _entry_skeletons(tree, reader, nbrs, inter, p, own, x, store, c):
         elif entry is None:
             cols_idx, cols_ptr = prev
         else:
-            _swap_skeleton(x, entry, store)
+            _swap_skeleton(x, entry, store, nbr=(nbr_idx, nbr_dist))
             a = entry[0]
             cols_idx = np.r_[store.skeleton(2 * a + 1), store.skeleton(2 * a + 2)]
             cols_ptr = np.array([0, cols_idx.size], np.int64)

@@ -36,8 +36,15 @@ def _recall(index, dist, sample, exact_kth):
 
 
 def approximate_neighbors(n, metric, k, leaf_size, seed=0, target_recall=0.8,
-                          max_iter=10, n_check=32):
-    """Return :class:`Neighbors` with ``min(k, n - 1)`` neighbours per index."""
+                          max_iter=10, n_check=32, mine=None, total=None):
+    """Return :class:`Neighbors` with ``min(k, n - 1)`` neighbours per index.
+
+    ``mine`` (boolean (n,), optional): only these indices' neighbours are needed
+    (a rank of a distributed construction): the leaf search runs only in the leaves
+    that hold one of them, and their lists are those of the full search, bit for
+    bit; the other rows stay incomplete. The recall is then measured on the sampled
+    indices in ``mine`` and summed over the callers by ``total`` (a callable
+    summing a float array over the ranks), so every rank stops alike."""
     from ._build import merge_leaf_neighbors
     k = min(k, n - 1)
     idx = np.full((n, k), -1, dtype=np.int64)
@@ -45,7 +52,10 @@ def approximate_neighbors(n, metric, k, leaf_size, seed=0, target_recall=0.8,
     # exact neighbours of a small sample, to measure the recall
     check = np.random.default_rng(phase_key(seed, PHASE_CHECK))
     sample = np.sort(check.choice(n, min(n, n_check), replace=False)).astype(np.int64)
-    d_exact = metric(sample, np.arange(n, dtype=np.int64))
+    if mine is not None:
+        sample = sample[mine[sample]]
+    d_exact = metric(sample, np.arange(n, dtype=np.int64)) if sample.size else \
+        np.zeros((0, n))
     d_exact[np.arange(sample.size), sample] = np.inf
     exact_kth = np.partition(d_exact, k - 1, axis=1)[:, k - 1]
     ann_leaf = min(n, max(leaf_size, 2 * k + 2))
@@ -55,6 +65,10 @@ def approximate_neighbors(n, metric, k, leaf_size, seed=0, target_recall=0.8,
                           key=phase_key(seed, PHASE_ANN, it))
         off = tree.node_off[tree.first_leaf:]
         size = tree.node_size[tree.first_leaf:]
+        if mine is not None:
+            # the leaves holding one of mine (the rest cannot change their lists)
+            held = np.add.reduceat(mine[tree.perm].astype(np.int64), off) > 0
+            off, size = off[held], size[held]
         for c0, c1 in chunks(size * size, CHUNK_BYTES // 8):
             lo, sz = off[c0:c1], size[c0:c1]
             D, Doff = metric.read(lo, sz, tree.perm, lo, sz, tree.perm)
@@ -63,7 +77,13 @@ def approximate_neighbors(n, metric, k, leaf_size, seed=0, target_recall=0.8,
                                  metric.n_threads)
             if failed[0]:
                 raise MemoryError("hsspetsc: out of memory in the neighbour search.")
-        recall = _recall(idx, dist, sample, exact_kth)
+        if mine is None:
+            recall = _recall(idx, dist, sample, exact_kth)
+        else:
+            found = dist[sample] <= exact_kth[:, None] * (1 + 1e-12) + 1e-300
+            ok = float(np.sum(found & (idx[sample] >= 0)))      # a count: sums exactly
+            ok, cnt = total(np.array([ok, sample.size * k], dtype=np.float64))
+            recall = float(ok / cnt) if cnt else 1.0
         if recall >= target_recall:
             break
     return Neighbors(index=idx, dist=dist, recall=recall, iterations=it)

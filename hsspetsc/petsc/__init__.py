@@ -4,9 +4,11 @@
     -pc_type python -pc_python_type hsspetsc.petsc.HSSPC -pc_hss_tol 1e-3
 
 The library never calls ``petsc4py.init``; scripts do, first. Vectors are in the
-user's index order (the tree permutation stays inside). Compression is replicated
-on every rank (each rank holds the whole HSSMatrix; vectors are gathered and each
-rank keeps its rows); this is correct under mpiexec but not yet memory-distributed.
+user's index order (the tree permutation stays inside). An HSSMatrix is replicated
+on every rank (vectors are gathered, each rank keeps its rows); a
+DistributedHSSMatrix (``hsspetsc.compress(..., comm=...)``) stays distributed and
+Vecs are scattered to its rows and back (``-pc_hss_distributed`` makes HSSPC
+compress that way).
 """
 from ._comm import collective
 from ._mat import HSSMatContext, as_petsc_mat
