@@ -82,12 +82,12 @@ def worker(args):
     rng = np.random.default_rng(1)
     W1 = rng.standard_normal(args.n)[D.local_indices]
     W16 = rng.standard_normal((args.n, 16))[D.local_indices]
-    row["matvec1_s"] = _timed(comm, lambda: D.matvec(W1), 5)
+    row["matvec1_s"] = _timed(comm, lambda: D.matvec(W1), 11)
     row["matvec16_s"] = _timed(comm, lambda: D.matvec(W16), 3)
     shift = 1e-2 * float(comm.allreduce(float(np.max(D.diagonal())), op=MPI.MAX))
     row["factor_s"] = _timed(comm, lambda: D.factorize(shift), 2)
     F = D.factorize(shift)
-    row["solve1_s"] = _timed(comm, lambda: F.solve(W1), 5)
+    row["solve1_s"] = _timed(comm, lambda: F.solve(W1), 11)
     # messages of one matvec (1 right-hand side), per rank
     before = dict(D.stats()["comm"].get("matvec", {}))
     D.matvec(W1)

@@ -18,16 +18,15 @@ import hashlib
 
 import numpy as np
 
-from ._blocks import BlockReader, chunks, exclusive_cumsum
-from ._collective import CollectiveError, _Comm
+from ._blocks import BlockReader, exclusive_cumsum
+from ._collective import _Comm
 from ._threads import blas_single_thread
-from .distributed import DistributedFactorization, DistributedHSSMatrix, Ownership, local_parts
-from .factor import SPD_FLOOR, FactorizationError
+from .distributed import DistributedHSSMatrix, Ownership, local_parts
 from .interactions import build_interactions
 from .neighbors import approximate_neighbors
-from .skeleton import CHUNK_BYTES, ROW_FACTOR, NBR_SHARE, RankBudget, check_alloc, id_caps
-from .sketch import OVERSAMPLING, products
-from .tree import (PHASE_CHECK, PHASE_ROWS, PHASE_SKETCH, Metric, build_tree, phase_key,
+from .skeleton import LevelSampler, RankBudget
+from .sketch import products, sketch_level
+from .tree import (PHASE_CHECK, PHASE_SKETCH, Metric, build_tree, phase_key,
                    tree_from_order)
 
 
@@ -258,22 +257,12 @@ def _counted(own, nodes):
 
 def _entry_skeletons(tree, reader, nbrs, inter, p, own, x, store, c):
     """Skeletons from sampled entries (see hsspetsc.skeleton), my nodes only."""
-    from ._build import column_ids, node_keys, sample_rows
-    from .tree import level_leaf_range
-    n, L = tree.n, tree.n_levels
+    L = tree.n_levels
     budget = RankBudget(tree, inter, p["max_rank"], p["memory"])
     if L == 0:
         return
-    key = np.uint64(phase_key(p["seed"], PHASE_ROWS))
-    m = int(tree.node_size[tree.first_leaf:].max())
-    leaf_off = tree.leaf_bounds()
-    near = inter.near_leaves
-    near_ptr = near.indptr.astype(np.int64)
-    near_idx = near.indices.astype(np.int64)
-    if nbrs is not None and nbrs.index.shape[1] > 0:
-        nbr_idx, nbr_dist = nbrs.index, nbrs.dist
-    else:
-        nbr_idx, nbr_dist = np.zeros((n, 0), np.int64), np.zeros((n, 0))
+    sampler = LevelSampler(tree, reader, nbrs, inter, p["tol"], p["seed"],
+                           reader.n_threads)
     lv = own.subtree_levels(L)
     prev = None
     for lev in range(L, 0, -1):
@@ -286,51 +275,19 @@ def _entry_skeletons(tree, reader, nbrs, inter, p, own, x, store, c):
         elif entry is None:
             cols_idx, cols_ptr = prev
         else:
-            _swap_skeleton(x, entry, store, nbr=(nbr_idx, nbr_dist))
+            # the sibling's skeleton, with its neighbour lists (this rank searched
+            # neighbours for its own indices only)
+            _swap_skeleton(x, entry, store, nbr=(sampler.nbr_idx, sampler.nbr_dist))
             a = entry[0]
             cols_idx = np.r_[store.skeleton(2 * a + 1), store.skeleton(2 * a + 2)]
             cols_ptr = np.array([0, cols_idx.size], np.int64)
-        nn = nodes.size
-        ncols = np.diff(cols_ptr)
         cap, cause = budget.cap(lev)
-        n_rows = np.where(ncols > 0, ROW_FACTOR * np.maximum(ncols, m), 0)
-        keys = np.empty(nn, dtype=np.uint64)
-        node_keys(key, nodes, keys)
-        lo = tree.node_off[nodes]
-        hi = lo + tree.node_size[nodes]
-        llo, lhi = level_leaf_range(tree, nodes)
-        n_allowed = n - (hi - lo)
-        rows_off = exclusive_cumsum(n_rows)
-        rows = np.empty(int(n_rows.sum()), dtype=np.int64)
-        rows_cnt = np.empty(nn, dtype=np.int64)
-        nt = min(reader.n_threads, nn)
-        mark = np.zeros((nt, n), dtype=np.int8)
-        sample_rows(lo, hi, llo, lhi, cols_ptr, cols_idx, n_rows.astype(np.int64),
-                    n_allowed.astype(np.int64), keys, tree.perm, tree.iperm, leaf_off,
-                    near_ptr, near_idx, False, nbr_idx, nbr_dist, NBR_SHARE, rows_off,
-                    rows, rows_cnt, mark, nt)
-        del mark
-        check_alloc(rows_cnt.min() >= 0, "the row sampling")
-        pos_cap, proj_cap = id_caps(ncols, rows_cnt, cap)
-        pos_off, proj_off = exclusive_cumsum(pos_cap), exclusive_cumsum(proj_cap)
-        pos_buf = np.empty(int(pos_cap.sum()), dtype=np.int64)
-        proj_buf = np.empty(int(proj_cap.sum()))
-        rank = np.zeros(nn, dtype=np.int64)
-        achieved = np.zeros(nn)
-        for c0, c1 in chunks(rows_cnt * ncols, CHUNK_BYTES // 8):
-            B, Boff = reader.read(cols_ptr[c0:c1], ncols[c0:c1], cols_idx,
-                                  rows_off[c0:c1], rows_cnt[c0:c1], rows)
-            column_ids(B, Boff, rows_cnt[c0:c1], ncols[c0:c1], p["tol"], cap,
-                       rank[c0:c1], achieved[c0:c1], proj_buf, proj_off[c0:c1],
-                       pos_buf, pos_off[c0:c1], reader.n_threads)
-        check_alloc(rank.min() >= 0, "the interpolative decompositions")
-        from .skeleton import LevelIDs
-        ids = LevelIDs(lev, rank, achieved, cols_ptr, cols_idx, pos_buf, pos_off,
-                       proj_buf, proj_off, ncols)
+        ids = sampler.ids(lev, nodes, cols_ptr, cols_idx, cap)
         counted = _counted(own, nodes)
-        store.add(nodes, rank, ncols, ids.skel, ids.pos, ids.proj, achieved, p["tol"],
-                  cause, counted)
-        spent = 8.0 * float(np.sum((rank * ncols + rank.astype(float) ** 2)[counted]))
+        store.add(nodes, ids.rank, ids.ncols, ids.skel, ids.pos, ids.proj, ids.achieved,
+                  p["tol"], cause, counted)
+        r, nc = ids.rank, ids.ncols
+        spent = 8.0 * float(np.sum((r * nc + r.astype(float) ** 2)[counted]))
         budget.left -= c.sum(spent)
         prev = (ids.skel, ids.skel_ptr[0::2].copy())
     c.agree()
@@ -343,7 +300,6 @@ def _sketch_skeletons(tree, reader, Yt, Ot, p, own, x, store, c):
     """Skeletons from the sketch (see hsspetsc.sketch), my nodes only. Yt, Ot: my rows
     of Y and Omega in tree order. Returns (leaf data, leaf offsets per node,
     (coupling offsets per parent, coupling data))."""
-    from ._build import sketch_ids
     n, L, s = tree.n, tree.n_levels, Yt.shape[1]
     perm = tree.perm
     lv = own.subtree_levels(L)
@@ -397,29 +353,16 @@ def _sketch_skeletons(tree, reader, Yt, Ot, p, own, x, store, c):
             n_cpl += blk.size
             cols_idx = (prev_skel if entry is None else
                         np.r_[store.skeleton(2 * a + 1), store.skeleton(2 * a + 2)])
-        cap = np.minimum(np.minimum(ncols, s), p["max_rank"]).astype(np.int64)
-        pos_off, proj_off = exclusive_cumsum(cap), exclusive_cumsum(cap * ncols)
-        pos_buf = np.empty(int(cap.sum()), dtype=np.int64)
-        proj_buf = np.empty(int((cap * ncols).sum()))
-        Yh = np.empty(int(cap.sum()) * s)
-        Oh = np.empty(int(cap.sum()) * s)
-        rank = np.zeros(nn, dtype=np.int64)
-        achieved = np.zeros(nn)
-        node_lo = (tree.node_off[nodes] - own.lo).astype(np.int64)
-        sketch_ids(lev == L, s, Yt, Ot, node_lo, blk, blk_off, ncols,
-                   rank_l.astype(np.int64), rank_r.astype(np.int64), Yh_prev, Oh_prev,
-                   prev_off, p["tol"], p["max_rank"], s - OVERSAMPLING, rank, achieved,
-                   proj_buf, proj_off, pos_buf, pos_off, Yh, Oh, pos_off, reader.n_threads)
-        check_alloc(rank.min() >= 0, "the sketch's interpolative decompositions")
-        from .skeleton import LevelIDs
         if lev < L:
             cols_ptr = np.r_[exclusive_cumsum(ncols), 0]
-        ids = LevelIDs(lev, rank, achieved, cols_ptr, cols_idx, pos_buf, pos_off, proj_buf,
-                       proj_off, ncols)
+        ids, Yh_prev, Oh_prev, prev_off = sketch_level(
+            lev, lev == L, Yt, Ot, s, (tree.node_off[nodes] - own.lo).astype(np.int64),
+            blk, blk_off, ncols, rank_l.astype(np.int64), rank_r.astype(np.int64),
+            (Yh_prev, Oh_prev, prev_off), cols_ptr, cols_idx, p["tol"], p["max_rank"],
+            reader.n_threads)
+        rank, achieved = ids.rank, ids.achieved
         store.add(nodes, rank, ncols, ids.skel, ids.pos, ids.proj, achieved, p["tol"],
                   "samples", _counted(own, nodes))
-        # compact the reduced sketches: node t's rows at pos_off[t] (room for cap)
-        Yh_prev, Oh_prev, prev_off = Yh, Oh, pos_off
         prev_skel = ids.skel
     c.agree()
     for entry in own.path:
@@ -442,6 +385,7 @@ def contract(D, src, diag, p, path, reader, n_products, nt, c):
     the error estimate (``probes``) and the PSD compensation (``spd``), as in
     :func:`hsspetsc.compress._contract`, with every figure summed over the ranks."""
     from .accuracy import distributed_estimate
+    from .compress import _check_leaf_minors
     from .factor import psd_compensation
     where = "compress" if path == "entries" else "compress_sketch"
     n = D.n
@@ -452,7 +396,8 @@ def contract(D, src, diag, p, path, reader, n_products, nt, c):
     if p["spd"]:
         err = None
         try:
-            _check_leaf_minors_local(D, where)
+            _check_leaf_minors(D, where, D.leaves, lambda a: D.local_indices[
+                D.node_off_local[a]:D.node_off_local[a] + D.tree.node_size[a]])
         except ValueError as exc:
             err = exc
         D._agree(err)
@@ -498,23 +443,3 @@ def contract(D, src, diag, p, path, reader, n_products, nt, c):
         out["error_estimate"] = est0 if delta == 0 else distributed_estimate(D, *probe)[0]
         out["indefinite_source"] = bool(delta > 3.0 * err_fro)
     return out
-
-
-def _check_leaf_minors_local(D, where):
-    """K_ij^2 <= K_ii K_jj on this rank's leaf blocks (see compress)."""
-    m_all = D.tree.node_size[D.leaves]
-    for m in np.unique(m_all):
-        sel = D.leaves[m_all == m]
-        idx = D.diag_blk[sel][:, None] + np.arange(m * m)[None, :]
-        B = D.near_data[idx].reshape(-1, m, m)
-        d = np.einsum("bii->bi", B)
-        bound = np.abs(d[:, :, None] * d[:, None, :])
-        bad = B * B > bound * (1 + 1e-8) + 1e-300
-        if bad.any():
-            b, i, j = (int(v[0]) for v in np.nonzero(bad))
-            o = D.node_off_local[sel[b]]
-            I, J = D.local_indices[o + i], D.local_indices[o + j]
-            raise ValueError(
-                f"{where}: the source is not positive semi-definite: K[{I}, {J}]^2 = "
-                f"{B[b, i, j] ** 2:.3g} > K[{I}, {I}] K[{J}, {J}] = {bound[b, i, j]:.3g}. "
-                f"Compress with spd=False to keep it as it is.")

@@ -452,11 +452,15 @@ def _contract(H0, src, diag, p, path, reader, n_products, nt, near=None):
     return H, out
 
 
-def _check_leaf_minors(H, where):
+def _check_leaf_minors(H, where, leaves=None, indices=None):
     """A PSD matrix has K_ij^2 <= K_ii K_jj (2 x 2 principal minors); check it on the
-    leaf blocks, read exactly anyway (a zero diagonal entry in a nonzero row fails)."""
+    leaf blocks, read exactly anyway (a zero diagonal entry in a nonzero row fails).
+    ``leaves`` (default all) and ``indices(leaf)`` (their original indices; default
+    the tree's): a distributed matrix checks its own leaves."""
     tree = H.tree
-    leaves = np.arange(tree.first_leaf, tree.n_nodes)
+    if leaves is None:
+        leaves = np.arange(tree.first_leaf, tree.n_nodes)
+        indices = tree.indices
     for m in np.unique(tree.node_size[leaves]):
         sel = leaves[tree.node_size[leaves] == m]
         idx = H.diag_blk[sel][:, None] + np.arange(m * m)[None, :]
@@ -466,7 +470,7 @@ def _check_leaf_minors(H, where):
         bad = D * D > bound * (1 + 1e-8) + 1e-300
         if bad.any():
             b, i, j = (int(x[0]) for x in np.nonzero(bad))
-            I = H.tree.indices(sel[b])
+            I = indices(sel[b])
             raise ValueError(
                 f"{where}: the source is not positive semi-definite: "
                 f"K[{I[i]}, {I[j]}]^2 = {D[b, i, j] ** 2:.3g} > K[{I[i]}, {I[i]}] "

@@ -149,53 +149,55 @@ def assemble_bases(tree, levels, tol, causes=None):
                  proj=cat(parts_proj, np.float64), truncated=tuple(truncated))
 
 
-def skeletonize(tree, reader, nbrs, inter, tol, max_rank, memory, seed, n_threads):
-    """Bases of every non-root node from sampled entries (see the module docstring).
-    ``max_rank`` None: ranks bounded only by ``memory`` (bytes of H~)."""
-    from ._build import column_ids, node_keys, sample_rows
-    n, L = tree.n, tree.n_levels
-    budget = RankBudget(tree, inter, max_rank, memory)
-    causes = {}
-    if L == 0:
-        return assemble_bases(tree, [], tol)
-    key = np.uint64(phase_key(seed, PHASE_ROWS))
-    m = int(tree.node_size[tree.first_leaf:].max())
-    leaf_off = tree.leaf_bounds()
-    near = inter.near_leaves
-    has_near = near.nnz > tree.n_leaves
-    near_ptr = near.indptr.astype(np.int64)
-    near_idx = near.indices.astype(np.int64)
-    if nbrs is not None and nbrs.index.shape[1] > 0:
-        nbr_idx, nbr_dist = nbrs.index, nbrs.dist
-    else:
-        nbr_idx, nbr_dist = np.zeros((n, 0), np.int64), np.zeros((n, 0))
-    leaf_sizes = np.diff(leaf_off)
-    # the leaves' columns are their indices
-    leaves = tree.level_nodes(L)
-    cols_ptr = np.r_[tree.node_off[leaves], n].astype(np.int64)
-    cols_idx = tree.perm
-    levels = []
-    for lev in range(L, 0, -1):
-        nodes = tree.level_nodes(lev).astype(np.int64)
+class LevelSampler:
+    """The interpolative decompositions of a set of nodes of one level (see the
+    module docstring): row sampling, batched reads of the sampled blocks, IDs. Holds
+    what every level shares (random key, leaf layout, near lists, neighbours); the
+    serial construction calls it with whole levels, a rank of the distributed one
+    with its own nodes (the result of a node does not depend on the others)."""
+
+    def __init__(self, tree, reader, nbrs, inter, tol, seed, n_threads):
+        n = tree.n
+        self.tree, self.reader, self.tol, self.n_threads = tree, reader, tol, n_threads
+        self.key = np.uint64(phase_key(seed, PHASE_ROWS))
+        self.m = int(tree.node_size[tree.first_leaf:].max())
+        self.leaf_off = tree.leaf_bounds()
+        self.leaf_sizes = np.diff(self.leaf_off)
+        self.near = inter.near_leaves
+        self.has_near = self.near.nnz > tree.n_leaves
+        self.near_ptr = self.near.indptr.astype(np.int64)
+        self.near_idx = self.near.indices.astype(np.int64)
+        if nbrs is not None and nbrs.index.shape[1] > 0:
+            self.nbr_idx, self.nbr_dist = nbrs.index, nbrs.dist
+        else:
+            self.nbr_idx, self.nbr_dist = np.zeros((n, 0), np.int64), np.zeros((n, 0))
+
+    def ids(self, lev, nodes, cols_ptr, cols_idx, cap):
+        """LevelIDs of ``nodes`` (of level ``lev``), whose columns are
+        ``cols_idx[cols_ptr[t]:cols_ptr[t+1]]``, ranks capped at ``cap``."""
+        from ._build import column_ids, node_keys, sample_rows
+        tree, reader, n = self.tree, self.reader, self.tree.n
         nn = nodes.size
         ncols = np.diff(cols_ptr)
-        cap, causes[lev] = budget.cap(lev)
-        n_rows = np.where(ncols > 0, ROW_FACTOR * np.maximum(ncols, m), 0)
+        n_rows = np.where(ncols > 0, ROW_FACTOR * np.maximum(ncols, self.m), 0)
         keys = np.empty(nn, dtype=np.uint64)
-        node_keys(key, nodes, keys)
+        node_keys(self.key, nodes, keys)
         lo = tree.node_off[nodes]
         hi = lo + tree.node_size[nodes]
         llo, lhi = level_leaf_range(tree, nodes)
-        n_allowed = _allowed_rows(near, leaf_sizes, llo, lhi, n) if has_near else n - (hi - lo)
+        n_allowed = (_allowed_rows(self.near, self.leaf_sizes, llo, lhi, n)
+                     if self.has_near else n - (hi - lo))
         rows_off = exclusive_cumsum(n_rows)
         rows = np.empty(int(n_rows.sum()), dtype=np.int64)
         rows_cnt = np.empty(nn, dtype=np.int64)
-        nt = min(n_threads, nn)
+        nt = min(self.n_threads, nn)
         mark = np.zeros((nt, n), dtype=np.int8)
         sample_rows(lo, hi, llo, lhi, cols_ptr, cols_idx, n_rows.astype(np.int64),
-                    n_allowed.astype(np.int64), keys, tree.perm, tree.iperm, leaf_off,
-                    near_ptr, near_idx, has_near, nbr_idx, nbr_dist, NBR_SHARE, rows_off,
-                    rows, rows_cnt, mark, nt)
+                    n_allowed.astype(np.int64), keys, tree.perm, tree.iperm,
+                    self.leaf_off, self.near_ptr, self.near_idx, self.has_near,
+                    self.nbr_idx, self.nbr_dist, NBR_SHARE, rows_off, rows, rows_cnt,
+                    mark, nt)
+        del mark
         check_alloc(rows_cnt.min() >= 0, "the row sampling")
         pos_cap, proj_cap = id_caps(ncols, rows_cnt, cap)
         pos_off, proj_off = exclusive_cumsum(pos_cap), exclusive_cumsum(proj_cap)
@@ -207,14 +209,34 @@ def skeletonize(tree, reader, nbrs, inter, tol, max_rank, memory, seed, n_thread
             # K(cols, rows) row-major is K(rows, cols) column-major (symmetry)
             B, Boff = reader.read(cols_ptr[c0:c1], ncols[c0:c1], cols_idx,
                                   rows_off[c0:c1], rows_cnt[c0:c1], rows)
-            column_ids(B, Boff, rows_cnt[c0:c1], ncols[c0:c1], tol, cap,
+            column_ids(B, Boff, rows_cnt[c0:c1], ncols[c0:c1], self.tol, cap,
                        rank[c0:c1], achieved[c0:c1], proj_buf, proj_off[c0:c1],
-                       pos_buf, pos_off[c0:c1], n_threads)
+                       pos_buf, pos_off[c0:c1], self.n_threads)
         check_alloc(rank.min() >= 0, "the interpolative decompositions")
-        lv = LevelIDs(lev, rank, achieved, cols_ptr, cols_idx, pos_buf, pos_off,
-                      proj_buf, proj_off, ncols)
+        return LevelIDs(lev, rank, achieved, cols_ptr, cols_idx, pos_buf, pos_off,
+                        proj_buf, proj_off, ncols)
+
+
+def skeletonize(tree, reader, nbrs, inter, tol, max_rank, memory, seed, n_threads):
+    """Bases of every non-root node from sampled entries (see the module docstring).
+    ``max_rank`` None: ranks bounded only by ``memory`` (bytes of H~)."""
+    L = tree.n_levels
+    budget = RankBudget(tree, inter, max_rank, memory)
+    causes = {}
+    if L == 0:
+        return assemble_bases(tree, [], tol)
+    sampler = LevelSampler(tree, reader, nbrs, inter, tol, seed, n_threads)
+    # the leaves' columns are their indices
+    leaves = tree.level_nodes(L)
+    cols_ptr = np.r_[tree.node_off[leaves], tree.n].astype(np.int64)
+    cols_idx = tree.perm
+    levels = []
+    for lev in range(L, 0, -1):
+        nodes = tree.level_nodes(lev).astype(np.int64)
+        cap, causes[lev] = budget.cap(lev)
+        lv = sampler.ids(lev, nodes, cols_ptr, cols_idx, cap)
         levels.append(lv)
-        budget.spend(rank, ncols)
+        budget.spend(lv.rank, lv.ncols)
         # the parents' columns: [skel(left child), skel(right child)], in order
         cols_idx = lv.skel
         cols_ptr = lv.skel_ptr[0::2].copy()

@@ -47,6 +47,30 @@ def products(src, Omega, where):
     return Y
 
 
+def sketch_level(lev, leaf, Yt, Ot, s, node_lo, blk, blk_off, ncols, rank_l, rank_r,
+                 prev, cols_ptr, cols_idx, tol, max_rank, n_threads):
+    """The row IDs of a set of nodes of one level (see the module docstring): leaf
+    rows of Yt/Ot (flat, row-major) at ``node_lo``, or the children's reduced
+    sketches ``prev`` = (Yh, Oh, offsets: child c's rows at offsets[c]), children
+    2t and 2t+1 of node t. Returns (LevelIDs, Yh, Oh, offsets) of the level."""
+    from ._build import sketch_ids
+    nn = ncols.size
+    cap = np.minimum(np.minimum(ncols, s), max_rank).astype(np.int64)
+    pos_off, proj_off = exclusive_cumsum(cap), exclusive_cumsum(cap * ncols)
+    pos_buf = np.empty(int(cap.sum()), dtype=np.int64)
+    proj_buf = np.empty(int((cap * ncols).sum()))
+    Yh = np.empty(int(cap.sum()) * s)
+    Oh = np.empty(int(cap.sum()) * s)
+    rank = np.zeros(nn, dtype=np.int64)
+    achieved = np.zeros(nn)
+    sketch_ids(leaf, s, Yt, Ot, node_lo, blk, blk_off, ncols, rank_l, rank_r, prev[0],
+               prev[1], prev[2], tol, max_rank, s - OVERSAMPLING, rank, achieved,
+               proj_buf, proj_off, pos_buf, pos_off, Yh, Oh, pos_off, n_threads)
+    check_alloc(rank.min() >= 0, "the sketch's interpolative decompositions")
+    return (LevelIDs(lev, rank, achieved, cols_ptr, cols_idx, pos_buf, pos_off, proj_buf,
+                     proj_off, ncols), Yh, Oh, pos_off)
+
+
 def sketch_bases(tree, reader, Yt, Ot, tol, max_rank, n_threads):
     """Bases, leaf blocks and couplings from the sketch Y = K Omega, given in tree
     order (``Yt = Y[tree.perm]``, ``Ot = Omega[tree.perm]``, C-contiguous; the caller
@@ -54,7 +78,6 @@ def sketch_bases(tree, reader, Yt, Ot, tol, max_rank, n_threads):
 
     Returns (bases, (leaf data, leaf offsets), (coupling data, coupling offsets
     per parent node 0 .. first_leaf - 1))."""
-    from ._build import sketch_ids
     n, L, s = tree.n, tree.n_levels, Yt.shape[1]
     perm = tree.perm
     Yt = Yt.reshape(-1)
@@ -86,24 +109,11 @@ def sketch_bases(tree, reader, Yt, Ot, tol, max_rank, n_threads):
             blk, blk_off = reader.read(sp[0:-1:2], rank_l, prev.skel, sp[1::2], rank_r,
                                        prev.skel)
             coupling_parts[lev] = (blk, rank_l * rank_r)
-        cap = np.minimum(np.minimum(ncols, s), max_rank).astype(np.int64)
-        pos_off, proj_off = exclusive_cumsum(cap), exclusive_cumsum(cap * ncols)
-        pos_buf = np.empty(int(cap.sum()), dtype=np.int64)
-        proj_buf = np.empty(int((cap * ncols).sum()))
-        Yh = np.empty(int(cap.sum()) * s)
-        Oh = np.empty(int(cap.sum()) * s)
-        rank = np.zeros(nn, dtype=np.int64)
-        achieved = np.zeros(nn)
-        sketch_ids(lev == L, s, Yt, Ot, lo.astype(np.int64), blk, blk_off, ncols,
-                   rank_l, rank_r, Yh_prev, Oh_prev, prev_off, tol, max_rank,
-                   s - OVERSAMPLING, rank,
-                   achieved, proj_buf, proj_off, pos_buf, pos_off, Yh, Oh, pos_off,
-                   n_threads)
-        check_alloc(rank.min() >= 0, "the sketch's interpolative decompositions")
-        prev = LevelIDs(lev, rank, achieved, cols_ptr, cols_idx, pos_buf, pos_off,
-                        proj_buf, proj_off, ncols)
+        prev, Yh_prev, Oh_prev, prev_off = sketch_level(
+            lev, lev == L, Yt, Ot, s, lo.astype(np.int64), blk, blk_off, ncols, rank_l,
+            rank_r, (Yh_prev, Oh_prev, prev_off), cols_ptr, cols_idx, tol, max_rank,
+            n_threads)
         levels.append(prev)
-        Yh_prev, Oh_prev, prev_off = Yh, Oh, pos_off
     # the root's coupling K(skel_1, skel_2)
     blk, _ = reader.read([0], [prev.rank[0]], prev.skel, [prev.rank[0]], [prev.rank[1]],
                          prev.skel)
