@@ -195,6 +195,8 @@ def plot(strong, weak, path):
                label="factorization per rank")
     ax[1].set(xlabel="ranks P", ylabel="MB", xscale="log", yscale="log",
               title="memory per rank (largest rank)")
+    ax[1].set_xticks(P, [str(p) for p in P])
+    ax[1].minorticks_off()
     ax[1].legend(fontsize=8)
     for rows, lab, mk in ((strong, "strong", "o"), (weak, "weak", "s")):
         b = [max(c["bytes"] for c in r["comm_per_rank"]) for r in rows]

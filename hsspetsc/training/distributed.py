@@ -199,12 +199,22 @@ class DistributedGN(Source):
         C = np.concatenate([m[3] for m in meta]).astype(np.int64)
         counts = np.array([int((m[0] * m[1]).sum()) for m in meta], np.int64)
         off = exclusive_cumsum(RL * CL)
-        part = np.zeros(int(counts.sum()))
-        if part.size and self.local is not None:
-            fill_with_evaluator(self.local._gn_evaluator(), exclusive_cumsum(RL), RL, R,
-                                exclusive_cumsum(CL), CL, C, off, part,
-                                effective_n_threads(self.local.n_threads))
-            part *= self._w
+
+        def local():
+            part = np.zeros(int(counts.sum()))
+            if part.size and self.local is not None:
+                fill_with_evaluator(self.local._gn_evaluator(), exclusive_cumsum(RL), RL,
+                                    R, exclusive_cumsum(CL), CL, C, off, part,
+                                    effective_n_threads(self.local.n_threads))
+                part *= self._w
+            return part
+        try:
+            part = local()
+        except KeyboardInterrupt:
+            raise               # an interrupt reaches every rank of mpiexec
+        except BaseException as exc:  # noqa: BLE001 - agreed, raised on every rank
+            _raise_agreed(comm, exc)
+        comm.agree()            # no rank failed: the reduction can start
         mine = np.empty(int(counts[comm.rank]))
         comm.mpi.Reduce_scatter(part, mine, recvcounts=counts.tolist(), op=MPI.SUM)
         out, o = [], 0
