@@ -1,9 +1,13 @@
 """Construction of a DistributedHSSMatrix (``compress(..., comm=comm)`` and
 ``compress_sketch(..., comm=comm)``).
 
-Every rank builds the cluster tree (and, for the entries path with ``neighbors`` >
-0, the neighbour lists) alike: both are index arrays of length N, cheap next to the
-skeletons, and the same on every rank, which makes the result independent of P.
+The cluster tree: each rank splits the nodes on its path to the root (alike with
+the other ranks below them: N log2 P distances in all) and those of its subtree,
+then the ranks' ranges of the order are gathered (an index array of length N on
+every rank). The neighbour lists (``neighbors`` > 0): every rank builds the same
+randomized trees, but searches only the leaves holding one of its indices, and a
+skeleton that moves up to a shared node carries its lists. Per-node random streams
+make all of it equal to the serial construction, bit for bit.
 Then, level by level from the leaves, each rank computes the skeletons of its
 subtree's nodes with the serial kernels (node keys, row sampling, IDs: bit for bit
 the serial ones) and, above its subtree, of its ancestors: it swaps its child's
@@ -26,8 +30,8 @@ from .interactions import build_interactions
 from .neighbors import approximate_neighbors
 from .skeleton import LevelSampler, RankBudget
 from .sketch import products, sketch_level
-from .tree import (PHASE_CHECK, PHASE_SKETCH, Metric, build_tree, phase_key,
-                   tree_from_order)
+from .tree import (PHASE_CHECK, PHASE_SKETCH, ClusterTree, Metric, build_tree, phase_key,
+                   tree_depth, tree_from_order, tree_layout)
 
 
 class _Store:
@@ -165,12 +169,19 @@ def construct(src, diag, p, path, nt, comm, ph, perm=None):
         ph.done("products")
     with blas_single_thread():
         nbrs = None
+        L = tree_depth(n, p["leaf_size"])
+        own = Ownership(*tree_layout(n, L), L, size, me)
         if p["distance"] in ("angle", "kernel", "geometric"):
+            # each rank splits its ancestors (alike with the rest of their group) and
+            # its subtree; the ranges of the order are then gathered
             metric = Metric(src, p["distance"], diag, reader, nt)
-            tree = build_tree(n, metric, p["leaf_size"], p["seed"])
+            lv = own.subtree_levels(L)
+            tree = build_tree(n, metric, p["leaf_size"], p["seed"],
+                              nodes_at=lambda lev: _level_nodes(own, lev, lv)[0])
+            c.agree()
+            tree = _gather_order(tree, own, c)
         else:
             tree = tree_from_order(n, p["leaf_size"], perm)
-        own = Ownership(tree.node_off, tree.node_size, tree.n_levels, size, me)
         ph.done("tree")
         if path == "entries" and p["neighbors"] > 0:
             # the neighbours of this rank's indices only (the skeletons of other ranks
@@ -236,6 +247,22 @@ def construct(src, diag, p, path, nt, comm, ph, perm=None):
                              params=params, info=info, **parts)
     D._x.counts.update(x.counts)
     return D, reader, n_products
+
+
+def _gather_order(tree, own, c):
+    """The tree with the whole order: every rank's range of ``perm`` gathered."""
+    perm = tree.perm
+    if c.size > 1:
+        from mpi4py import MPI
+        full = np.empty_like(perm)
+        counts = np.diff(own.offsets)
+        c.mpi.Allgatherv(np.ascontiguousarray(perm[own.lo:own.hi]),
+                         [full, (counts, own.offsets[:-1]), MPI.INT64_T])
+        perm = full
+    iperm = np.empty_like(perm)
+    iperm[perm] = np.arange(perm.size, dtype=np.int64)
+    return ClusterTree(n=tree.n, n_levels=tree.n_levels, perm=perm, iperm=iperm,
+                       node_off=tree.node_off, node_size=tree.node_size)
 
 
 def _level_nodes(own, lev, lv):

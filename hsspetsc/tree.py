@@ -160,10 +160,14 @@ def tree_from_order(n, leaf_size, perm=None):
                        node_off=off, node_size=size)
 
 
-def build_tree(n, metric, leaf_size, seed=0, n_samples=8, randomized=False, key=None):
+def build_tree(n, metric, leaf_size, seed=0, n_samples=8, randomized=False, key=None,
+               nodes_at=None):
     """Build the cluster tree by median splits under ``metric``, one level at a time.
 
-    ``key``: the 64-bit random key of this tree (default: from ``seed``)."""
+    ``key``: the 64-bit random key of this tree (default: from ``seed``).
+    ``nodes_at(level)``: split only these nodes of each level (a rank of a
+    distributed construction: its ancestors and its subtree); ``perm`` is then final
+    on their ranges only, and equal there to the full tree's."""
     from ._build import node_keys, pick_columns, reorder_level, row_sum_argmax
     n_levels = tree_depth(n, leaf_size)
     off, size = tree_layout(n, n_levels)
@@ -172,10 +176,23 @@ def build_tree(n, metric, leaf_size, seed=0, n_samples=8, randomized=False, key=
         key = phase_key(seed, PHASE_TREE)
     nt = effective_n_threads(metric.n_threads)
     for lev in range(n_levels):
-        nodes = np.arange(2 ** lev - 1, 2 ** (lev + 1) - 1, dtype=np.int64)
+        nodes = (np.arange(2 ** lev - 1, 2 ** (lev + 1) - 1, dtype=np.int64)
+                 if nodes_at is None else np.asarray(nodes_at(lev), np.int64))
         lo, sz = off[nodes], size[nodes]
         keys = np.empty(nodes.size, dtype=np.uint64)
         node_keys(np.uint64(key), nodes, keys)
+
+        def at_positions(x):
+            """Per-node distances (concatenated) indexed by tree position, as the
+            kernels read them; a whole level already is."""
+            if nodes_at is None:
+                return x
+            from ._blocks import ranges
+            full = np.zeros(n)
+            full[ranges(lo, sz)] = x
+            return full
+        if randomized and nodes_at is not None:
+            raise ValueError("build_tree: nodes_at is for the cluster tree only")
         if randomized:
             ncol = np.full(nodes.size, 2, dtype=np.int64)
         else:
@@ -193,9 +210,11 @@ def build_tree(n, metric, leaf_size, seed=0, n_samples=8, randomized=False, key=
             one = np.ones(nodes.size, dtype=np.int64)
             idx = np.arange(nodes.size, dtype=np.int64)
             dp, _ = metric.read(lo, sz, perm, idx, one, p)
+            dp = at_positions(dp)
             q = np.empty(nodes.size, dtype=np.int64)
             row_sum_argmax(dp, lo, lo, sz, one, perm, q, nt)
             dq, _ = metric.read(lo, sz, perm, idx, one, q)
+            dq = at_positions(dq)
         failed = np.zeros(1, dtype=np.int64)
         reorder_level(perm, lo, sz, dp, dq, failed, nt)
         if failed[0]:

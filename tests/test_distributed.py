@@ -67,3 +67,21 @@ def test_one_rank_without_mpi_equals_the_serial_matrix():
         D.matvec(np.ones(1499))
     with pytest.raises(ValueError, match="NaN"):
         D.matvec(np.full(1500, np.nan))
+
+
+@pytest.mark.parametrize("P", [2, 3, 5])
+def test_tree_of_one_rank_equals_the_full_tree_on_its_range(P):
+    """A rank splits its ancestors and its subtree only: its range of the order is
+    the full tree's, bit for bit."""
+    from hsspetsc._dist_build import _level_nodes
+    from hsspetsc.tree import tree_depth
+    X = np.random.default_rng(7).standard_normal((2400, 3))
+    src = hsspetsc.gallery.kernel_matrix(X, "gaussian", bandwidth=0.8)
+    m = Metric(src, "angle", src.diagonal())
+    full = build_tree(2400, m, 48, 0)
+    L = tree_depth(2400, 48)
+    for r in range(P):
+        own = Ownership(*tree_layout(2400, L), L, P, r)
+        lv = own.subtree_levels(L)
+        t = build_tree(2400, m, 48, 0, nodes_at=lambda lev: _level_nodes(own, lev, lv)[0])
+        assert np.array_equal(t.perm[own.lo:own.hi], full.perm[own.lo:own.hi])
