@@ -10,6 +10,10 @@ of the skeleton buffers What/Uhat; siblings are adjacent, so ``[What_l; What_r]`
 one contiguous block), ``proj_ptr`` (its interpolation matrix P, row-major
 ``rank x ncols``, ncols = node size at a leaf, rank_l + rank_r above).
 
+Each pass is one kernel over a list of nodes (a level, or a rank's share of it);
+the caller runs them level by level: L2L (near field), N2S up, S2S (far field),
+S2N down.
+
 Interaction lists are CSR over targets: ``*_ptr[t] .. *_ptr[t+1]`` give source node
 ``*_src``, block offset ``*_blk`` and ``*_trans``: 0 when the stored block is
 (target x source), 1 when it is (source x target) and is applied transposed. Each
@@ -112,120 +116,11 @@ cdef void _apply_list(int64_t t, int64_t rows_t, double* out, const double* x,
                      &x[xoff[s] * k], k, 1.0, out, k)
 
 
-def hss_apply(const double[:, ::1] W,          # IN  N x k, tree order
-              double[:, ::1] U,                # OUT N x k, tree order (overwritten)
-              double[:, ::1] What,             # WORK sum(rank) x k
-              double[:, ::1] Uhat,             # WORK sum(rank) x k
-              int n_levels,
-              const int64_t[::1] node_off,     # IN per node
-              const int64_t[::1] node_size,
-              const int64_t[::1] rank,
-              const int64_t[::1] skel_ptr,
-              const int64_t[::1] proj_ptr,
-              const double[::1] proj,
-              const int64_t[::1] near_ptr,     # IN CSR over all nodes (leaves used)
-              const int64_t[::1] near_src,
-              const int64_t[::1] near_blk,
-              const int8_t[::1] near_trans,
-              const double[::1] near_data,
-              const int64_t[::1] far_ptr,      # IN CSR over all nodes
-              const int64_t[::1] far_src,
-              const int64_t[::1] far_blk,
-              const int8_t[::1] far_trans,
-              const double[::1] far_data,
-              int n_threads):
-    """U = K~ W: near field (L2L), upward pass (N2S), far field (S2S), downward (S2N)."""
-    cdef int k = <int>W.shape[1]
-    cdef Py_ssize_t n = W.shape[0]
-    cdef int64_t n_nodes = node_off.shape[0]
-    cdef int64_t first_leaf = (<int64_t>1 << n_levels) - 1
-    cdef int64_t a, lo, hi, lev, i
-    cdef int64_t ncols
-    cdef const double* Wp = &W[0, 0]
-    cdef double* Up = &U[0, 0]
-    cdef double* Wh = NULL
-    cdef double* Uh = NULL
-    cdef const double* Pp = NULL
-    cdef const double* nd = NULL
-    cdef const double* fd = NULL
-    cdef const int8_t* nt = NULL
-    cdef const int8_t* ft = NULL
-    cdef const int64_t* ns = NULL
-    cdef const int64_t* nb = NULL
-    cdef const int64_t* fs = NULL
-    cdef const int64_t* fb = NULL
-    cdef int64_t n_skel = What.shape[0]
-    if n == 0 or k == 0:
-        return
-    if n_skel > 0:
-        Wh = &What[0, 0]
-        Uh = &Uhat[0, 0]
-    if proj.shape[0] > 0:
-        Pp = &proj[0]
-    if near_src.shape[0] > 0:
-        nd = &near_data[0]
-        nt = &near_trans[0]
-        ns = &near_src[0]
-        nb = &near_blk[0]
-    if far_src.shape[0] > 0:
-        fd = &far_data[0]
-        ft = &far_trans[0]
-        fs = &far_src[0]
-        fb = &far_blk[0]
-
-    # L2L: U_b = sum_{a in Near(b)} K(b, a) W_a, one leaf per iteration.
-    for a in prange(first_leaf, n_nodes, nogil=True, num_threads=n_threads,
-                    schedule="dynamic"):
-        memset(&Up[node_off[a] * k], 0, node_size[a] * k * sizeof(double))
-        if near_ptr[a + 1] > near_ptr[a]:
-            _apply_list(a, node_size[a], &Up[node_off[a] * k], Wp, k, &near_ptr[0],
-                        ns, nb, nt, nd, &node_size[0], &node_off[0])
-    if n_levels == 0 or n_skel == 0:
-        return
-
-    # N2S, leaves then each level upward: What_a = P_a [W_a or What_children].
-    for lev in range(n_levels, 0, -1):
-        lo = (<int64_t>1 << lev) - 1
-        hi = (<int64_t>1 << (lev + 1)) - 1
-        for a in prange(lo, hi, nogil=True, num_threads=n_threads, schedule="dynamic"):
-            if lev == n_levels:
-                _gemm_rm(b'N', b'N', <int>rank[a], k, <int>node_size[a], 1.0,
-                         &Pp[proj_ptr[a]], <int>node_size[a], &Wp[node_off[a] * k], k,
-                         0.0, &Wh[skel_ptr[a] * k], k)
-            else:
-                ncols = rank[2 * a + 1] + rank[2 * a + 2]
-                _gemm_rm(b'N', b'N', <int>rank[a], k, <int>ncols, 1.0,
-                         &Pp[proj_ptr[a]], <int>ncols, &Wh[skel_ptr[2 * a + 1] * k], k,
-                         0.0, &Wh[skel_ptr[a] * k], k)
-
-    # S2S: Uhat_a = sum_{b in Far(a)} K(skel a, skel b) What_b, all nodes at once.
-    for a in prange(1, n_nodes, nogil=True, num_threads=n_threads, schedule="dynamic"):
-        if rank[a] > 0:
-            memset(&Uh[skel_ptr[a] * k], 0, rank[a] * k * sizeof(double))
-            if far_ptr[a + 1] > far_ptr[a]:
-                _apply_list(a, rank[a], &Uh[skel_ptr[a] * k], Wh, k, &far_ptr[0],
-                            fs, fb, ft, fd, &rank[0], &skel_ptr[0])
-
-    # S2N, each level downward: [Uhat_l; Uhat_r] or U_a += P_a^T Uhat_a.
-    for lev in range(1, n_levels + 1):
-        lo = (<int64_t>1 << lev) - 1
-        hi = (<int64_t>1 << (lev + 1)) - 1
-        for a in prange(lo, hi, nogil=True, num_threads=n_threads, schedule="dynamic"):
-            if lev == n_levels:
-                _gemm_rm(b'T', b'N', <int>node_size[a], k, <int>rank[a], 1.0,
-                         &Pp[proj_ptr[a]], <int>node_size[a], &Uh[skel_ptr[a] * k], k,
-                         1.0, &Up[node_off[a] * k], k)
-            else:
-                ncols = rank[2 * a + 1] + rank[2 * a + 2]
-                _gemm_rm(b'T', b'N', <int>ncols, k, <int>rank[a], 1.0,
-                         &Pp[proj_ptr[a]], <int>ncols, &Uh[skel_ptr[a] * k], k,
-                         1.0, &Uh[skel_ptr[2 * a + 1] * k], k)
-
-
 # ---------------------------------------------------------------------------
-# The same passes over given node lists (one level, or any set of nodes whose
-# inputs are ready). Skeleton buffers are flat (rows at skel_ptr[a] * k); W and U are
-# indexed through node_off, which may be shifted (a rank's slice of the tree order).
+# The passes over given node lists: one level, or any set of nodes whose inputs are
+# ready (a rank of a distributed matrix: its subtree, then its ancestors). Skeleton
+# buffers are flat (rows at skel_ptr[a] * k); W and U are indexed through node_off,
+# which may be shifted (a rank's slice of the tree order).
 
 cdef inline const double* _cp(const double[::1] x) noexcept nogil:
     return &x[0] if x.shape[0] > 0 else NULL
@@ -256,31 +151,36 @@ def l2l_nodes(const int64_t[::1] nodes, const double[:, ::1] W, double[:, ::1] U
                         _cp(near_data), &node_size[0], &node_off[0])
 
 
-def n2s_nodes(const int64_t[::1] nodes, bint leaf, const double[:, ::1] W,
-              double[::1] What, int k, const int64_t[::1] node_off,
-              const int64_t[::1] node_size, const int64_t[::1] rank,
-              const int64_t[::1] skel_ptr, const int64_t[::1] proj_ptr,
-              const double[::1] proj, int n_threads):
-    """What_a = P_a W_a (leaves) or P_a [What_l; What_r] for the nodes given."""
-    cdef Py_ssize_t q, nq = nodes.shape[0]
+def n2s_nodes(const int64_t[::1] nodes, const int64_t[::1] seg, int64_t first_leaf,
+              const double[:, ::1] W, double[::1] What, int k,
+              const int64_t[::1] node_off, const int64_t[::1] node_size,
+              const int64_t[::1] rank, const int64_t[::1] skel_ptr,
+              const int64_t[::1] proj_ptr, const double[::1] proj, int n_threads):
+    """What_a = P_a W_a (leaves: a >= first_leaf) or P_a [What_l; What_r], for the
+    nodes of each segment ``nodes[seg[s]:seg[s+1]]`` in turn (bottom-up levels: a
+    segment's inputs come from the segments before it)."""
+    cdef Py_ssize_t q, g, q0, q1
     cdef int64_t a, ncols
     cdef const double* Pp = _cp(proj)
     cdef double* Wh = &What[0]
-    if nq == 0 or k == 0:
+    if k == 0:
         return
-    for q in prange(nq, nogil=True, num_threads=n_threads, schedule="dynamic"):
-        a = nodes[q]
-        if rank[a] == 0:
-            continue
-        if leaf:
-            _gemm_rm(b'N', b'N', <int>rank[a], k, <int>node_size[a], 1.0,
-                     &Pp[proj_ptr[a]], <int>node_size[a], &W[0, 0] + node_off[a] * k, k,
-                     0.0, &Wh[skel_ptr[a] * k], k)
-        else:
-            ncols = rank[2 * a + 1] + rank[2 * a + 2]
-            _gemm_rm(b'N', b'N', <int>rank[a], k, <int>ncols, 1.0,
-                     &Pp[proj_ptr[a]], <int>ncols, &Wh[skel_ptr[2 * a + 1] * k], k,
-                     0.0, &Wh[skel_ptr[a] * k], k)
+    for g in range(seg.shape[0] - 1):
+        q0 = seg[g]
+        q1 = seg[g + 1]
+        for q in prange(q0, q1, nogil=True, num_threads=n_threads, schedule="dynamic"):
+            a = nodes[q]
+            if rank[a] == 0:
+                continue
+            if a >= first_leaf:
+                _gemm_rm(b'N', b'N', <int>rank[a], k, <int>node_size[a], 1.0,
+                         &Pp[proj_ptr[a]], <int>node_size[a], &W[0, 0] + node_off[a] * k,
+                         k, 0.0, &Wh[skel_ptr[a] * k], k)
+            else:
+                ncols = rank[2 * a + 1] + rank[2 * a + 2]
+                _gemm_rm(b'N', b'N', <int>rank[a], k, <int>ncols, 1.0,
+                         &Pp[proj_ptr[a]], <int>ncols, &Wh[skel_ptr[2 * a + 1] * k], k,
+                         0.0, &Wh[skel_ptr[a] * k], k)
 
 
 def s2s_nodes(const int64_t[::1] nodes, const double[::1] What, double[::1] Uhat, int k,
@@ -305,27 +205,32 @@ def s2s_nodes(const int64_t[::1] nodes, const double[::1] What, double[::1] Uhat
                             &skel_ptr[0])
 
 
-def s2n_nodes(const int64_t[::1] nodes, bint leaf, double[:, ::1] U, double[::1] Uhat,
-              int k, const int64_t[::1] node_off, const int64_t[::1] node_size,
+def s2n_nodes(const int64_t[::1] nodes, const int64_t[::1] seg, int64_t first_leaf,
+              double[:, ::1] U, double[::1] Uhat, int k,
+              const int64_t[::1] node_off, const int64_t[::1] node_size,
               const int64_t[::1] rank, const int64_t[::1] skel_ptr,
               const int64_t[::1] proj_ptr, const double[::1] proj, int n_threads):
-    """U_a += P_a^T Uhat_a (leaves) or [Uhat_l; Uhat_r] += P_a^T Uhat_a."""
-    cdef Py_ssize_t q, nq = nodes.shape[0]
+    """U_a += P_a^T Uhat_a (leaves) or [Uhat_l; Uhat_r] += P_a^T Uhat_a, for the
+    nodes of each segment in turn (top-down levels)."""
+    cdef Py_ssize_t q, g, q0, q1
     cdef int64_t a, ncols
     cdef const double* Pp = _cp(proj)
     cdef double* Uh = &Uhat[0]
-    if nq == 0 or k == 0:
+    if k == 0:
         return
-    for q in prange(nq, nogil=True, num_threads=n_threads, schedule="dynamic"):
-        a = nodes[q]
-        if rank[a] == 0:
-            continue
-        if leaf:
-            _gemm_rm(b'T', b'N', <int>node_size[a], k, <int>rank[a], 1.0,
-                     &Pp[proj_ptr[a]], <int>node_size[a], &Uh[skel_ptr[a] * k], k,
-                     1.0, &U[0, 0] + node_off[a] * k, k)
-        else:
-            ncols = rank[2 * a + 1] + rank[2 * a + 2]
-            _gemm_rm(b'T', b'N', <int>ncols, k, <int>rank[a], 1.0,
-                     &Pp[proj_ptr[a]], <int>ncols, &Uh[skel_ptr[a] * k], k,
-                     1.0, &Uh[skel_ptr[2 * a + 1] * k], k)
+    for g in range(seg.shape[0] - 1):
+        q0 = seg[g]
+        q1 = seg[g + 1]
+        for q in prange(q0, q1, nogil=True, num_threads=n_threads, schedule="dynamic"):
+            a = nodes[q]
+            if rank[a] == 0:
+                continue
+            if a >= first_leaf:
+                _gemm_rm(b'T', b'N', <int>node_size[a], k, <int>rank[a], 1.0,
+                         &Pp[proj_ptr[a]], <int>node_size[a], &Uh[skel_ptr[a] * k], k,
+                         1.0, &U[0, 0] + node_off[a] * k, k)
+            else:
+                ncols = rank[2 * a + 1] + rank[2 * a + 2]
+                _gemm_rm(b'T', b'N', <int>ncols, k, <int>rank[a], 1.0,
+                         &Pp[proj_ptr[a]], <int>ncols, &Uh[skel_ptr[a] * k], k,
+                         1.0, &Uh[skel_ptr[2 * a + 1] * k], k)

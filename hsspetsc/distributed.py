@@ -228,6 +228,14 @@ class DistributedHSSMatrix:
         # the nodes this rank computes: its subtree and its ancestors (not the root
         # for the passes that need a basis)
         sub_nodes = np.concatenate([self.levels[lev] for lev in sorted(self.levels)])
+        # the subtree's nodes level by level, bottom-up and top-down, with the
+        # bounds of the levels (the matvec kernels run each segment in turn)
+        levs = sorted(self.levels)
+        down = np.concatenate([self.levels[lev] for lev in levs]).astype(np.int64)
+        down_seg = np.r_[0, np.cumsum([self.levels[lev].size for lev in levs])]
+        up = np.concatenate([self.levels[lev] for lev in levs[::-1]]).astype(np.int64)
+        up_seg = np.r_[0, np.cumsum([self.levels[lev].size for lev in levs[::-1]])]
+        self._passes = (up, up_seg.astype(np.int64), down, down_seg.astype(np.int64))
         self._with_basis = np.setdiff1d(np.r_[sub_nodes, np.asarray(self.own.ancestors, np.int64)],
                                         [0]).astype(np.int64)
         self._x = _Exchange(comm)
@@ -307,26 +315,26 @@ class DistributedHSSMatrix:
         off, size = self.node_off_local, self.tree.node_size
         basis = (off, size, self.rank, self.skel_ptr, self.proj_ptr, self.proj)
         self._x.call("matvec")
+        up, up_seg, down, down_seg = self._passes
+        fl = self.tree.first_leaf
+        one = np.array([0, 1], np.int64)
         with blas_single_thread():
             l2l_nodes(self.leaves, X2, U, off, size, self.near_ptr, self.near_src,
                       self.near_blk, self.near_trans, self.near_data, nt)
-            for lev in range(L, own.sub_level - 1, -1):
-                nodes = lv[lev][lv[lev] > 0]
-                n2s_nodes(nodes, lev == L, X2, What, k, *basis, nt)
+            n2s_nodes(up, up_seg, fl, X2, What, k, *basis, nt)
             for entry in own.path:
                 a, me, sib = entry[:3]
                 sp, rk = self.skel_ptr, self.rank
                 What[sp[sib] * k:(sp[sib] + rk[sib]) * k] = self._x.swap(
                     "matvec", entry, What[sp[me] * k:(sp[me] + rk[me]) * k], rk[sib] * k)
                 if a > 0:
-                    n2s_nodes(np.array([a], np.int64), False, X2, What, k, *basis, nt)
+                    n2s_nodes(np.array([a], np.int64), one, fl, X2, What, k, *basis, nt)
             s2s_nodes(self._with_basis, What, Uhat, k, self.rank, self.skel_ptr,
                       self.far_ptr, self.far_src, self.far_blk, self.far_trans,
                       self.far_data, nt)
             for entry in reversed(own.path):
-                s2n_nodes(np.array([entry[0]], np.int64), False, U, Uhat, k, *basis, nt)
-            for lev in range(own.sub_level, L + 1):
-                s2n_nodes(lv[lev], lev == L, U, Uhat, k, *basis, nt)
+                s2n_nodes(np.array([entry[0]], np.int64), one, fl, U, Uhat, k, *basis, nt)
+            s2n_nodes(down, down_seg, fl, U, Uhat, k, *basis, nt)
         if self.compensation is not None:
             U += self.compensation[:, None] * X2
         return U[:, 0] if vec else U

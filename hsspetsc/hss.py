@@ -167,22 +167,51 @@ class HSSMatrix:
             return np.zeros_like(W)
         nt = effective_n_threads(n_threads)
         Wt = np.ascontiguousarray(W2[self.tree.perm])
-        U = np.empty_like(Wt)
-        What = np.empty((int(self.skel_ptr[-1]), k))
-        Uhat = np.empty_like(What)
-        from ._matvec import hss_apply
-        with blas_single_thread():
-            hss_apply(Wt, U, What, Uhat, self.n_levels, self.tree.node_off,
-                      self.tree.node_size, self.rank, self.skel_ptr, self.proj_ptr,
-                      self.proj, self.near_ptr, self.near_src, self.near_blk,
-                      self.near_trans, self.near_data, self.far_ptr, self.far_src,
-                      self.far_blk, self.far_trans, self.far_data, nt)
+        U = self._apply_tree(Wt, nt)
         out = np.empty_like(U)
         out[self.tree.perm] = U
         if self.compensation is not None:
             out += self.compensation[:, None] * W2
         check_result(out, W2, "HSSMatrix.matvec")
         return out[:, 0] if vec else out
+
+    def _apply_tree(self, Wt, nt):
+        """K~ (hierarchical part) times Wt, both in tree order: near field (L2L),
+        upward pass (N2S), far field (S2S), downward pass (S2N); one kernel call per
+        pass (:mod:`hsspetsc._matvec`), its levels in order inside."""
+        from ._matvec import l2l_nodes, n2s_nodes, s2n_nodes, s2s_nodes
+        k = Wt.shape[1]
+        tree, L = self.tree, self.n_levels
+        U = np.empty_like(Wt)
+        nskel = int(self.skel_ptr[-1])
+        What = np.empty(nskel * k + 1)
+        Uhat = np.empty(nskel * k + 1)
+        up, up_seg, down, down_seg = self._caches.get("passes", self._passes)
+        basis = (tree.node_off, tree.node_size, self.rank, self.skel_ptr, self.proj_ptr,
+                 self.proj)
+        fl = tree.first_leaf
+        with blas_single_thread():
+            l2l_nodes(np.arange(fl, tree.n_nodes, dtype=np.int64), Wt, U, tree.node_off,
+                      tree.node_size, self.near_ptr, self.near_src, self.near_blk,
+                      self.near_trans, self.near_data, nt)
+            if L == 0 or nskel == 0:
+                return U
+            n2s_nodes(up, up_seg, fl, Wt, What, k, *basis, nt)
+            s2s_nodes(down, What, Uhat, k, self.rank, self.skel_ptr, self.far_ptr,
+                      self.far_src, self.far_blk, self.far_trans, self.far_data, nt)
+            s2n_nodes(down, down_seg, fl, U, Uhat, k, *basis, nt)
+        return U
+
+    def _passes(self):
+        """Non-root nodes level by level, bottom-up (with segment bounds) and
+        top-down: the order of the upward and downward passes."""
+        L = self.n_levels
+        down = np.arange(1, self.tree.n_nodes, dtype=np.int64)
+        down_seg = np.r_[0, 2 ** np.arange(2, L + 2) - 2].astype(np.int64)
+        up = np.concatenate([self.tree.level_nodes(lev) for lev in range(L, 0, -1)]
+                            + [np.zeros(0, np.int64)]).astype(np.int64)
+        up_seg = np.r_[0, np.cumsum([2 ** lev for lev in range(L, 0, -1)])].astype(np.int64)
+        return up, up_seg, down, down_seg
 
     def __matmul__(self, W):
         return self.matvec(W)

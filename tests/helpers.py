@@ -37,3 +37,39 @@ def apply_newton_pc(nk, gn, lam, x, curvature=None):
         return y
     finally:
         nk.destroy()
+
+
+def cg_solve(A, prefix, opts_dict, comm, rtol=1e-10, max_it=1000, keep=False):
+    """KSP CG on the PETSc Mat ``A`` with the options ``opts_dict`` (under
+    ``prefix``, removed afterwards), b standard normal (seed 3) in user order.
+    Returns (iterations, converged reason, x gathered on every rank) and, with
+    ``keep``, the KSP too (the caller destroys it)."""
+    from petsc4py import PETSc
+    import hsspetsc.petsc as hp
+    opts = PETSc.Options()
+    for k, v in opts_dict.items():
+        opts[prefix + k] = v
+    ksp = PETSc.KSP().create(comm=comm)
+    b, x = A.createVecs()
+    try:
+        ksp.setOptionsPrefix(prefix)
+        ksp.setOperators(A)
+        ksp.setType("cg")
+        ksp.setTolerances(rtol=rtol, max_it=max_it)
+        ksp.setFromOptions()
+        full_b = np.random.default_rng(3).standard_normal(A.getSize()[0])
+        rs, re = b.getOwnershipRange()
+        b.setArray(full_b[rs:re])
+        ksp.solve(b, x)
+        g = hp._vec.Gatherer()
+        xf = g.full(x)
+        g.destroy()
+        out = (ksp.getIterationNumber(), ksp.getConvergedReason(), xf)
+        return out + (ksp,) if keep else out
+    finally:
+        for k in opts_dict:
+            opts.delValue(prefix + k)
+        if not keep:
+            ksp.destroy()
+        b.destroy()
+        x.destroy()

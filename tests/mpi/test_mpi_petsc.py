@@ -9,7 +9,7 @@ from petsc4py import PETSc
 
 import hsspetsc
 import hsspetsc.petsc as hp
-from helpers import assert_close
+from helpers import assert_close, cg_solve as _cg
 
 COMM = PETSc.COMM_WORLD
 RANK = COMM.getRank()
@@ -28,34 +28,6 @@ def _vec_from(full, template):
     rs, re = v.getOwnershipRange()
     v.setArray(full[rs:re])
     return v
-
-
-def _cg(A, prefix, opts_dict, comm):
-    opts = PETSc.Options()
-    for k, v in opts_dict.items():
-        opts[prefix + k] = v
-    ksp = PETSc.KSP().create(comm=comm)
-    b, x = A.createVecs()
-    try:
-        ksp.setOptionsPrefix(prefix)
-        ksp.setOperators(A)
-        ksp.setType("cg")
-        ksp.setTolerances(rtol=1e-10, max_it=1000)
-        ksp.setFromOptions()
-        full_b = np.random.default_rng(3).standard_normal(A.getSize()[0])
-        rs, re = b.getOwnershipRange()
-        b.setArray(full_b[rs:re])
-        ksp.solve(b, x)
-        g = hp._vec.Gatherer()
-        xf = g.full(x)
-        g.destroy()
-        return ksp.getIterationNumber(), ksp.getConvergedReason(), xf
-    finally:
-        for k in opts_dict:
-            opts.delValue(prefix + k)
-        ksp.destroy()
-        b.destroy()
-        x.destroy()
 
 
 def test_mat_mult_matches_serial(problem):

@@ -11,6 +11,7 @@ from petsc4py import PETSc
 import hsspetsc
 import hsspetsc.petsc as hp
 from hsspetsc._collective import CollectiveError
+from helpers import cg_solve
 
 COMM = PETSc.COMM_WORLD
 RANK, SIZE = COMM.getRank(), COMM.getSize()
@@ -70,26 +71,9 @@ def test_native_tree_order(problem):
 
 
 def _cg(A, prefix, opts_dict, comm):
-    opts = PETSc.Options()
-    for k, v in opts_dict.items():
-        opts[prefix + k] = v
-    ksp = PETSc.KSP().create(comm=comm)
-    b, x = A.createVecs()
-    try:
-        ksp.setOptionsPrefix(prefix)
-        ksp.setOperators(A)
-        ksp.setType("cg")
-        ksp.setTolerances(rtol=1e-9, max_it=3000)
-        ksp.setFromOptions()
-        full_b = np.random.default_rng(3).standard_normal(N)
-        _set(b, full_b)
-        ksp.solve(b, x)
-        return ksp.getIterationNumber(), ksp.getConvergedReason(), _full(x), ksp
-    finally:
-        for k in opts_dict:
-            opts.delValue(prefix + k)
-        b.destroy()
-        x.destroy()
+    its, reason, x, ksp = cg_solve(A, prefix, opts_dict, comm, rtol=1e-9, max_it=3000,
+                                   keep=True)
+    return its, reason, x, ksp
 
 
 def test_cg_with_hsspc_same_iterations_as_one_rank(problem):
