@@ -74,6 +74,10 @@ def cases(tmp):
     add(("train --layers abc", train("--data digits --layers abc"), "error", None))
     add(("train --optimizer bfgs", train(f"{SMALL} --optimizer bfgs"), "error", None))
     add(("train --data nope", train(f"{SMALL} --data nope"), "error", None))
+    add(("train --pc-layout diagonal", train(f"{SMALL} --pc-layout diagonal"), "error", None))
+    add(("train --pc-layout distributed --hss-samples 0, 2 ranks",
+         train(f"{SMALL} --optimizer newton-hss --pc-layout distributed --hss-samples 0",
+               2), "error", None))
     add(("train --n above the data set", train("--data digits --n 100000 --layers 64,8,64"
                                                 " --steps 1"), "error", None))
     # output paths, serial and 2 ranks
