@@ -41,3 +41,25 @@ def test_kernel_pcg_bad_option_exits_cleanly():
                   "-pc_python_type", "hsspetsc.petsc.HSSPC", "-pc_hss_distance", "cosine")
     assert rc == 1, out                      # a Python error, not a segfault (139/59)
     assert "'distance' parameter of HSSPC" in out
+
+
+def test_kernel_pcg_distributed_under_mpiexec():
+    """-distributed: the operator stored across 2 ranks, HSSPC factors it
+    distributed (1-2 iterations: H~ is inverted exactly), -ksp_view prints the
+    memory of each rank."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1",
+               OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMPI_MCA_rmaps_base_oversubscribe="1",
+               OMPI_MCA_hwloc_base_binding_policy="none")
+    p = subprocess.run(["mpiexec", "--oversubscribe", "-n", "2", sys.executable,
+                        os.path.join(ROOT, "examples", "kernel_pcg.py"), "-matrix",
+                        "gaussian", "-N", "4096", "-distributed", "-ksp_type", "cg",
+                        "-pc_type", "python", "-pc_python_type", "hsspetsc.petsc.HSSPC",
+                        "-ksp_view"], capture_output=True, text=True, env=env,
+                       timeout=600)
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, out
+    it, reason = _iterations(out)
+    assert reason > 0 and it <= 3
+    assert "rank 0:" in out and "rank 1:" in out
+    err = float(re.search(r"solve error \|x - w\|/\|w\| = ([0-9.e+-]+)", out).group(1))
+    assert err < 1e-8
