@@ -47,6 +47,8 @@ class _Comm:
             return
         msgs = self.mpi.allgather(None if error is None
                                   else f"{type(error).__name__}: {error}")
+        # (a DistributedHSSMatrix agreement sends (message, value) pairs)
+        msgs = [m[0] if isinstance(m, tuple) else m for m in msgs]
         bad = [(r, m) for r, m in enumerate(msgs) if m is not None]
         self.all_failed_alike = len(bad) == self.size and len(set(msgs)) == 1
         # a rank that failed with SystemExit is leaving: no further collective
@@ -122,7 +124,7 @@ def _raise_agreed(comm, exc):
         if isinstance(exc, SystemExit):
             raise exc
         raise comm.failed from exc
-    if isinstance(exc, CollectiveError):
+    if isinstance(exc, CollectiveError) or getattr(exc, "_hsspetsc_agreed", False):
         # raised by an agreement (of another _Comm on the same ranks): every rank
         # has it already
         comm.failed = exc

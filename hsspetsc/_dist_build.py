@@ -160,6 +160,11 @@ def construct(src, diag, p, path, nt, comm, ph, perm=None):
                  f"the source (its diagonal and sampled entries) and the parameters of "
                  f"{where}")
     size, me = c.size, c.rank
+    if size > 1 and p.get("memory") is not None:
+        # the default memory budget is the machine's: every rank takes the smallest,
+        # so all of them cap the shared nodes alike
+        from mpi4py import MPI
+        p = dict(p, memory=c.mpi.allreduce(float(p["memory"]), op=MPI.MIN))
     n_products = [0]
     if path == "sketch":
         rng = np.random.default_rng(phase_key(p["seed"], PHASE_SKETCH))
@@ -427,7 +432,7 @@ def contract(D, src, diag, p, path, reader, n_products, nt, c):
                 D.node_off_local[a]:D.node_off_local[a] + D.tree.node_size[a]])
         except ValueError as exc:
             err = exc
-        D._agree(err)
+        c.agree(err)
     err_fro = None
     if p["probes"] and path == "entries":
         check = np.random.default_rng(phase_key(p["seed"], PHASE_CHECK, 1))

@@ -273,29 +273,34 @@ class DistributedHSSMatrix:
             k = X2.shape[1]
         except (ValueError, TypeError) as exc:
             err, vec, X2, k = exc, False, None, -1
-        ks = self._agree(err, k)
+        ks = self._agree(err, k, gather=True)
         if len(set(ks)) != 1:
             raise ValueError(f"{where}: the ranks pass different numbers of columns "
                              f"({ks}).")
         return X2, vec
 
-    def _agree(self, err, value=None):
-        """Collective: raise ``err`` of any rank on every rank; else gather ``value``
-        (a list over the ranks)."""
+    def _agree(self, err, value=None, gather=False):
+        """Collective: raise ``err`` of any rank on every rank (the failing rank its
+        own error, marked as agreed; the others a CollectiveError); with ``gather``,
+        return ``value`` of every rank (one allgather either way). The messages are
+        those of :meth:`hsspetsc._collective._Comm.agree`, so a rank that fails
+        elsewhere and agrees there meets this call."""
+        if err is not None:
+            err._hsspetsc_agreed = True
         if self.size == 1:
             if err is not None:
                 raise err
             return [value]
-        # the message format of hsspetsc._collective._Comm.agree, so that a rank
-        # failing elsewhere (and agreeing there) meets this call
-        msgs = self.comm.allgather(None if err is None else f"{type(err).__name__}: {err}")
+        msg = None if err is None else f"{type(err).__name__}: {err}"
+        got = self.comm.allgather((msg, value) if gather else msg)
+        msgs = [g[0] if isinstance(g, tuple) else g for g in got]
         bad = [(r, m) for r, m in enumerate(msgs) if m is not None]
         if bad:
             if err is not None:
                 raise err
             r, m = bad[0]
             raise CollectiveError(f"rank {r} of {self.size} failed: {m}")
-        return self.comm.allgather(value)
+        return [g[1] if isinstance(g, tuple) else None for g in got]
 
     # ----------------------------------------------------------------- matvec
     def matvec(self, X, n_threads=None):
@@ -369,16 +374,28 @@ class DistributedHSSMatrix:
         return self._caches.get("norm", power)
 
     def _sum(self, x):
+        """Sum of a float over the ranks, the same bits on every rank (a reduce to
+        rank 0 and a broadcast; an allreduce may round differently per rank)."""
         if self.size == 1:
             return x
         from mpi4py import MPI
-        return self.comm.allreduce(x, op=MPI.SUM)
+        a = np.array([x], dtype=np.float64)
+        out = np.empty_like(a)
+        self.comm.Reduce(a, out, op=MPI.SUM, root=0)
+        self.comm.Bcast(out, root=0)
+        return float(out[0])
 
     def factorize(self, shift=0.0, relative=False, n_threads=None):
         """Factor shift*I + H~ across the ranks (collective); see
         :meth:`hsspetsc.HSSMatrix.factorize`."""
         if relative:
-            shift = check_float(shift, "shift", "factorize", lo=0.0) * self.norm()
+            err = None
+            try:
+                shift = check_float(shift, "shift", "factorize", lo=0.0)
+            except (TypeError, ValueError) as exc:
+                err = exc
+            self._agree(err)
+            shift = shift * self.norm()
         return DistributedFactorization(self, shift=shift, n_threads=n_threads)
 
     # ---------------------------------------------------------------- figures
@@ -403,7 +420,7 @@ class DistributedHSSMatrix:
         ``*_received``) and ``comm_model``: the bytes one matvec with one right-hand
         side should exchange (2 r 8 per ancestor, r the ranks of the children)."""
         data, index = self._local_bytes()
-        per_rank = self._agree(None, (data + index, data))
+        per_rank = self._agree(None, (data + index, data), gather=True)
         totals = [t for t, _ in per_rank]
         rk = self.rank
         model = sum(8 * int(rk[me] * len(ent[4]) + rk[sib]) for ent in self.own.path
@@ -441,7 +458,15 @@ class DistributedFactorization:
         from .factor import FactorizationError, _Layout
         self.H = H
         self.n = H.n
-        self.shift = check_float(shift, "shift", "factorize", lo=0.0)
+        err = None
+        try:
+            self.shift = check_float(shift, "shift", "factorize", lo=0.0)
+        except (TypeError, ValueError) as exc:
+            err, self.shift = exc, None
+        shifts = H._agree(err, self.shift, gather=True)
+        if len(set(shifts)) != 1:
+            raise ValueError(f"factorize: the ranks pass different shifts ({shifts}); "
+                             f"every rank must factor the same matrix.")
         dshift = H._compensation_tree() if _dshift is None else _dshift
         nt = effective_n_threads(n_threads)
         lay = self._lay = H._caches.get("factor_layout", lambda: _Layout(H, nt))
@@ -470,7 +495,7 @@ class DistributedFactorization:
                 if bad is not None:
                     break
             # every rank learns of a failed pivot before any swap
-            bads = H._agree(None, bad)
+            bads = H._agree(None, bad, gather=True)
             for entry in own.path if all(b is None for b in bads) else []:
                 a, me, sib = entry[:3]
                 zp, rk = lay.Z_ptr, lay.r
@@ -486,7 +511,7 @@ class DistributedFactorization:
                                     self.Lroot)
                 if rinfo != 0:
                     bad = 0
-            bads = H._agree(None, bad)
+            bads = H._agree(None, bad, gather=True)
         failed = [(r, b) for r, b in enumerate(bads) if b is not None]
         if failed:
             r, a = failed[0]

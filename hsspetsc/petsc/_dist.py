@@ -86,9 +86,10 @@ class Scatters:
             err = ValueError(f"{where}: a native (tree-order) Vec must have "
                              f"{self.H.n_local} local rows on rank {self.H.rank_id}; got "
                              f"{n_local}. Create Vecs with the Mat's createVecs().")
-        self.H._agree(err)
         key = (v.getSizes(), v.getOwnershipRange())
-        if self._s is None or self._s.key != key:
+        changed = self._s is None or self._s.key != key
+        # (re)building the scatter is collective: every rank does it if any must
+        if any(self.H._agree(err, changed, gather=True)):
             if self._s is not None:
                 self._s.destroy()
             self._s = TreeScatter(self.H, v, self.native)
@@ -104,7 +105,7 @@ def memory_lines(H, F=None):
     """Per-rank memory of a distributed H~ (and its factorization), for -ksp_view.
     Collective."""
     s = H.stats()
-    fb = H._agree(None, 0 if F is None else F.nbytes)
+    fb = H._agree(None, 0 if F is None else F.nbytes, gather=True)
     lines = [f"distributed over {H.size} rank(s): stored bytes per rank (H~"
              + (", factorization)" if F is not None else ")")]
     for r, b in enumerate(s["per_rank_stored_bytes"]):

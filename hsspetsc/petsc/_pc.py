@@ -107,6 +107,15 @@ def compress_with_options(source, params, explicit=(), order=None, verbose=False
                                seed=p["seed"], probes=0, verbose=verbose, **kw)
 
 
+def _max_diagonal(H):
+    """The largest diagonal entry of H~ (over every rank for a distributed one)."""
+    d = float(np.max(H.diagonal())) if H.diagonal().size else 0.0
+    if isinstance(H, DistributedHSSMatrix) and H.size > 1:
+        from mpi4py import MPI
+        d = H.comm.allreduce(d, op=MPI.MAX)
+    return d
+
+
 def _assembled_source(P):
     """Entries of an assembled Mat (dense or AIJ), gathered on every rank."""
     m, n = P.getSize()
@@ -175,7 +184,12 @@ class HSSPC:
             base_shift = ctx.shift
             distributed = distributed or ctx.distributed
             op_budget = ctx.H.params.get("budget", 0.0)
-            if op_budget == 0.0 and not explicit and not params["auto"]:
+            if ctx.native and (explicit or params["auto"]):
+                raise ValueError("HSSPC: the operator works in its native (tree) order; "
+                                 "the PC factors its own matrix, so compression options "
+                                 "are not accepted with it.")
+            if op_budget == 0.0 and not explicit and not params["auto"] and not (
+                    distributed and not ctx.distributed):
                 H = ctx.H
                 how = "reused the operator's HSSMatrix"
             elif ctx.source is not None:
@@ -231,7 +245,7 @@ class HSSPC:
             except FactorizationError:
                 if not auto_shift or retries >= 16:
                     raise
-                shift = 10.0 * max(abs(shift), 1e-8 * float(np.max(H.diagonal())))
+                shift = 10.0 * max(abs(shift), 1e-8 * _max_diagonal(H))
                 retries += 1
         t2 = time.perf_counter()
         self.H, self.F = H, F
@@ -239,6 +253,9 @@ class HSSPC:
                      "compress_s": t1 - t0,
                      "factor_s": t2 - t1, "params": dict(H.params)}
         if validate > 0:
+            if isinstance(H, DistributedHSSMatrix):
+                raise ValueError("HSSPC: -pc_hss_validate checks a replicated H~; it is "
+                                 "not available for a distributed one.")
             from ._validate import format_rank_table, validate_ranks
             vsrc = source if source is not None else getattr(ctx, "source", None)
             if vsrc is None:

@@ -180,8 +180,8 @@ class DistributedGN(Source):
 
     def entries_batch_own(self, blocks):
         """Each rank asks for its own blocks (collective; the distributed
-        construction): this rank's samples' part of every rank's blocks is summed by
-        one reduce-scatter, so a rank receives exactly its blocks."""
+        construction): this rank's samples' part of every rank's blocks is summed on
+        rank 0 and each rank receives exactly its blocks."""
         comm = self.problem.comm
         if comm.size == 1:
             return self.entries_batch(blocks)
@@ -215,8 +215,14 @@ class DistributedGN(Source):
         except BaseException as exc:  # noqa: BLE001 - agreed, raised on every rank
             _raise_agreed(comm, exc)
         comm.agree()            # no rank failed: the reduction can start
+        # a reduce to rank 0 and a scatter (not Reduce_scatter, which may add each
+        # rank's segment in another order): ranks that ask for the same block (the
+        # shared nodes) get the same bits
+        total = np.empty_like(part) if comm.rank == 0 else None
+        comm.mpi.Reduce(part, total, op=MPI.SUM, root=0)
         mine = np.empty(int(counts[comm.rank]))
-        comm.mpi.Reduce_scatter(part, mine, recvcounts=counts.tolist(), op=MPI.SUM)
+        comm.mpi.Scatterv([total, (counts, exclusive_cumsum(counts)), MPI.DOUBLE]
+                          if comm.rank == 0 else None, mine, root=0)
         out, o = [], 0
         for I, J, a, b in zip(rows, cols, rl, cl):
             blk = mine[o:o + a * b].reshape(a, b)

@@ -218,3 +218,27 @@ def test_too_many_ranks_for_the_tree():
 def test_near_field_is_not_distributed(kernel):
     with pytest.raises((ValueError, CollectiveError), match="budget"):
         hsspetsc.compress(kernel, leaf_size=64, budget=0.1, comm=COMM)
+
+
+def test_source_not_psd_in_one_ranks_leaf(dense):
+    """A violated 2 x 2 minor inside a leaf of the last rank only: every rank
+    raises (the check runs on each rank's own leaves), none hangs."""
+    D0 = hsspetsc.compress_sketch(dense, leaf_size=50, samples=60, order="natural",
+                                  comm=COMM)
+    i, j = (int(v) for v in COMM.bcast(D0.local_indices[:2] if RANK == SIZE - 1
+                                       else None, root=SIZE - 1))
+    K = dense.copy()
+    K[i, j] = K[j, i] = 3.0 * np.sqrt(K[i, i] * K[j, j])
+    with pytest.raises((ValueError, CollectiveError), match="positive semi-definite"):
+        hsspetsc.compress_sketch(K, leaf_size=50, samples=60, order="natural", comm=COMM)
+    COMM.Barrier()
+
+
+def test_bad_or_different_shift_on_one_rank(kernel):
+    D = hsspetsc.compress(kernel, leaf_size=64, tol=1e-4, comm=COMM)
+    _expect_everywhere(lambda: D.factorize(-1.0 if RANK == SIZE - 1 else 1e-3),
+                       ValueError, "shift")
+    if SIZE > 1:
+        _expect_everywhere(lambda: D.factorize(1e-3 * (1 + RANK)), ValueError,
+                           "different shifts")
+    assert np.all(np.isfinite(D.factorize(1e-3).solve(np.ones(D.n_local))))
