@@ -282,9 +282,11 @@ def _level_nodes(own, lev, lv):
 
 
 def _counted(own, nodes):
-    """Nodes whose figures this rank counts (a shared node by its group's first rank)."""
-    return np.array([a not in own.group or own.group[a][0] == own.rank
-                     for a in nodes.tolist()], dtype=bool)
+    """Nodes whose figures this rank counts: all of its subtree's, a shared node
+    only on the first rank of its group (a level holds one or the other)."""
+    if nodes.size == 1 and int(nodes[0]) in own.group:
+        return np.array([own.group[int(nodes[0])][0] == own.rank])
+    return np.ones(nodes.size, dtype=bool)
 
 
 def _entry_skeletons(tree, reader, nbrs, inter, p, own, x, store, c):

@@ -328,10 +328,8 @@ class DistributedHSSMatrix:
                       self.near_blk, self.near_trans, self.near_data, nt)
             n2s_nodes(up, up_seg, fl, X2, What, k, *basis, nt)
             for entry in own.path:
-                a, me, sib = entry[:3]
-                sp, rk = self.skel_ptr, self.rank
-                What[sp[sib] * k:(sp[sib] + rk[sib]) * k] = self._x.swap(
-                    "matvec", entry, What[sp[me] * k:(sp[me] + rk[me]) * k], rk[sib] * k)
+                a = entry[0]
+                self._swap_rows("matvec", entry, What, self.skel_ptr, self.rank, k)
                 if a > 0:
                     n2s_nodes(np.array([a], np.int64), one, fl, X2, What, k, *basis, nt)
             s2s_nodes(self._with_basis, What, Uhat, k, self.rank, self.skel_ptr,
@@ -343,6 +341,13 @@ class DistributedHSSMatrix:
         if self.compensation is not None:
             U += self.compensation[:, None] * X2
         return U[:, 0] if vec else U
+
+    def _swap_rows(self, op, entry, buf, ptr, rank, k):
+        """Send my child's rows (``rank`` x k at ``ptr`` * k in the flat ``buf``) to
+        the entry's partners and put the sibling's in place."""
+        _, me, sib = entry[:3]
+        buf[ptr[sib] * k:(ptr[sib] + rank[sib]) * k] = self._x.swap(
+            op, entry, buf[ptr[me] * k:(ptr[me] + rank[me]) * k], int(rank[sib]) * k)
 
     def __matmul__(self, X):
         return self.matvec(X)
@@ -553,11 +558,9 @@ class DistributedFactorization:
                 nodes = H.levels[lev]
                 wptr, work = lay.work(nodes, lay.c * k)
                 solve_up_level(nodes, lev == L, k, B2, *args, bhat, wbuf, wptr, work, nt)
-            sp, rk = lay.sk_ptr, lay.r
             for entry in own.path:
-                a, me, sib = entry[:3]
-                bhat[sp[sib] * k:(sp[sib] + rk[sib]) * k] = H._x.swap(
-                    "solve", entry, bhat[sp[me] * k:(sp[me] + rk[me]) * k], int(rk[sib]) * k)
+                a = entry[0]
+                H._swap_rows("solve", entry, bhat, lay.sk_ptr, lay.r, k)
                 if a > 0:
                     nodes = np.array([a], np.int64)
                     wptr, work = lay.work(nodes, lay.c * k)
