@@ -334,7 +334,7 @@ def _sketch_skeletons(tree, reader, Yt, Ot, p, own, x, store, c):
     """Skeletons from the sketch (see hsspetsc.sketch), my nodes only. Yt, Ot: my rows
     of Y and Omega in tree order. Returns (leaf data, leaf offsets per node,
     (coupling offsets per parent, coupling data))."""
-    n, L, s = tree.n, tree.n_levels, Yt.shape[1]
+    L, s = tree.n_levels, Yt.shape[1]
     perm = tree.perm
     lv = own.subtree_levels(L)
     leaves = lv[L]
@@ -459,7 +459,7 @@ def contract(D, src, diag, p, path, reader, n_products, nt, c):
         err_fro = est0 * den / np.sqrt(p["probes"])
     delta = 0.0
     if p["spd"]:
-        support = (diag[local] > 0).astype(np.float64)
+        support = diag > 0
         delta, out["spd_factorizations"] = psd_compensation(
             D, support, p["tol"], nt, guess=None if err_fro is None else 2 * err_fro)
         if delta is None:
@@ -470,7 +470,7 @@ def contract(D, src, diag, p, path, reader, n_products, nt, c):
         out["spd_certified"] = True
         out["compensation"] = delta
         if delta > 0:
-            D.compensation = delta * support
+            D.compensation = delta * D._tree_rows(support.astype(np.float64))
             D._caches = type(D._caches)()
     if p["probes"]:
         out["error_estimate_uncompensated"] = est0

@@ -36,7 +36,7 @@ import numpy as np
 from ._blocks import exclusive_cumsum, ranges
 from ._collective import _Comm, CollectiveError
 from ._threads import blas_single_thread, effective_n_threads
-from ._validation import check_float
+from ._validation import as_block, check_float
 from .tree import tree_layout
 
 TAG_BASE = {"matvec": 1000, "solve": 3000, "factorize": 5000, "build": 7000}
@@ -139,11 +139,7 @@ class _Exchange:
         """Send ``send`` to the entry's partners, receive ``recv_size`` doubles."""
         parent, _, _, src, dests = entry
         recv = np.empty(recv_size)
-        c = self.counts.setdefault(op, {"calls": 0, "messages_sent": 0,
-                                        "messages_received": 0, "bytes_sent": 0,
-                                        "bytes_received": 0})
-        if self.comm is None:
-            raise RuntimeError("no communicator")           # not reached with P = 1
+        c = self._counter(op)
         send = np.ascontiguousarray(send, dtype=np.float64)
         tag = TAG_BASE[op] + int(parent) % 1000
         reqs = [self.comm.Irecv(recv, source=src, tag=tag)]
@@ -156,11 +152,13 @@ class _Exchange:
         c["bytes_received"] += recv.nbytes
         return recv
 
+    def _counter(self, op):
+        return self.counts.setdefault(op, dict.fromkeys(
+            ("calls", "messages_sent", "messages_received", "bytes_sent",
+             "bytes_received"), 0))
+
     def call(self, op):
-        c = self.counts.setdefault(op, {"calls": 0, "messages_sent": 0,
-                                        "messages_received": 0, "bytes_sent": 0,
-                                        "bytes_received": 0})
-        c["calls"] += 1
+        self._counter(op)["calls"] += 1
 
 
 def _compact_ptr(sizes):
@@ -255,24 +253,36 @@ class DistributedHSSMatrix:
     def _compensation_tree(self):
         return np.zeros(0) if self.compensation is None else self.compensation
 
+    def _max_diagonal(self):
+        """The largest diagonal entry of H~ over every rank (collective)."""
+        d = self.diagonal()
+        d = float(np.max(d)) if d.size else 0.0
+        if self.size == 1:
+            return d
+        from mpi4py import MPI
+        return self.comm.allreduce(d, op=MPI.MAX)
+
+    def _tree_rows(self, v):
+        """This rank's rows (tree order) of a user-order vector of length N."""
+        return np.ascontiguousarray(v[self.local_indices])
+
+    def _factorize_with(self, shift, dshift, n_threads=None):
+        """shift*I + diag(dshift) + H~ factored across the ranks (dshift: this rank's
+        rows, tree order). Collective."""
+        return DistributedFactorization(self, shift=shift, n_threads=n_threads,
+                                        _dshift=dshift)
+
     def _check_local(self, X, what, where):
         """X as a C-contiguous (n_local, k) block; agreed on every rank (one rank's
         bad input raises on all of them, none is left waiting)."""
-        err = None
+        err, vec, X2, k = None, False, None, -1
         try:
-            X = np.asarray(X, dtype=np.float64)
-            vec = X.ndim == 1
-            X2 = X.reshape(-1, 1) if vec else X
-            if X2.ndim != 2 or X2.shape[0] != self.n_local:
-                raise ValueError(f"{where}: {what} must have {self.n_local} rows on rank "
-                                 f"{self.rank_id} (its share of the tree order, "
-                                 f"H.local_indices); got shape {X.shape}.")
-            if not np.all(np.isfinite(X2)):
-                raise ValueError(f"{where}: {what} contains NaN or Inf.")
+            # (this rank's share of the tree order: H.local_indices)
+            _, X2, vec = as_block(X, self.n_local, what, f"{where} on rank {self.rank_id}")
             X2 = np.ascontiguousarray(X2)
             k = X2.shape[1]
         except (ValueError, TypeError) as exc:
-            err, vec, X2, k = exc, False, None, -1
+            err = exc
         ks = self._agree(err, k, gather=True)
         if len(set(ks)) != 1:
             raise ValueError(f"{where}: the ranks pass different numbers of columns "
@@ -313,7 +323,7 @@ class DistributedHSSMatrix:
             return U[:, 0] if vec else U
         nt = effective_n_threads(n_threads)
         from ._matvec import l2l_nodes, n2s_nodes, s2n_nodes, s2s_nodes
-        L, lv, own = self.n_levels, self.levels, self.own
+        own = self.own
         nskel = int(self.skel_ptr[-1])
         What = np.zeros(nskel * k + 1)
         Uhat = np.zeros(nskel * k + 1)

@@ -258,17 +258,8 @@ def psd_compensation(H, support, tol, n_threads=None, guess=None, near=None):
     delta = 0 when H already factors at the floor shift; the result of an SPD source
     is then within rounding of it, otherwise delta is at most about the truncation
     error |K - H~|_2 (H~ >= K - E >= -|E| I)."""
-    diag = H.diagonal()
-    scale = float(np.max(diag)) if diag.size else 0.0
-    distributed = hasattr(H, "own")       # a DistributedHSSMatrix: support is its rows
-    if distributed:
-        from mpi4py import MPI
-        scale = H.comm.allreduce(scale, op=MPI.MAX) if H.size > 1 else scale
-        from .distributed import DistributedFactorization as Factor
-        sup = np.ascontiguousarray(support, dtype=np.float64)
-    else:
-        Factor = HSSFactorization
-        sup = np.ascontiguousarray(np.asarray(support, dtype=np.float64)[H.tree.perm])
+    scale = H._max_diagonal()
+    sup = H._tree_rows(np.asarray(support, dtype=np.float64))
     if scale <= 0:
         return 0.0, 0
     floor = SPD_FLOOR * scale
@@ -277,7 +268,7 @@ def psd_compensation(H, support, tol, n_threads=None, guess=None, near=None):
     def factors(delta):
         tried[0] += 1
         try:
-            Factor(H, shift=floor, n_threads=n_threads, _dshift=delta * sup)
+            H._factorize_with(floor, delta * sup, n_threads)
             return True
         except FactorizationError:
             return False

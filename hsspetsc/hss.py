@@ -144,6 +144,20 @@ class HSSMatrix:
         return self._caches.get("compensation_tree",
                                 lambda: np.ascontiguousarray(c[self.tree.perm]))
 
+    def _max_diagonal(self):
+        """The largest diagonal entry of H~ (0 for an empty matrix)."""
+        d = self.diagonal()
+        return float(np.max(d)) if d.size else 0.0
+
+    def _tree_rows(self, v):
+        """A user-order vector in the tree order of this matrix's rows."""
+        return np.ascontiguousarray(v[self.tree.perm])
+
+    def _factorize_with(self, shift, dshift, n_threads=None):
+        """The factorization of shift*I + diag(dshift) + H~ (dshift in tree order)."""
+        from .factor import HSSFactorization
+        return HSSFactorization(self, shift=shift, n_threads=n_threads, _dshift=dshift)
+
     # ------------------------------------------------------------------ shape
     @property
     def shape(self):

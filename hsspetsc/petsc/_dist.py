@@ -10,7 +10,6 @@ permutes once with ``H.local_indices``) and no scatter is made.
 import numpy as np
 from petsc4py import PETSc
 
-from ..distributed import DistributedHSSMatrix
 
 
 def check_comm(H, comm, where):
@@ -117,10 +116,6 @@ def memory_lines(H, F=None):
     return lines
 
 
-__all__ = ["TreeScatter", "Scatters", "check_comm", "memory_lines",
-           "DistributedHSSMatrix"]
-
-
 class ReplicatedRows:
     """For a PC on PETSc.COMM_SELF whose Vecs hold every entry on every rank (the
     data-parallel trainer), with a DistributedHSSMatrix over the ranks: each rank
@@ -162,3 +157,6 @@ class ReplicatedRows:
 
     def destroy(self):
         pass
+
+
+__all__ = ["TreeScatter", "Scatters", "ReplicatedRows", "check_comm", "memory_lines"]

@@ -107,15 +107,6 @@ def compress_with_options(source, params, explicit=(), order=None, verbose=False
                                seed=p["seed"], probes=0, verbose=verbose, **kw)
 
 
-def _max_diagonal(H):
-    """The largest diagonal entry of H~ (over every rank for a distributed one)."""
-    d = float(np.max(H.diagonal())) if H.diagonal().size else 0.0
-    if isinstance(H, DistributedHSSMatrix) and H.size > 1:
-        from mpi4py import MPI
-        d = H.comm.allreduce(d, op=MPI.MAX)
-    return d
-
-
 def _assembled_source(P):
     """Entries of an assembled Mat (dense or AIJ), gathered on every rank."""
     m, n = P.getSize()
@@ -245,7 +236,7 @@ class HSSPC:
             except FactorizationError:
                 if not auto_shift or retries >= 16:
                     raise
-                shift = 10.0 * max(abs(shift), 1e-8 * _max_diagonal(H))
+                shift = 10.0 * max(abs(shift), 1e-8 * H._max_diagonal())
                 retries += 1
         t2 = time.perf_counter()
         self.H, self.F = H, F
