@@ -19,6 +19,7 @@ import numpy as np
 from ._threads import effective_n_threads
 
 TASK_ENTRIES = 65536      # about 512 KB of output per parallel task
+COL_TILE = 256            # column tile of wide blocks
 
 
 def exclusive_cumsum(sizes):
@@ -46,26 +47,38 @@ def ranges(starts, lengths):
 
 
 def fill_tasks(row_len, col_len):
-    """(block, first row, end row) tasks of about TASK_ENTRIES entries each."""
+    """(block, first row, end row, first column, end column) tasks of about
+    TASK_ENTRIES entries each. Blocks wider than 2 COL_TILE columns are cut into
+    column tiles too, so every task is a nearly square tile (an evaluator that
+    forms its tile by a GEMM, e.g. a kernel of high-dimensional points, then
+    gathers each point once per tile). The tiles depend on the block shapes only,
+    never on the thread count, so the values are the same on any thread count."""
     row_len = np.asarray(row_len, dtype=np.int64)
     col_len = np.asarray(col_len, dtype=np.int64)
     live = np.flatnonzero((row_len > 0) & (col_len > 0))
-    per = np.maximum(1, TASK_ENTRIES // np.maximum(col_len[live], 1))
-    n_tasks = -(-row_len[live] // per)
+    nc = col_len[live]
+    tile_c = np.where(nc > 2 * COL_TILE, COL_TILE, nc)
+    n_ct = -(-nc // tile_c)                         # column tiles per block
+    per = np.maximum(1, TASK_ENTRIES // tile_c)     # rows per task
+    n_rt = -(-row_len[live] // per)                 # row tiles per block
+    n_tasks = n_rt * n_ct
     blk = np.repeat(live, n_tasks)
     k = np.arange(blk.size, dtype=np.int64) - np.repeat(exclusive_cumsum(n_tasks), n_tasks)
-    r0 = k * np.repeat(per, n_tasks)
+    kr, kc = k // np.repeat(n_ct, n_tasks), k % np.repeat(n_ct, n_tasks)
+    r0 = kr * np.repeat(per, n_tasks)
     r1 = np.minimum(r0 + np.repeat(per, n_tasks), row_len[blk])
-    return blk.astype(np.int64), r0, r1
+    c0 = kc * np.repeat(tile_c, n_tasks)
+    c1 = np.minimum(c0 + np.repeat(tile_c, n_tasks), col_len[blk])
+    return blk.astype(np.int64), r0, r1, c0, c1
 
 
 def fill_with_evaluator(ev, row_start, row_len, row_idx, col_start, col_len, col_idx,
                         offsets, out, n_threads):
     """Evaluate a block list with a nogil evaluator into ``out`` (in parallel)."""
     from ._entries import fill_blocks
-    blk, r0, r1 = fill_tasks(row_len, col_len)
+    blk, r0, r1, c0, c1 = fill_tasks(row_len, col_len)
     fill_blocks(ev, _i64(row_start), _i64(row_idx), _i64(col_start), _i64(col_len),
-                _i64(col_idx), _i64(offsets), blk, r0, r1, out, n_threads)
+                _i64(col_idx), _i64(offsets), blk, r0, r1, c0, c1, out, n_threads)
 
 
 def _i64(a):

@@ -5,7 +5,7 @@ A source whose entries can be computed in C gives a :class:`BlockEvaluator`
 (``Source.evaluator()``): ``fill(I, ni, J, nj, out, ld)`` writes the block
 K[I][:, J] row-major into ``out`` with leading dimension ``ld``, serially, with no
 Python object touched. :func:`fill_blocks` evaluates many blocks at once in one
-``prange`` region over (block, row range) tasks, so a level's blocks of any sizes
+``prange`` region over (block, tile) tasks, so a level's blocks of any sizes
 load-balance over the threads. Kernels check nothing; callers validate.
 """
 from cython.parallel cimport prange
@@ -44,22 +44,25 @@ def fill_blocks(BlockEvaluator ev not None,
                 const int64_t[::1] col_len,
                 const int64_t[::1] col_idx,
                 const int64_t[::1] out_off,    # IN  block b starts at out[out_off[b]], row-major
-                const int64_t[::1] task_blk,   # IN  task t: rows task_r0[t]:task_r1[t] of block task_blk[t]
-                const int64_t[::1] task_r0,
+                const int64_t[::1] task_blk,   # IN  task t: rows task_r0[t]:task_r1[t],
+                const int64_t[::1] task_r0,    #     columns task_c0[t]:task_c1[t] of block task_blk[t]
                 const int64_t[::1] task_r1,
+                const int64_t[::1] task_c0,
+                const int64_t[::1] task_c1,
                 double[::1] out,               # OUT
                 int n_threads):
     """Evaluate every block: out[out_off[b] + i * col_len[b] + j] = K[row i, col j]."""
-    cdef Py_ssize_t t, b, nc, r0
+    cdef Py_ssize_t t, b, nc, r0, c0
     cdef Py_ssize_t n_tasks = task_blk.shape[0]
     if n_tasks == 0:
         return
     for t in prange(n_tasks, nogil=True, num_threads=n_threads, schedule="dynamic"):
         b = task_blk[t]
         r0 = task_r0[t]
+        c0 = task_c0[t]
         nc = col_len[b]
-        ev.fill(&row_idx[row_start[b] + r0], task_r1[t] - r0, &col_idx[col_start[b]], nc,
-                &out[out_off[b] + r0 * nc], nc)
+        ev.fill(&row_idx[row_start[b] + r0], task_r1[t] - r0, &col_idx[col_start[b] + c0],
+                task_c1[t] - c0, &out[out_off[b] + r0 * nc + c0], nc)
 
 
 cdef class SubsetEvaluator(BlockEvaluator):

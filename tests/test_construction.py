@@ -4,7 +4,7 @@ import pytest
 import scipy.linalg as sla
 
 import hsspetsc
-from hsspetsc._blocks import TASK_ENTRIES, BlockReader, chunks, fill_tasks, ranges
+from hsspetsc._blocks import COL_TILE, TASK_ENTRIES, BlockReader, chunks, fill_tasks, ranges
 from hsspetsc.interactions import build_interactions
 from hsspetsc.neighbors import approximate_neighbors
 from hsspetsc.tree import Metric, build_tree, level_leaf_range
@@ -200,10 +200,20 @@ def test_block_list_helpers():
     assert np.array_equal(ranges([5, 0, 9], [2, 0, 3]), [5, 6, 9, 10, 11])
     assert ranges([1], [0]).size == 0
     T = TASK_ENTRIES
-    blk, r0, r1 = fill_tasks([3, 0, 5 * T // 2], [T, 4, 1])
-    assert np.array_equal(blk, [0, 0, 0, 2, 2, 2])
-    assert np.array_equal(r0, [0, 1, 2, 0, T, 2 * T])
-    assert np.array_equal(r1, [1, 2, 3, T, 2 * T, 5 * T // 2])
+    blk, r0, r1, c0, c1 = fill_tasks([3, 0, 5 * T // 2], [4, 4, 1])
+    assert np.array_equal(blk, [0, 2, 2, 2])
+    assert np.array_equal(r0, [0, 0, T, 2 * T])
+    assert np.array_equal(r1, [3, T, 2 * T, 5 * T // 2])
+    assert np.array_equal(c0, [0, 0, 0, 0]) and np.array_equal(c1, [4, 1, 1, 1])
+    # wide blocks are cut into tiles of at most T entries that cover each entry once
+    rows, cols = np.array([3, 0, 700, 2]), np.array([T, 4, 1000, 2 * COL_TILE + 1])
+    blk, r0, r1, c0, c1 = fill_tasks(rows, cols)
+    assert ((r1 - r0) * (c1 - c0) <= T).all()
+    for b in range(rows.size):
+        cover = np.zeros((rows[b], cols[b]), dtype=int)
+        for t in np.flatnonzero(blk == b):
+            cover[r0[t]:r1[t], c0[t]:c1[t]] += 1
+        assert (cover == 1).all()
     assert chunks([4, 4, 4, 10, 1], 8) == [(0, 2), (2, 3), (3, 4), (4, 5)]
 
 

@@ -244,6 +244,7 @@ class KernelSource(Source):
         self.shift = float(shift)
         self.scale = float(scale)
         self.n_threads = n_threads
+        self._sq = np.einsum("ij,ij->i", self.points, self.points)  # for GEMM tiles
         if diag is None:
             # k(x, x): constant for radial kernels, (|x|^2 + h)^2 for the polynomial
             k0 = self._eval(np.zeros(1, np.int64), np.zeros(1, np.int64), None)[0, 0]
@@ -259,7 +260,7 @@ class KernelSource(Source):
         from .._kernels import KernelEvaluator
         ev = KernelEvaluator(self.points, self._code, self.bandwidth, self.param,
                              1.0 if diag is None else self.scale,
-                             np.zeros(0) if diag is None else diag)
+                             np.zeros(0) if diag is None else diag, self._sq)
         return evaluate_block(ev, I, J, self.n_threads)
 
     def _block(self, I, J):
@@ -271,7 +272,7 @@ class KernelSource(Source):
             return None
         from .._kernels import KernelEvaluator
         return KernelEvaluator(self.points, self._code, self.bandwidth, self.param,
-                               self.scale, self._diag)
+                               self.scale, self._diag, self._sq)
 
     def diagonal(self):
         return self._diag.copy()
