@@ -427,16 +427,20 @@ def sample_rows(const int64_t[::1] node_lo, const int64_t[::1] node_hi,   # IN p
 
 
 # ------------------------------------------------- interpolative decomposition
-cdef int _column_id(double* A, int m, int n, int lda, double tol, int max_rank,
-                    double* tau, double* work, int lwork, int* jpvt, double* tails,
-                    double* P, int64_t* piv, double* achieved) noexcept nogil:
+cdef int _column_id(double* A, int m, int n, int lda, double tol, double atol,
+                    int max_rank, double* tau, double* work, int lwork, int* jpvt,
+                    double* tails, double* P, int64_t* piv,
+                    double* achieved) noexcept nogil:
     """Adaptive column ID of A (m x n, column-major, destroyed): A ~= A[:, piv] P.
 
     QR of a tall A first (BLAS-3), then the pivoted QR of R (same column choices,
     the column norms are kept). The rank r is the smallest k with
-    |R[k:, k:]|_F <= tol |R_11| (capped by max_rank); P (r x n, row-major) has the
-    identity on the pivot columns and R11^-1 R12 on the others. Returns r; writes
-    the first r pivots (0-based) and |R[r:, r:]|_F / |R_11| (what was dropped)."""
+    |R[k:, k:]|_F <= tol |R_11| (relative), or, when atol > 0 (shift-aware), the
+    smallest k whose pivot |R_kk| -- the largest column norm left, a lower estimate
+    of |R[k:, k:]|_2 -- is at most atol; capped by max_rank. P (r x n, row-major)
+    has the identity on the pivot columns and R11^-1 R12 on the others. Returns r;
+    writes the first r pivots (0-based) and what was dropped, in units of the
+    criterion times tol: |R[r:, r:]|_F / |R_11|, or tol |R_rr| / atol."""
     cdef int info = 0, kmax, r, nr, ldr = lda, mr = m
     cdef Py_ssize_t i, j
     cdef double total, s, one = 1.0     # total: |R_11|, the largest pivot
@@ -454,24 +458,33 @@ cdef int _column_id(double* A, int m, int n, int lda, double tol, int max_rank,
         jpvt[j] = 0
     dgeqp3(&mr, &n, A, &ldr, jpvt, tau, work, &lwork, &info)
     kmax = mr if mr < n else n
-    # tails[k] = |R[k:, k:]|_F
-    tails[kmax] = 0.0
-    for i in range(kmax - 1, -1, -1):
-        s = 0.0
-        for j in range(i, n):
-            s = s + A[i + j * ldr] * A[i + j * ldr]
-        tails[i] = tails[i + 1] + s
     total = fabs(A[0])
     if total == 0.0:
         return 0
     r = kmax
-    for i in range(kmax + 1):
-        if sqrt(tails[i]) <= tol * total:
-            r = i
-            break
-    if r > max_rank:
-        r = max_rank
-    achieved[0] = sqrt(tails[r]) / total
+    if atol > 0.0:
+        for i in range(kmax):
+            if fabs(A[i + i * ldr]) <= atol:
+                r = i
+                break
+        if r > max_rank:
+            r = max_rank
+        achieved[0] = tol * fabs(A[r + r * ldr]) / atol if r < kmax else 0.0
+    else:
+        # tails[k] = |R[k:, k:]|_F
+        tails[kmax] = 0.0
+        for i in range(kmax - 1, -1, -1):
+            s = 0.0
+            for j in range(i, n):
+                s = s + A[i + j * ldr] * A[i + j * ldr]
+            tails[i] = tails[i + 1] + s
+        for i in range(kmax + 1):
+            if sqrt(tails[i]) <= tol * total:
+                r = i
+                break
+        if r > max_rank:
+            r = max_rank
+        achieved[0] = sqrt(tails[r]) / total
     for i in range(r):
         piv[i] = jpvt[i] - 1
     if r == 0:
@@ -496,6 +509,7 @@ def column_ids(double[::1] B,                  # IN/WORK node t: nrows[t] x ncol
                const int64_t[::1] nrows,
                const int64_t[::1] ncols,
                double tol, int max_rank,
+               const double[::1] atol,         # IN  absolute threshold per node (shift-aware), or empty
                int64_t[::1] rank,              # OUT
                double[::1] achieved,           # OUT |dropped|_F / |block|_F
                double[::1] proj,               # OUT P (rank x ncols, row-major) at proj_off[t]
@@ -521,7 +535,8 @@ def column_ids(double[::1] B,                  # IN/WORK node t: nrows[t] x ncol
         if tau == NULL or tails == NULL or work == NULL or jpvt == NULL:
             rank[t] = -1
         else:
-            rank[t] = _column_id(&B[B_off[t]], m, n, m if m > 0 else 1, tol, max_rank, tau,
+            rank[t] = _column_id(&B[B_off[t]], m, n, m if m > 0 else 1, tol,
+                                 atol[t] if atol.shape[0] > 0 else 0.0, max_rank, tau,
                                  work, lw, jpvt, tails, &proj[proj_off[t]],
                                  &pos[pos_off[t]], &achieved[t])
         free(tau)
@@ -539,6 +554,7 @@ def sketch_ids(bint leaf, int s,
                const double[::1] Yh_prev, const double[::1] Oh_prev,   # IN children's reduced sketches
                const int64_t[::1] prev_off,                    # IN  child c's rows at prev_off[c] * s
                double tol, int max_rank,
+               const double[::1] atol,                         # IN  absolute threshold per node, or empty
                int certified,                                  # IN  larger ranks are not certified
                int64_t[::1] rank, double[::1] achieved,        # OUT
                double[::1] proj, const int64_t[::1] proj_off,  # OUT P (rank x ncols)
@@ -608,10 +624,11 @@ def sketch_ids(bint leaf, int s,
                 dgemm(&N, &T, &ss, &rr, &rl, &mone, Oa, &ss, <double*>B, &rr, &one,
                       &Ya[rl * ss], &ss)
         memcpy(A, Ya, <size_t>n * ss * sizeof(double))
-        r = _column_id(A, ss, n, ss, tol, max_rank, tau, work, lw, jpvt, tails,
+        r = _column_id(A, ss, n, ss, tol, atol[t] if atol.shape[0] > 0 else 0.0, max_rank,
+                       tau, work, lw, jpvt, tails,
                        &proj[proj_off[t]], &pos[pos_off[t]], &achieved[t])
-        if r > certified and r < n:
-            achieved[t] = 1.0          # too close to the samples to trust: unknown
+        if r > certified and r < n:    # too close to the samples to trust: unknown
+            achieved[t] = 2.0 * tol if 2.0 * tol > 1.0 else 1.0
         rank[t] = r
         for i in range(r):
             memcpy(&Yh[(new_off[t] + i) * ss], &Ya[pos[pos_off[t] + i] * ss],

@@ -296,7 +296,7 @@ def _entry_skeletons(tree, reader, nbrs, inter, p, own, x, store, c):
     if L == 0:
         return
     sampler = LevelSampler(tree, reader, nbrs, inter, p["tol"], p["seed"],
-                           reader.n_threads)
+                           reader.n_threads, p.get("shift"))
     lv = own.subtree_levels(L)
     prev = None
     for lev in range(L, 0, -1):
@@ -393,7 +393,7 @@ def _sketch_skeletons(tree, reader, Yt, Ot, p, own, x, store, c):
             lev, lev == L, Yt, Ot, s, (tree.node_off[nodes] - own.lo).astype(np.int64),
             blk, blk_off, ncols, rank_l.astype(np.int64), rank_r.astype(np.int64),
             (Yh_prev, Oh_prev, prev_off), cols_ptr, cols_idx, p["tol"], p["max_rank"],
-            reader.n_threads)
+            reader.n_threads, p.get("shift"), L)
         rank, achieved = ids.rank, ids.achieved
         store.add(nodes, rank, ncols, ids.skel, ids.pos, ids.proj, achieved, p["tol"],
                   "samples", _counted(own, nodes))
@@ -418,7 +418,7 @@ def contract(D, src, diag, p, path, reader, n_products, nt, c):
     """The contract of a freshly built DistributedHSSMatrix: the leaf-minor check,
     the error estimate (``probes``) and the PSD compensation (``spd``), as in
     :func:`hsspetsc.compress._contract`, with every figure summed over the ranks."""
-    from .accuracy import distributed_estimate
+    from .accuracy import distributed_estimate, distributed_spectral_estimate, spread_bounds
     from .compress import _check_leaf_minors
     from .factor import psd_compensation
     where = "compress" if path == "entries" else "compress_sketch"
@@ -448,6 +448,7 @@ def contract(D, src, diag, p, path, reader, n_products, nt, c):
         probe = (E, exact)
         est0, den = distributed_estimate(D, E, exact)
         err_fro = est0 * den * np.sqrt(n / rows.size)
+        scale = np.sqrt(n / rows.size)
     elif p["probes"]:
         rng = np.random.default_rng(phase_key(p["seed"], PHASE_SKETCH, 1))
         Z = rng.standard_normal((n, p["probes"]))
@@ -457,11 +458,18 @@ def contract(D, src, diag, p, path, reader, n_products, nt, c):
         del Z, KZ
         est0, den = distributed_estimate(D, *probe)
         err_fro = est0 * den / np.sqrt(p["probes"])
+        scale = 1.0 / np.sqrt(p["probes"])
+    guess = None if err_fro is None else 2 * err_fro
+    shift = p.get("shift")
+    if shift and p["probes"]:
+        # as the serial contract: the spectral estimate is the tighter guess
+        err2_0 = distributed_spectral_estimate(D, *probe, scale)
+        guess = 2 * err2_0 if err2_0 > 0 else guess
     delta = 0.0
     if p["spd"]:
         support = diag > 0
         delta, out["spd_factorizations"] = psd_compensation(
-            D, support, p["tol"], nt, guess=None if err_fro is None else 2 * err_fro)
+            D, support, p["tol"], nt, guess=guess)
         if delta is None:
             raise ValueError(
                 f"{where}: no diagonal compensation up to 1e6 x the largest diagonal "
@@ -476,4 +484,8 @@ def contract(D, src, diag, p, path, reader, n_products, nt, c):
         out["error_estimate_uncompensated"] = est0
         out["error_estimate"] = est0 if delta == 0 else distributed_estimate(D, *probe)[0]
         out["indefinite_source"] = bool(delta > 3.0 * err_fro)
+        if shift:
+            e2 = err2_0 if delta == 0 else distributed_spectral_estimate(D, *probe, scale)
+            out["shift_error"] = e2 / shift
+            out["shift_spread"] = spread_bounds(out["shift_error"])
     return out

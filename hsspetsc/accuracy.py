@@ -5,7 +5,16 @@
 - :func:`rows_estimate` / :func:`products_estimate`: the a-posteriori estimate
   ``compress`` and ``compress_sketch`` store in ``stats()["error_estimate"]``, in the
   measure ``tol`` promises: the relative Frobenius error |K - K~|_F / |K|_F, from
-  a few exact rows (entries path) or a few exact products (sketch path).
+  a few exact rows (entries path) or a few exact products (sketch path);
+- :func:`spectral_estimate`: with a shift, the measure that matters is
+  |K - K~|_2 / shift (it bounds the spread of (shift I + K~)^-1 (shift I + K)
+  around 1, see :mod:`hsspetsc._params`), ``stats()["shift_error"]``, estimated
+  from the same probes: sqrt(N / p) |E(S, :)|_2 for p exact rows S, or
+  |E Z|_2 / sqrt(p) for p Gaussian products Z. Both are exact in expectation for
+  an error of low rank (whose singular vectors are spread over the indices) and
+  err high, by up to sqrt(N / p), for an error spread over many directions;
+- :func:`spread_bounds`: the interval that estimate puts the eigenvalues of the
+  preconditioned matrix in, and its condition number.
 """
 import numpy as np
 
@@ -80,3 +89,39 @@ def distributed_estimate(D, Z, KZ):
     num = D._sum(float(np.sum(diff * diff)))
     den = np.sqrt(D._sum(float(np.sum(KZ * KZ))))
     return (float(np.sqrt(num) / den) if den > 0 else 0.0), float(den)
+
+
+def spectral_estimate(diff, scale):
+    """scale x |diff|_2 for a p x N (or N x p) block ``diff`` of the error, through
+    its p x p Gram matrix (see the module docstring for ``scale``)."""
+    diff = np.asarray(diff)
+    gram = diff @ diff.T if diff.shape[0] <= diff.shape[1] else diff.T @ diff
+    return gram_estimate(gram, scale)
+
+
+def gram_estimate(gram, scale):
+    """scale x sqrt(largest eigenvalue of ``gram``) (the Gram matrix of an error
+    block, summed over ranks by the distributed contract)."""
+    if gram.size == 0:
+        return 0.0
+    top = float(np.linalg.eigvalsh(0.5 * (gram + gram.T))[-1])
+    return float(np.sqrt(max(top, 0.0)) * scale)
+
+
+def spread_bounds(eta):
+    """(lowest, highest eigenvalue, condition number) of (lam I + K~)^-1 (lam I + K)
+    when |K - K~|_2 <= eta lam (K PSD): [1 / (1 + eta), 1 / (1 - eta)]; no bound
+    (None) for eta >= 1."""
+    if eta is None or not np.isfinite(eta) or eta >= 1.0:
+        return None
+    lo, hi = 1.0 / (1.0 + eta), 1.0 / (1.0 - eta)
+    return {"low": lo, "high": hi, "condition": hi / lo}
+
+
+def distributed_spectral_estimate(D, Z, KZ, scale):
+    """scale x |K Z - K~ Z|_2 over all ranks of a DistributedHSSMatrix (this rank's
+    rows of Z and K Z), through the p x p Gram matrix summed over the ranks: the
+    figure :func:`spectral_estimate` gives for the whole block. Collective."""
+    diff = KZ - D.matvec(Z)
+    return gram_estimate(np.asarray(D._sum(diff.T @ diff)), scale)
+

@@ -28,7 +28,7 @@ from .neighbors import approximate_neighbors
 from .skeleton import skeletonize
 from .sketch import products, sketch_bases
 from .sources import as_source
-from .accuracy import products_estimate, rows_estimate
+from .accuracy import products_estimate, rows_estimate, spectral_estimate, spread_bounds
 from .factor import psd_compensation
 from .tree import PHASE_CHECK, PHASE_SKETCH, Metric, build_tree, phase_key, tree_from_order
 
@@ -84,9 +84,9 @@ def _check_metric(src, diag, distance, where, what="distance"):
                          f"source has no points; use 'angle' or 'kernel'.")
 
 
-def compress(source, leaf_size=128, max_rank=None, tol=1e-5, neighbors=32, budget=0.0,
+def compress(source, leaf_size=128, max_rank=None, tol=None, neighbors=32, budget=0.0,
              distance="angle", seed=0, memory=None, spd=True, probes=32, verbose=None,
-             n_threads=None, comm=None):
+             n_threads=None, comm=None, shift=None):
     """Compress a symmetric (SPD) matrix from its entries into an HSSMatrix.
 
     Parameters
@@ -101,11 +101,12 @@ def compress(source, leaf_size=128, max_rank=None, tol=1e-5, neighbors=32, budge
         ``memory``. Nodes stopped by the cap are listed in
         ``H.stats()["truncated_nodes"]`` with what they dropped, and a RuntimeWarning
         names the remedy.
-    tol : float in (0, 1)
+    tol : float in (0, 1), default 1e-5; with ``shift``: in (0, 100], default 0.5
         Target relative error of H~ in the Frobenius norm, enforced node by node:
         each node keeps the smallest rank whose dropped part of its sampled
         off-diagonal block row is at most tol times the block's largest pivot (see
-        :mod:`hsspetsc._params`). Ranks adapt to it.
+        :mod:`hsspetsc._params`). Ranks adapt to it. With ``shift``, tol is a share
+        c of the shift instead: |K - H~|_2 <= c shift.
     neighbors : int >= 0
         Approximate nearest neighbours per index (k), used for the row sampling and
         the near lists. 0 disables the search (uniform sampling only).
@@ -140,6 +141,14 @@ def compress(source, leaf_size=128, max_rank=None, tol=1e-5, neighbors=32, budge
         default) once the compression has taken more than 10 s.
     n_threads : int or None
         OpenMP threads (default: OMP_NUM_THREADS, else all cores).
+    shift : float > 0 or None
+        The shift lam the matrix will be used with (lam I + H~: kernel ridge
+        regression, a GP's noise, Levenberg-Marquardt damping). Shift-aware
+        accuracy: each node drops what is small against lam (tol is then the share
+        c above), which on high-dimensional data cuts the ranks many times over;
+        with c < 1, lam I + H~ preconditions lam I + K with a condition number at
+        most (1 + c) / (1 - c) (derivation in :mod:`hsspetsc._params`).
+        ``stats()["shift_error"]`` estimates |K - H~|_2 / lam (from the probes).
     comm : mpi4py communicator or None
         Build a :class:`hsspetsc.distributed.DistributedHSSMatrix` over its ranks
         (collective; every rank passes the same source and parameters, checked by
@@ -154,7 +163,7 @@ def compress(source, leaf_size=128, max_rank=None, tol=1e-5, neighbors=32, budge
     src, diag = _source_and_diagonal(source, where)
     p = _params.check(src.n, where, leaf_size=leaf_size, max_rank=max_rank, tol=tol,
                       neighbors=neighbors, budget=budget, distance=distance, seed=seed,
-                      memory=memory, spd=spd, probes=probes)
+                      memory=memory, spd=spd, probes=probes, shift=shift)
     if p["memory"] is None:
         # an explicit max_rank is the user's cap: then only an explicit memory applies
         p["memory"] = (_params.default_memory(src.n) if p["max_rank"] is None
@@ -164,9 +173,9 @@ def compress(source, leaf_size=128, max_rank=None, tol=1e-5, neighbors=32, budge
                       effective_n_threads(n_threads, where), comm=comm)
 
 
-def compress_sketch(source, samples=256, leaf_size=128, tol=1e-4, max_rank=None,
+def compress_sketch(source, samples=256, leaf_size=128, tol=None, max_rank=None,
                     order="natural", probes=8, seed=0, spd=True, verbose=None,
-                    n_threads=None, comm=None):
+                    n_threads=None, comm=None, shift=None):
     """Compress a symmetric matrix into an HSSMatrix from ``samples`` products and a
     few entries (randomized HSS; see :mod:`hsspetsc.sketch`).
 
@@ -179,10 +188,11 @@ def compress_sketch(source, samples=256, leaf_size=128, tol=1e-4, max_rank=None,
         the largest off-diagonal rank you expect.
     leaf_size : int in [2, N]
         Largest leaf; the leaf diagonal blocks are read exactly.
-    tol : float in (0, 1)
+    tol : float in (0, 1), default 1e-4; with ``shift``: in (0, 100], default 0.5
         Target relative error of H~ in the Frobenius norm, node by node, as for
         :func:`compress` (met when ``samples`` is large enough for the ranks it
-        asks; ``probes`` measures it).
+        asks; ``probes`` measures it). With ``shift``: the share c of the shift,
+        as for :func:`compress`.
     max_rank : int in [1, samples], default ``samples // 2`` (at least 1).
     order : "natural" (default), "angle", "geometric" or a permutation of range(N)
         The tree: "natural" bisects the given index order (no entries; the right
@@ -201,6 +211,9 @@ def compress_sketch(source, samples=256, leaf_size=128, tol=1e-4, max_rank=None,
         One progress line per phase: True, False, or None (after 10 s).
     n_threads : int or None
         OpenMP threads (default: OMP_NUM_THREADS, else all cores).
+    shift : float > 0 or None
+        Shift-aware accuracy, as for :func:`compress`; ``stats()["shift_error"]``
+        then estimates |K - H~|_2 / shift from the probes' products.
     comm : mpi4py communicator or None
         Build a distributed matrix over its ranks, as for :func:`compress`. Every
         rank computes the products K @ Omega (the source's ``matmat``) and keeps
@@ -209,8 +222,10 @@ def compress_sketch(source, samples=256, leaf_size=128, tol=1e-4, max_rank=None,
     where = "compress_sketch"
     src, diag = _source_and_diagonal(source, where)
     n = src.n
+    if tol is None and shift is None:
+        tol = _params.default("tol", "sketch")
     p = _params.check(n, where, samples=samples, leaf_size=leaf_size, tol=tol,
-                      max_rank=max_rank, probes=probes, seed=seed, spd=spd)
+                      max_rank=max_rank, probes=probes, seed=seed, spd=spd, shift=shift)
     if p["max_rank"] is None:
         p["max_rank"] = max(1, p["samples"] // 2)
     if p["max_rank"] > p["samples"]:
@@ -260,7 +275,7 @@ def _construct(src, diag, p, path, verbose, nt, perm=None, comm=None):
         ph.done("interactions")
         if path == "entries":
             bases = skeletonize(tree, reader, nbrs, inter, p["tol"], p["max_rank"],
-                                p["memory"], p["seed"], nt)
+                                p["memory"], p["seed"], nt, p["shift"])
             ph.done("skeletons")
             near, far, couplings = _entry_blocks(tree, reader, bases, inter)
             ph.done("blocks")
@@ -269,7 +284,7 @@ def _construct(src, diag, p, path, verbose, nt, perm=None, comm=None):
             Y = np.ascontiguousarray(Y[tree.perm])
             Omega = np.ascontiguousarray(Omega[tree.perm])
             bases, (D, Doff), (C, Coff) = sketch_bases(tree, reader, Y, Omega, p["tol"],
-                                                       p["max_rank"], nt)
+                                                       p["max_rank"], nt, p["shift"])
             del Y, Omega
             near = BlockSet(inter.near_pairs, Doff, D)
             parent = (inter.far_pairs[:, 0] - 1) // 2
@@ -403,12 +418,18 @@ def _contract(H0, src, diag, p, path, reader, n_products, nt, near=None):
     support = diag > 0
     factor_only = p["budget"] > 0          # the near field is not factored: see spd
     err_fro = None                         # estimated |K - H0|_F
+    shift = p.get("shift")
     if p["probes"] and path == "entries":
         check = np.random.default_rng(phase_key(p["seed"], PHASE_CHECK, 1))
         rows = np.sort(check.choice(n, min(n, p["probes"]), replace=False))
-        est0, exact, _ = rows_estimate(H0, reader, rows)
+        est0, exact, approx0 = rows_estimate(H0, reader, rows)
         den = np.linalg.norm(exact)
         err_fro = est0 * den * np.sqrt(n / rows.size)
+
+        def error_2(H, approx=None):       # the estimated |K - H|_2
+            if approx is None:
+                approx = rows_estimate(H, None, rows, exact)[2]
+            return spectral_estimate(approx - exact, np.sqrt(n / rows.size))
     elif p["probes"]:
         rng = np.random.default_rng(phase_key(p["seed"], PHASE_SKETCH, 1))
         Z = rng.standard_normal((n, p["probes"]))
@@ -416,12 +437,19 @@ def _contract(H0, src, diag, p, path, reader, n_products, nt, near=None):
         n_products[0] += p["probes"]
         est0 = products_estimate(H0, KZ, Z)
         err_fro = est0 * np.linalg.norm(KZ) / np.sqrt(p["probes"])
+
+        def error_2(H, approx=None):
+            return spectral_estimate(KZ - H.matvec(Z), 1.0 / np.sqrt(p["probes"]))
+    guess = None if err_fro is None else 2 * err_fro
+    if shift and p["probes"]:
+        # an SPD source needs at most |E|_2: the spectral estimate is the tighter guess
+        err2_0 = error_2(H0, approx0 if path == "entries" else None)
+        guess = 2 * err2_0 if err2_0 > 0 else guess
     delta = 0.0
     H = H0
     if p["spd"]:
         delta, out["spd_factorizations"] = psd_compensation(
-            H0, support, p["tol"], nt, guess=None if err_fro is None else 2 * err_fro,
-            near=near)
+            H0, support, p["tol"], nt, guess=guess, near=near)
         if delta is None and not factor_only:
             where = "compress" if path == "entries" else "compress_sketch"
             raise ValueError(
@@ -440,6 +468,9 @@ def _contract(H0, src, diag, p, path, reader, n_products, nt, near=None):
             H = H0.with_compensation(delta * support, H0._info, factor_only)
     if not p["probes"]:
         return H, out
+    if shift:
+        out["shift_error"] = (err2_0 if H is H0 else error_2(H)) / shift
+        out["shift_spread"] = spread_bounds(out["shift_error"])
     out["error_estimate_uncompensated"] = est0
     if H is H0 or factor_only:
         out["error_estimate"] = est0
@@ -493,10 +524,25 @@ def _warn_misses(H, p, path, where=None, stacklevel=3):
                   "memory": f"raise memory (now {p.get('memory', 0) / 2 ** 30:.3g} GiB)",
                   "samples": f"raise samples (now {p.get('samples')}; a rank within 10 "
                              f"of it is not certified) and max_rank"}[cause]
+        if p.get("shift"):
+            what = (f"tol = {p['tol']:.3g} x shift, dropping up to {worst / p['tol']:.3g} "
+                    f"times their threshold")
+        else:
+            what = f"tol = {p['tol']:.1e}, dropping up to {worst:.1e} of their block"
         msgs.append(f"{len(capped)} node(s) stopped at their rank cap ({cause}) before "
-                    f"tol = {p['tol']:.1e}, dropping up to {worst:.1e} of their block; "
-                    f"{remedy}, or accept")
+                    f"{what}; {remedy}, or accept")
     est = s.get("error_estimate")
+    shift_est = s.get("shift_error")
+    if p.get("shift"):
+        est = None                  # the relative Frobenius error is not the target
+        if shift_est is not None and shift_est > 10 * p["tol"]:
+            msgs.append(f"the estimated |K - H~|_2 / shift = {shift_est:.3g} is above "
+                        f"10 x tol = {10 * p['tol']:.3g}: "
+                        + ("raise the ranks (see above)" if capped else
+                           "compress again (the kept skeletons no longer fit)"
+                           if where == "refresh" else "add a near field (budget > 0) "
+                           "or more neighbors" if path == "entries" else "raise samples")
+                        + ", or accept")
     if est is not None and est > 10 * p["tol"]:
         remedy = ("the skeletons kept from another matrix no longer fit it: compress "
                   "again" if where == "refresh" else

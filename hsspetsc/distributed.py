@@ -389,16 +389,18 @@ class DistributedHSSMatrix:
         return self._caches.get("norm", power)
 
     def _sum(self, x):
-        """Sum of a float over the ranks, the same bits on every rank (a reduce to
-        rank 0 and a broadcast; an allreduce may round differently per rank)."""
+        """Sum of a float (or of a float array, entry by entry) over the ranks, the
+        same bits on every rank (a reduce to rank 0 and a broadcast; an allreduce
+        may round differently per rank)."""
         if self.size == 1:
             return x
         from mpi4py import MPI
-        a = np.array([x], dtype=np.float64)
+        scalar = np.ndim(x) == 0
+        a = np.ascontiguousarray(np.atleast_1d(x), dtype=np.float64)
         out = np.empty_like(a)
         self.comm.Reduce(a, out, op=MPI.SUM, root=0)
         self.comm.Bcast(out, root=0)
-        return float(out[0])
+        return float(out[0]) if scalar else out.reshape(np.shape(x))
 
     def factorize(self, shift=0.0, relative=False, n_threads=None):
         """Factor shift*I + H~ across the ranks (collective); see

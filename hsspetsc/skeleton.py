@@ -22,6 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._blocks import chunks, exclusive_cumsum, ranges
+from ._params import shift_thresholds
 from .tree import PHASE_ROWS, level_leaf_range, phase_key
 
 ROW_FACTOR = 4           # sampled rows per column (4: eps2 2e-5 on K02 at tol 1e-5)
@@ -156,9 +157,10 @@ class LevelSampler:
     serial construction calls it with whole levels, a rank of the distributed one
     with its own nodes (the result of a node does not depend on the others)."""
 
-    def __init__(self, tree, reader, nbrs, inter, tol, seed, n_threads):
+    def __init__(self, tree, reader, nbrs, inter, tol, seed, n_threads, shift=None):
         n = tree.n
         self.tree, self.reader, self.tol, self.n_threads = tree, reader, tol, n_threads
+        self.shift = shift
         self.key = np.uint64(phase_key(seed, PHASE_ROWS))
         self.m = int(tree.node_size[tree.first_leaf:].max())
         self.leaf_off = tree.leaf_bounds()
@@ -199,6 +201,8 @@ class LevelSampler:
                     mark, nt)
         del mark
         check_alloc(rows_cnt.min() >= 0, "the row sampling")
+        atol = shift_thresholds(self.tol, self.shift, tree.n_levels,
+                                np.sqrt(rows_cnt / np.maximum(n_allowed, 1)))
         pos_cap, proj_cap = id_caps(ncols, rows_cnt, cap)
         pos_off, proj_off = exclusive_cumsum(pos_cap), exclusive_cumsum(proj_cap)
         pos_buf = np.empty(int(pos_cap.sum()), dtype=np.int64)
@@ -210,22 +214,25 @@ class LevelSampler:
             B, Boff = reader.read(cols_ptr[c0:c1], ncols[c0:c1], cols_idx,
                                   rows_off[c0:c1], rows_cnt[c0:c1], rows)
             column_ids(B, Boff, rows_cnt[c0:c1], ncols[c0:c1], self.tol, cap,
-                       rank[c0:c1], achieved[c0:c1], proj_buf, proj_off[c0:c1],
-                       pos_buf, pos_off[c0:c1], self.n_threads)
+                       atol[c0:c1] if atol.size else atol, rank[c0:c1], achieved[c0:c1],
+                       proj_buf, proj_off[c0:c1], pos_buf, pos_off[c0:c1],
+                       self.n_threads)
         check_alloc(rank.min() >= 0, "the interpolative decompositions")
         return LevelIDs(lev, rank, achieved, cols_ptr, cols_idx, pos_buf, pos_off,
                         proj_buf, proj_off, ncols)
 
 
-def skeletonize(tree, reader, nbrs, inter, tol, max_rank, memory, seed, n_threads):
+def skeletonize(tree, reader, nbrs, inter, tol, max_rank, memory, seed, n_threads,
+                shift=None):
     """Bases of every non-root node from sampled entries (see the module docstring).
-    ``max_rank`` None: ranks bounded only by ``memory`` (bytes of H~)."""
+    ``max_rank`` None: ranks bounded only by ``memory`` (bytes of H~). ``shift``:
+    shift-aware thresholds (:func:`hsspetsc._params.shift_thresholds`)."""
     L = tree.n_levels
     budget = RankBudget(tree, inter, max_rank, memory)
     causes = {}
     if L == 0:
         return assemble_bases(tree, [], tol)
-    sampler = LevelSampler(tree, reader, nbrs, inter, tol, seed, n_threads)
+    sampler = LevelSampler(tree, reader, nbrs, inter, tol, seed, n_threads, shift)
     # the leaves' columns are their indices
     leaves = tree.level_nodes(L)
     cols_ptr = np.r_[tree.node_off[leaves], tree.n].astype(np.int64)

@@ -25,6 +25,7 @@ and a node whose rank ends above samples - 10 is reported like a capped one.
 import numpy as np
 
 from ._blocks import exclusive_cumsum
+from ._params import shift_thresholds
 
 OVERSAMPLING = 10       # a rank above samples - 10 is not certified by the sketch
 from .skeleton import LevelIDs, assemble_bases, check_alloc
@@ -48,11 +49,13 @@ def products(src, Omega, where):
 
 
 def sketch_level(lev, leaf, Yt, Ot, s, node_lo, blk, blk_off, ncols, rank_l, rank_r,
-                 prev, cols_ptr, cols_idx, tol, max_rank, n_threads):
+                 prev, cols_ptr, cols_idx, tol, max_rank, n_threads, shift=None, levels=1):
     """The row IDs of a set of nodes of one level (see the module docstring): leaf
     rows of Yt/Ot (flat, row-major) at ``node_lo``, or the children's reduced
     sketches ``prev`` = (Yh, Oh, offsets: child c's rows at offsets[c]), children
-    2t and 2t+1 of node t. Returns (LevelIDs, Yh, Oh, offsets) of the level."""
+    2t and 2t+1 of node t. ``shift``, ``levels``: shift-aware thresholds
+    (:func:`hsspetsc._params.shift_thresholds`). Returns (LevelIDs, Yh, Oh, offsets)
+    of the level."""
     from ._build import sketch_ids
     nn = ncols.size
     cap = np.minimum(np.minimum(ncols, s), max_rank).astype(np.int64)
@@ -63,15 +66,16 @@ def sketch_level(lev, leaf, Yt, Ot, s, node_lo, blk, blk_off, ncols, rank_l, ran
     Oh = np.empty(int(cap.sum()) * s)
     rank = np.zeros(nn, dtype=np.int64)
     achieved = np.zeros(nn)
+    atol = shift_thresholds(tol, shift, levels, np.full(nn, np.sqrt(s)))
     sketch_ids(leaf, s, Yt, Ot, node_lo, blk, blk_off, ncols, rank_l, rank_r, prev[0],
-               prev[1], prev[2], tol, max_rank, s - OVERSAMPLING, rank, achieved,
+               prev[1], prev[2], tol, max_rank, atol, s - OVERSAMPLING, rank, achieved,
                proj_buf, proj_off, pos_buf, pos_off, Yh, Oh, pos_off, n_threads)
     check_alloc(rank.min() >= 0, "the sketch's interpolative decompositions")
     return (LevelIDs(lev, rank, achieved, cols_ptr, cols_idx, pos_buf, pos_off, proj_buf,
                      proj_off, ncols), Yh, Oh, pos_off)
 
 
-def sketch_bases(tree, reader, Yt, Ot, tol, max_rank, n_threads):
+def sketch_bases(tree, reader, Yt, Ot, tol, max_rank, n_threads, shift=None):
     """Bases, leaf blocks and couplings from the sketch Y = K Omega, given in tree
     order (``Yt = Y[tree.perm]``, ``Ot = Omega[tree.perm]``, C-contiguous; the caller
     permutes and drops the originals, so no more than three N x s arrays live at once).
@@ -112,7 +116,7 @@ def sketch_bases(tree, reader, Yt, Ot, tol, max_rank, n_threads):
         prev, Yh_prev, Oh_prev, prev_off = sketch_level(
             lev, lev == L, Yt, Ot, s, lo.astype(np.int64), blk, blk_off, ncols, rank_l,
             rank_r, (Yh_prev, Oh_prev, prev_off), cols_ptr, cols_idx, tol, max_rank,
-            n_threads)
+            n_threads, shift, L)
         levels.append(prev)
     # the root's coupling K(skel_1, skel_2)
     blk, _ = reader.read([0], [prev.rank[0]], prev.skel, [prev.rank[0]], [prev.rank[1]],

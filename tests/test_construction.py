@@ -83,9 +83,10 @@ def test_callback_source_is_entered_once_per_round_and_gives_the_same_matrix(k02
     assert calls["single"] == calls["blocks"]
 
 
-def _reference_column_id(B, tol, max_rank):
+def _reference_column_id(B, tol, max_rank, atol=None):
     """Numpy/scipy oracle of the ID kernel: QR, pivoted QR of R, rank by the
-    Frobenius tail against |R_11|, P = [I, R11^-1 R12] in pivot order."""
+    Frobenius tail against |R_11| (or, with ``atol``, the first pivot |R_kk| <= atol),
+    P = [I, R11^-1 R12] in pivot order."""
     m, n = B.shape
     R = sla.qr(B, mode="r")[0][:n] if m > n + n // 4 else B
     R, piv = sla.qr(R, mode="r", pivoting=True)
@@ -93,6 +94,9 @@ def _reference_column_id(B, tol, max_rank):
     rows = np.array([np.sum(R[i, i:] ** 2) for i in range(kmax)])
     tails = np.sqrt(np.r_[np.cumsum(rows[::-1])[::-1], 0.0])
     r = int(np.argmax(tails <= tol * abs(R[0, 0])))
+    if atol is not None:
+        small = np.abs(np.diag(R)[:kmax]) <= atol
+        r = int(np.argmax(small)) if small.any() else kmax
     r = min(r, max_rank)
     P = np.zeros((r, n))
     P[np.arange(r), piv[:r]] = 1.0
@@ -100,9 +104,10 @@ def _reference_column_id(B, tol, max_rank):
     return r, piv[:r], P
 
 
+@pytest.mark.parametrize("absolute", [False, True])
 @pytest.mark.parametrize("m,n,rank,max_rank", [(200, 40, 12, 64), (30, 50, 20, 64),
                                                (120, 60, 60, 25)])
-def test_column_id_kernel_agrees_with_the_numpy_oracle(m, n, rank, max_rank):
+def test_column_id_kernel_agrees_with_the_numpy_oracle(m, n, rank, max_rank, absolute):
     from hsspetsc._build import column_ids
     rng = np.random.default_rng(0)
     blocks = [rng.standard_normal((m, rank)) @ (rng.standard_normal((rank, n))
@@ -116,11 +121,14 @@ def test_column_id_kernel_agrees_with_the_numpy_oracle(m, n, rank, max_rank):
     ach = np.zeros(3)
     proj = np.zeros(3 * cap * n)
     pos = np.zeros(3 * cap, np.int64)
+    # shift-aware: an absolute threshold on the pivots |R_kk|, one per node
+    atol = np.array([1e-3, 1e-6, 1e-9]) if absolute else np.zeros(0)
     column_ids(B, off, np.full(3, m, np.int64), np.full(3, n, np.int64), tol, max_rank,
-               rank_out, ach, proj, np.arange(3, dtype=np.int64) * cap * n, pos,
+               atol, rank_out, ach, proj, np.arange(3, dtype=np.int64) * cap * n, pos,
                np.arange(3, dtype=np.int64) * cap, 2)
     for t, blk in enumerate(blocks):
-        r, piv, P = _reference_column_id(blk, tol, max_rank)
+        r, piv, P = _reference_column_id(blk, tol, max_rank,
+                                         atol[t] if absolute else None)
         assert rank_out[t] == r
         assert np.array_equal(pos[t * cap:t * cap + r], piv)
         got = proj[t * cap * n:t * cap * n + r * n].reshape(r, n)
@@ -128,8 +136,13 @@ def test_column_id_kernel_agrees_with_the_numpy_oracle(m, n, rank, max_rank):
         np.testing.assert_allclose(got, P, rtol=0, atol=1e-8 * scale)
         # and it is an interpolative decomposition of the block
         approx = blk[:, piv] @ got
-        err = np.linalg.norm(blk - approx) / np.linalg.norm(blk)
-        assert err <= 10 * max(tol, ach[t])
+        if absolute:
+            # what is dropped: its largest column is at most the threshold
+            assert np.linalg.norm(blk - approx, axis=0).max() <= 10 * max(
+                atol[t], ach[t] * atol[t] / tol)
+        else:
+            err = np.linalg.norm(blk - approx) / np.linalg.norm(blk)
+            assert err <= 10 * max(tol, ach[t])
 
 
 def test_sampled_rows_avoid_the_node_and_its_near_leaves():

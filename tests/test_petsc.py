@@ -310,3 +310,29 @@ def test_pc_auto_tunes_the_compression(k02):
     p = ctx.H.params
     assert p["leaf_size"] == 32 and p["tol"] == 1e-6 and p["budget"] == 0.0
     assert p["neighbors"] in hsspetsc.tune.__globals__["NEIGHBORS"]
+
+
+def test_pc_shift_aware_option_compresses_for_the_factor_shift(gauss3d):
+    H = hsspetsc.compress(gauss3d, leaf_size=64, tol=1e-7)
+    lam = 1e-2
+    A = hp.as_petsc_mat(H, shift=lam, source=gauss3d)
+    try:
+        it1, r1, e1, ctx = _solve(A, "sa_", {**HSSPC_OPTS, "pc_hss_shift_aware": "1"})
+    finally:
+        A.destroy()
+    assert r1 > 0 and e1 < 1e-6
+    assert ctx.H is not H
+    assert ctx.H.params["shift"] == pytest.approx(lam) and ctx.H.params["tol"] == 0.5
+    # condition number <= 3: CG to 1e-10 in a few dozen steps at most
+    assert it1 <= 30
+    assert ctx.H.stats()["stored_bytes"] < H.stats()["stored_bytes"]
+
+
+def test_pc_shift_aware_needs_a_positive_shift(gauss3d):
+    H = hsspetsc.compress(gauss3d, leaf_size=64, tol=1e-7)
+    A = hp.as_petsc_mat(H, shift=0.0, source=gauss3d)
+    try:
+        with pytest.raises(Exception, match="positive shift"):
+            _solve(A, "sa0_", {**HSSPC_OPTS, "pc_hss_shift_aware": "1"})
+    finally:
+        A.destroy()

@@ -17,6 +17,9 @@ TABLE = dict(
                      "entries"),
     auto=(bool, False, "choose leaf size, neighbours and near field with hsspetsc.tune"),
     shift=(float, 0.0, "extra shift added to the operator's own shift"),
+    shift_aware=(bool, False, "compress for the factor's shift s: -pc_hss_tol is then "
+                              "the share c of it, |K - H~|_2 <= c s (default c 0.5: "
+                              "condition number <= 3)"),
     validate=(int, 0, "check the ranks of n sampled nodes with SLEPc"),
     auto_shift=(bool, False, "raise the shift tenfold while shift*I + H~ does not "
                              "factor (at most 16 times)"),

@@ -8,6 +8,11 @@ Options (through the PC's prefix, e.g. -tao_nls_pc_hss_tol under TAO):
                        a matmat on the source, or an assembled Mat; -pc_hss_max_rank
                        only when given, else n // 2; default 0)
     -pc_hss_shift      extra shift added to the operator's own shift (default 0)
+    -pc_hss_shift_aware compress for the shift the PC factors with (the operator's
+                       shift + -pc_hss_shift, which must be > 0): -pc_hss_tol is then
+                       the share c of it (|K - H~|_2 <= c shift; default 0.5, so the
+                       preconditioned condition number is at most 3); forces a
+                       compression of the operator's source (default off)
     -pc_hss_validate   n: check the ranks of n sampled nodes with SLEPc (default 0)
     -pc_hss_strict     an unknown -pc_hss_* name is an error (default: a warning)
     -pc_hss_auto       choose leaf size, neighbours and near field with
@@ -43,10 +48,14 @@ def _read_options(pc):
     parameters and which of them were given, (extra shift, auto shift), validate."""
     prefix = pc.getOptionsPrefix()
     params, explicit = {}, set()
-    for key in _options._COMPRESSION + ("samples", "auto", "distributed"):
+    for key in _options._COMPRESSION + ("samples", "auto", "distributed", "shift_aware"):
         params[key], given = _options.read(prefix, key)
-        if given and key not in ("auto", "distributed"):
+        if given and key not in ("auto", "distributed", "shift_aware"):
             explicit.add(key)
+    if params["shift_aware"]:
+        explicit.add("shift_aware")         # H~ must be built for the shift
+        if "tol" not in explicit:
+            params["tol"] = None            # the shift-aware default (SHIFT_TOL)
     where = f"HSSPC (options -{prefix or ''}pc_hss_*)"
     shift = check_float(_options.read(prefix, "shift")[0], "shift", where)
     validate = check_int(_options.read(prefix, "validate")[0], "validate", where, lo=0)
@@ -62,6 +71,9 @@ def _check(params, n, prefix):
     p.pop("auto", None)
     p.pop("distributed", None)
     samples = check_int(p.pop("samples"), "samples", where, lo=0, hi=n)
+    # the shift itself is known at setUp (operator + -pc_hss_shift); any positive
+    # value gives tol its shift-aware range here
+    p["shift"] = 1.0 if p.pop("shift_aware", False) else None
     _params.check(n, where, **p)
     if samples and (p["budget"] > 0 or p["distance"] == "kernel"):
         raise ValueError(f"{where}: -pc_hss_samples builds plain HSS from products "
@@ -83,12 +95,14 @@ def compress_with_options(source, params, explicit=(), order=None, verbose=False
     samples = p.pop("samples", 0)
     auto = p.pop("auto", False)
     p.pop("distributed", None)
+    p.pop("shift_aware", None)           # the shift itself comes as p["shift"]
     kw = {} if comm is None else {"comm": comm}
     if samples == 0:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             if auto:
-                tuned = tune(source, tol=p["tol"], seed=p["seed"])
+                tuned = tune(source, tol=p["tol"] if p["tol"] is not None and not
+                             p.get("shift") else _params.default("tol"), seed=p["seed"])
                 p.update({k: v for k, v in tuned.items() if k not in explicit})
             return compress(source, verbose=verbose, **p, **kw)
     if not (isinstance(source, (np.ndarray, DenseSource))
@@ -104,7 +118,8 @@ def compress_with_options(source, params, explicit=(), order=None, verbose=False
         return compress_sketch(source, samples=samples, leaf_size=p["leaf_size"],
                                tol=p["tol"], max_rank=max_rank,
                                order=p["distance"] if order is None else order,
-                               seed=p["seed"], probes=0, verbose=verbose, **kw)
+                               seed=p["seed"], probes=0, verbose=verbose,
+                               shift=p.get("shift"), **kw)
 
 
 def _assembled_source(P):
@@ -196,6 +211,10 @@ class HSSPC:
                                  "no source; pass source= to as_petsc_mat so the PC can "
                                  "compress with budget 0.")
         elif ctx is not None and callable(getattr(ctx, "hss_matrix", None)):
+            if params["shift_aware"]:
+                raise ValueError("HSSPC: -pc_hss_shift_aware is not available for an "
+                                 "operator that owns its compression (the trainer's "
+                                 "Gauss-Newton Mat); drop it.")
             # the Mat's context owns a compression (and when to redo it)
             H, base_shift = ctx.hss_matrix(params, explicit)
             how = ctx.hss_how
@@ -215,6 +234,13 @@ class HSSPC:
             raise ValueError("HSSPC: a distributed H~ (-pc_hss_distributed, or a "
                              "distributed operator) needs -pc_hss_budget 0.")
         if H is None:
+            if params["shift_aware"]:
+                s = base_shift + extra_shift
+                if not s > 0:
+                    raise ValueError(f"HSSPC: -pc_hss_shift_aware needs a positive "
+                                     f"shift (the operator's {base_shift:g} + "
+                                     f"-pc_hss_shift {extra_shift:g}); give -pc_hss_shift.")
+                params = dict(params, shift=s)
             H = compress_with_options(source, params, explicit,
                                       comm=pc.getComm().tompi4py() if distributed else None)
         self._native = bool(isinstance(ctx, HSSMatContext) and ctx.native
