@@ -22,11 +22,13 @@ in ``hsspetsc.training`` / ``python -m hsspetsc train``; both import petsc4py, t
 modules above do not.
 """
 from . import baselines, gallery, mlp
+from ._blocks import IncompressibleError
 from .accuracy import relative_error
 from .compress import compress, compress_sketch, refresh
 from .distributed import DistributedHSSMatrix, distribute
 from .factor import FactorizationError, HSSFactorization
 from .io import load
+from .krylov import SolveInfo, solve
 from .hss import HSSMatrix
 from .sources import DenseSource, EntrySource, KernelSource, Source
 from .tune import TunedParams, tune
@@ -41,6 +43,7 @@ def validate_ranks(H, source, nodes=8, **kwargs):
     return _validate(H, source, nodes=nodes, **kwargs)
 
 __all__ = ["compress", "compress_sketch", "refresh", "DistributedHSSMatrix", "distribute",
-           "tune", "TunedParams", "load", "HSSMatrix", "HSSFactorization", "FactorizationError", "relative_error", "EntrySource", "DenseSource",
+           "tune", "TunedParams", "load", "HSSMatrix", "HSSFactorization", "FactorizationError", "IncompressibleError",
+           "solve", "SolveInfo", "relative_error", "EntrySource", "DenseSource",
            "KernelSource", "Source", "gallery", "mlp", "baselines", "validate_ranks",
            "__version__"]

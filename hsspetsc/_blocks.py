@@ -85,14 +85,36 @@ def _i64(a):
     return np.ascontiguousarray(a, dtype=np.int64)
 
 
+class WorkCapReached(Exception):
+    """A read would take the reader past its limit (caught by the front doors,
+    which say what it means: :class:`IncompressibleError`)."""
+
+    def __init__(self, count, request, limit):
+        super().__init__(count, request, limit)
+        self.count, self.request, self.limit = count, request, limit
+
+
+class IncompressibleError(RuntimeError):
+    """The compression would read more entries than the dense matrix has (N^2):
+    at this tolerance H~ costs more than K itself. Raised before the read that
+    would cross N^2; the message gives the figures and the remedies (a larger
+    tol, a ``shift``, or the dense matrix: ``hsspetsc.solve(..., method="dense")``).
+    ``entries_read``, ``n`` and ``phase`` hold the figures."""
+
+    def __init__(self, message, entries_read=0, n=0, phase=""):
+        super().__init__(message)
+        self.entries_read, self.n, self.phase = entries_read, n, phase
+
+
 class BlockReader:
     """Reads block lists of ``source`` (see the module docstring) and counts entries.
 
     ``evaluator``: a nogil evaluator to use instead of the source's own (the
     geometric metric reads squared distances of points this way)."""
 
-    def __init__(self, source=None, n_threads=None, evaluator=None):
+    def __init__(self, source=None, n_threads=None, evaluator=None, limit=None):
         self.source = source
+        self.limit = limit      # entries the reader may read in all (None: no cap)
         self.evaluator = evaluator if evaluator is not None else (
             source.evaluator() if source is not None else None)
         self.n_threads = effective_n_threads(n_threads)
@@ -110,6 +132,8 @@ class BlockReader:
         # a collective source is called in step on every rank, even with nothing to read
         if out.size == 0 and not getattr(self.source, "collective", False):
             return out, offsets
+        if self.limit is not None and self.count + out.size > self.limit:
+            raise WorkCapReached(self.count, out.size, self.limit)
         self.count += out.size
         self.calls += 1
         if self.evaluator is not None:

@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 
 from . import _params
-from ._blocks import BlockReader
+from ._blocks import BlockReader, IncompressibleError, WorkCapReached
 from ._threads import blas_single_thread, effective_n_threads
 from .hss import BlockSet, HSSMatrix
 from .interactions import build_interactions
@@ -31,6 +31,11 @@ from .sources import as_source
 from .accuracy import products_estimate, rows_estimate, spectral_estimate, spread_bounds
 from .factor import psd_compensation
 from .tree import PHASE_CHECK, PHASE_SKETCH, Metric, build_tree, phase_key, tree_from_order
+
+
+# Below this many entries (N <= 8192) the work cap does not apply: reading them all
+# costs seconds at most, and small tight-tolerance compressions stay possible.
+WORK_FLOOR = float(2 ** 26)
 
 
 class _Phases:
@@ -248,16 +253,42 @@ def _construct(src, diag, p, path, verbose, nt, perm=None, comm=None):
     if comm is not None:
         return _construct_distributed(src, diag, p, path, verbose, nt, perm, comm)
     n = src.n
-    reader = BlockReader(src, nt)
+    # the work cap: the construction reads at most N^2 entries-equivalents in all
+    reader = BlockReader(src, nt, limit=max(float(n) ** 2, WORK_FLOOR))
     n_products = [0]
     ph = _Phases(verbose, n, lambda: reader.count + n_products[0] * n)
     ph.start()
+    Y = Omega = None
     if path == "sketch":         # products first, with the source's own BLAS threads
         rng = np.random.default_rng(phase_key(p["seed"], PHASE_SKETCH))
         Omega = rng.standard_normal((n, p["samples"]))
         Y = products(src, Omega, "compress_sketch")
         n_products[0] += p["samples"]
+        reader.limit -= float(n_products[0]) * n
         ph.done("products")
+    try:
+        tree, nbrs, bases, near, far, couplings = _build(src, diag, p, path, nt, reader,
+                                                         ph, perm, Y, Omega)
+    except WorkCapReached as e:
+        raise _incompressible(e, n, p, path, ph) from None
+    del Y, Omega
+    reader.limit = None        # the error-estimate probes come on top (probes x N)
+    params = dict(p, construction=path)
+    info = {"neighbor_recall": None if nbrs is None else nbrs.recall,
+            "neighbor_iterations": 0 if nbrs is None else nbrs.iterations,
+            "truncated_nodes": list(bases.truncated)}
+    H = HSSMatrix(tree=tree, bases=bases, near=near, far=far, couplings=couplings,
+                  params=params, info=info)
+    where = "compress" if path == "entries" else "compress_sketch"
+    H = _finish(H, src, diag, p, path, reader, n_products, nt, ph, where, stacklevel=5)
+    if verbose or (verbose is None and ph.times["total"] > _Phases.AUTO_PROGRESS_S):
+        print(repr(H), flush=True)
+    return H
+
+
+def _build(src, diag, p, path, nt, reader, ph, perm, Y, Omega):
+    """Tree, neighbours, interactions, bases and stored blocks (BLAS on one thread)."""
+    n = src.n
     with blas_single_thread():
         metric = None
         if p["distance"] in ("angle", "kernel", "geometric"):
@@ -291,17 +322,28 @@ def _construct(src, diag, p, path, verbose, nt, perm=None, comm=None):
             far = BlockSet(inter.far_pairs, Coff[parent] if parent.size else Coff[:0], C)
             couplings = BlockSet.empty()
             ph.done("skeletons")
-    params = dict(p, construction=path)
-    info = {"neighbor_recall": None if nbrs is None else nbrs.recall,
-            "neighbor_iterations": 0 if nbrs is None else nbrs.iterations,
-            "truncated_nodes": list(bases.truncated)}
-    H = HSSMatrix(tree=tree, bases=bases, near=near, far=far, couplings=couplings,
-                  params=params, info=info)
-    where = "compress" if path == "entries" else "compress_sketch"
-    H = _finish(H, src, diag, p, path, reader, n_products, nt, ph, where, stacklevel=5)
-    if verbose or (verbose is None and ph.times["total"] > _Phases.AUTO_PROGRESS_S):
-        print(repr(H), flush=True)
-    return H
+    return tree, nbrs, bases, near, far, couplings
+
+
+_NEXT_PHASE = {"": "tree", "products": "tree", "tree": "neighbors",
+               "neighbors": "skeletons", "interactions": "skeletons",
+               "skeletons": "blocks"}
+
+
+def _incompressible(e, n, p, path, ph):
+    """The IncompressibleError of a read that would cross the work cap."""
+    phase = _NEXT_PHASE.get(list(ph.times)[-1] if ph.times else "", "blocks")
+    read = e.count + (p["samples"] * n if path == "sketch" else 0)
+    how = (f"a larger tol (now {p['tol']:g}, the share of the shift)" if p.get("shift")
+           else "shift=lam with the lam you will solve with (shift-aware accuracy), or "
+                f"a larger tol (now {p['tol']:g})")
+    return IncompressibleError(
+        f"compress{'' if path == 'entries' else '_sketch'}: at this accuracy H~ costs "
+        f"more than the dense matrix: the {phase} phase would read {e.request} more "
+        f"entries after {read} ({100 * (read + e.request) / float(n) ** 2:.0f}% of "
+        f"N^2, N = {n}), and the compression stops at N^2. Use {how}, or the dense "
+        f"matrix ({8 * float(n) ** 2 / 2 ** 20:.0f} MB; hsspetsc.solve(..., "
+        f"method='dense')).", entries_read=int(read), n=n, phase=phase)
 
 
 def _construct_distributed(src, diag, p, path, verbose, nt, perm, comm):
@@ -552,6 +594,14 @@ def _warn_misses(H, p, path, where=None, stacklevel=3):
                   "raise samples")
         msgs.append(f"the estimated relative error {est:.1e} is above 10 x tol = "
                     f"{10 * p['tol']:.1e}: {remedy}, or accept")
+    # the distributed sizes are collective: checked on one rank only for the serial H~
+    sizes = H.stats() if isinstance(H, HSSMatrix) else {}
+    stored, dense = sizes.get("stored_bytes"), sizes.get("dense_bytes")
+    if stored is not None and dense and stored > dense:
+        msgs.append(f"H~ stores {stored / 2 ** 20:.1f} MB, more than the dense matrix "
+                    f"({dense / 2 ** 20:.1f} MB): at this accuracy the dense matrix is "
+                    f"the better answer (hsspetsc.solve(..., method='dense')), or pass "
+                    + ("a larger tol" if p.get("shift") else "shift=lam or a larger tol"))
     if s.get("indefinite_source"):
         msgs.append(f"H~ needed a diagonal compensation of {s['compensation']:.3g}, more "
                     f"than its compression error explains: the source is probably not "
