@@ -35,6 +35,7 @@ MPITEST := timeout 900 mpiexec --oversubscribe -n
 MPIPYTEST := $(PY) -m pytest -q -p no:cacheprovider --color=no tests/mpi
 
 test: $(BUILD)
+	.venv/bin/ruff check hsspetsc tests bench examples tools
 	OMP_NUM_THREADS=2 $(PY) -m pytest -q --ignore=tests/mpi tests
 	OMP_NUM_THREADS=1 $(MPITEST) 1 $(MPIPYTEST)
 	OMP_NUM_THREADS=1 $(MPITEST) 2 $(MPIPYTEST)
@@ -66,6 +67,7 @@ bench: $(BUILD)
 	OMP_NUM_THREADS=2 $(PY) bench/bench_train.py --nets dae --budget 150 --no-system \
 	    --curvature-samples 16 --hss-samples 64 --out bench/bench_train_dae.json
 	OMP_NUM_THREADS=1 $(PY) bench/bench_scaling.py --largest 2097152
+	OMP_NUM_THREADS=2 $(PY) bench/bench_krr.py
 	$(PY) bench/make_results.py
 
 # The API reference from the docstrings (Sphinx; installs python3-sphinx if missing).

@@ -17,9 +17,9 @@ import time
 import warnings
 
 import numpy as np
+from _results import write_results
 
 import hsspetsc
-from _results import write_results
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOLS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8)

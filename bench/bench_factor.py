@@ -19,10 +19,10 @@ import time
 
 import numpy as np
 import scipy.linalg as sla
+from _results import write_results
 
 import hsspetsc
 from hsspetsc._timing import median_time
-from _results import write_results
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

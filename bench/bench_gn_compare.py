@@ -25,11 +25,11 @@ import os
 import time
 
 import numpy as np
+from _results import write_results
 
 import hsspetsc
 from hsspetsc.baselines import KFAC, nystrom, rsvd
 from hsspetsc.mlp import MLP, GaussNewton, load
-from _results import write_results
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

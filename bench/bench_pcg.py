@@ -16,13 +16,12 @@ import time
 import petsc4py
 
 petsc4py.init(sys.argv)
-from petsc4py import PETSc  # noqa: E402
-
 import numpy as np  # noqa: E402
+from _results import write_results  # noqa: E402
+from petsc4py import PETSc  # noqa: E402
 
 import hsspetsc  # noqa: E402
 import hsspetsc.petsc as hp  # noqa: E402
-from _results import write_results  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

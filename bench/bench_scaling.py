@@ -62,7 +62,9 @@ def _max():
 def worker(args):
     """One rank count: everything measured, rank 0 writes ``args.out``."""
     import warnings
+
     from mpi4py import MPI
+
     import hsspetsc
     comm = MPI.COMM_WORLD
     P, me = comm.Get_size(), comm.Get_rank()

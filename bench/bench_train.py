@@ -33,13 +33,13 @@ import petsc4py
 
 petsc4py.init([sys.argv[0]])
 import numpy as np  # noqa: E402
+from _results import write_results  # noqa: E402
 
 from hsspetsc.cli import first_to_reach, plot_histories  # noqa: E402
 from hsspetsc.mlp import MLP, load  # noqa: E402
 from hsspetsc.training import ShardedProblem, Trainer, run  # noqa: E402
-from hsspetsc.training.run import TIME_SPLIT, choose_learning_rate  # noqa: E402
 from hsspetsc.training.newton import NewtonKrylov  # noqa: E402
-from _results import write_results  # noqa: E402
+from hsspetsc.training.run import TIME_SPLIT, choose_learning_rate  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DAE = [784, 1000, 500, 250, 30, 250, 500, 1000, 784]

@@ -18,10 +18,10 @@ import sys
 import time
 
 import numpy as np
-
-from bench_gn_compare import NETS, adam_train
-from hsspetsc.mlp import MLP, GaussNewton, load
 from _results import write_results
+from bench_gn_compare import NETS, adam_train
+
+from hsspetsc.mlp import MLP, GaussNewton, load
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -31,9 +31,8 @@ import time
 import petsc4py
 
 petsc4py.init(sys.argv)
-from petsc4py import PETSc  # noqa: E402
-
 import numpy as np  # noqa: E402
+from petsc4py import PETSc  # noqa: E402
 
 import hsspetsc  # noqa: E402
 import hsspetsc.petsc as hpetsc  # noqa: E402

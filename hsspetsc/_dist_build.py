@@ -30,8 +30,17 @@ from .interactions import build_interactions
 from .neighbors import approximate_neighbors
 from .skeleton import LevelSampler, RankBudget
 from .sketch import products, sketch_level
-from .tree import (PHASE_CHECK, PHASE_SKETCH, ClusterTree, Metric, build_tree, phase_key,
-                   tree_depth, tree_from_order, tree_layout)
+from .tree import (
+    PHASE_CHECK,
+    PHASE_SKETCH,
+    ClusterTree,
+    Metric,
+    build_tree,
+    phase_key,
+    tree_depth,
+    tree_from_order,
+    tree_layout,
+)
 
 
 class _Store:
@@ -418,7 +427,11 @@ def contract(D, src, diag, p, path, reader, n_products, nt, c):
     """The contract of a freshly built DistributedHSSMatrix: the leaf-minor check,
     the error estimate (``probes``) and the PSD compensation (``spd``), as in
     :func:`hsspetsc.compress._contract`, with every figure summed over the ranks."""
-    from .accuracy import distributed_estimate, distributed_spectral_estimate, spread_bounds
+    from .accuracy import (
+        distributed_estimate,
+        distributed_spectral_estimate,
+        spread_bounds,
+    )
     from .compress import _check_leaf_minors
     from .factor import psd_compensation
     where = "compress" if path == "entries" else "compress_sketch"

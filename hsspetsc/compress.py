@@ -22,16 +22,22 @@ import numpy as np
 from . import _params
 from ._blocks import BlockReader, IncompressibleError, WorkCapReached
 from ._threads import blas_single_thread, effective_n_threads
+from .accuracy import products_estimate, rows_estimate, spectral_estimate, spread_bounds
+from .factor import psd_compensation
 from .hss import BlockSet, HSSMatrix
 from .interactions import build_interactions
 from .neighbors import approximate_neighbors
 from .skeleton import skeletonize
 from .sketch import products, sketch_bases
 from .sources import as_source
-from .accuracy import products_estimate, rows_estimate, spectral_estimate, spread_bounds
-from .factor import psd_compensation
-from .tree import PHASE_CHECK, PHASE_SKETCH, Metric, build_tree, phase_key, tree_from_order
-
+from .tree import (
+    PHASE_CHECK,
+    PHASE_SKETCH,
+    Metric,
+    build_tree,
+    phase_key,
+    tree_from_order,
+)
 
 # Below this many entries (N <= 8192) the work cap does not apply: reading them all
 # costs seconds at most, and small tight-tolerance compressions stay possible.
@@ -348,8 +354,8 @@ def _incompressible(e, n, p, path, ph):
 
 def _construct_distributed(src, diag, p, path, verbose, nt, perm, comm):
     """compress / compress_sketch with ``comm``: see :mod:`hsspetsc._dist_build`."""
+    from ._collective import _Comm, fail_together
     from ._dist_build import construct, contract
-    from ._collective import fail_together, _Comm
     c = _Comm(comm)
     reader_box = {}
     ph = _Phases(verbose if c.rank == 0 else False, src.n,

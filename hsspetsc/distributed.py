@@ -34,7 +34,7 @@ the serial matrix's to round-off on any number of ranks.
 import numpy as np
 
 from ._blocks import exclusive_cumsum, ranges
-from ._collective import _Comm, CollectiveError
+from ._collective import CollectiveError, _Comm
 from ._threads import blas_single_thread, effective_n_threads
 from ._validation import as_block, check_float
 from .tree import tree_layout

@@ -32,10 +32,15 @@ import scipy.linalg
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .kernel_ridge import (_validate_data, check_kernel_params, cross_kernel,
-                           predict_chunks)
-from .sources import KernelSource
 from ._validation import check_choice, check_float, check_int
+from .kernel_ridge import (
+    _validate_data,
+    check_kernel_params,
+    cross_kernel,
+    predict_chunks,
+)
+from .sources import KernelSource
+
 
 class _Fit:
     """C^-1 y, log det C and solves with C at one set of hyper-parameters."""

@@ -45,6 +45,7 @@ def cg_solve(A, prefix, opts_dict, comm, rtol=1e-10, max_it=1000, keep=False):
     Returns (iterations, converged reason, x gathered on every rank) and, with
     ``keep``, the KSP too (the caller destroys it)."""
     from petsc4py import PETSc
+
     import hsspetsc.petsc as hp
     opts = PETSc.Options()
     for k, v in opts_dict.items():

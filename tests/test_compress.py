@@ -1,9 +1,9 @@
 """Compression accuracy against dense references."""
 import numpy as np
 import pytest
+from helpers import assert_close
 
 import hsspetsc
-from helpers import assert_close
 
 TOLS = [1e-2, 1e-4, 1e-6, 1e-8]
 

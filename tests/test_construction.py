@@ -2,13 +2,20 @@
 import numpy as np
 import pytest
 import scipy.linalg as sla
+from helpers import assert_close
 
 import hsspetsc
-from hsspetsc._blocks import COL_TILE, TASK_ENTRIES, BlockReader, chunks, fill_tasks, ranges
+from hsspetsc._blocks import (
+    COL_TILE,
+    TASK_ENTRIES,
+    BlockReader,
+    chunks,
+    fill_tasks,
+    ranges,
+)
 from hsspetsc.interactions import build_interactions
 from hsspetsc.neighbors import approximate_neighbors
 from hsspetsc.tree import Metric, build_tree, level_leaf_range
-from helpers import assert_close
 
 
 def _stored(H):

@@ -4,10 +4,10 @@ import warnings
 
 import numpy as np
 import pytest
+from helpers import assert_close
 
 import hsspetsc
 from hsspetsc.mlp import MLP, GaussNewton
-from helpers import assert_close
 
 
 def _shell(n, seed=0):
@@ -120,7 +120,7 @@ def test_spd_source_factors_at_every_positive_shift(name):
     assert ev.min() >= -1e-11 * ev.max()             # H~ is PSD
     ev0 = np.linalg.eigvalsh(K0)                     # delta is near the smallest one
     assert delta <= 1.6 * max(-ev0.min(), 0.0) + 1e-11 * ev.max()
-    nrm = H.norm()
+    H.norm()
     b = np.random.default_rng(1).standard_normal(H.n)
     for rel in (1e-8, 1e-6, 1e-4, 1e-2, 1.0):
         F = H.factorize(rel, relative=True)

@@ -17,9 +17,10 @@ from hsspetsc.mlp.data import train_validation_split
 
 petsc4py = pytest.importorskip("petsc4py")
 
+from helpers import apply_newton_pc  # noqa: E402
+
 from hsspetsc.training import ShardedProblem, Trainer, run  # noqa: E402
 from hsspetsc.training.newton import NewtonKrylov  # noqa: E402
-from helpers import apply_newton_pc  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -185,7 +186,7 @@ def test_refresh_at_unchanged_parameters_reproduces_the_build():
         theta = pb.model.params
         gn = pb.gauss_newton(theta)
         curv = pb.gauss_newton(theta, samples=64, seed=0)
-        from hsspetsc.petsc._options import TABLE, _COMPRESSION
+        from hsspetsc.petsc._options import _COMPRESSION, TABLE
         params = {k: TABLE[k][1] for k in _COMPRESSION}
         params["samples"] = 0
         nk.ctx.update(gn, 1e-3, "build", curv)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import sklearn.gaussian_process as skgp
 import sklearn.kernel_ridge as skkr
-from sklearn.gaussian_process.kernels import ConstantKernel, Matern, RBF
+from sklearn.gaussian_process.kernels import RBF, ConstantKernel, Matern
 
 from hsspetsc.gaussian_process import GaussianProcessRegressor
 from hsspetsc.kernel_ridge import KernelRidge

@@ -63,3 +63,14 @@ def test_kernel_pcg_distributed_under_mpiexec():
     assert "rank 0:" in out and "rank 1:" in out
     err = float(re.search(r"solve error \|x - w\|/\|w\| = ([0-9.e+-]+)", out).group(1))
     assert err < 1e-8
+
+
+def test_kernel_ridge_fashion_example():
+    rc, out = run("kernel_ridge_fashion.py", "--n", "1500", "--n-test", "400",
+                  "--method", "pcg", "--tol", "30")
+    assert rc == 0, out
+    acc = dict(re.findall(r"(\w+): fit .* test accuracy ([0-9.]+)", out))
+    assert set(acc) == {"pcg", "dense"}, out
+    # CG to a residual of 1e-3 changes at most a few of 400 predictions
+    assert abs(float(acc["pcg"]) - float(acc["dense"])) <= 0.01, out
+    assert float(acc["dense"]) > 0.7, out

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 import scipy.linalg as sla
+from helpers import assert_close
 
 import hsspetsc
-from helpers import assert_close
 
 
 def _dense_solve(K, shift, B):

@@ -16,8 +16,8 @@ import pytest
 
 pytest.importorskip("petsc4py")
 
-from hsspetsc.training import ShardedProblem, Trainer, run  # noqa: E402
 from hsspetsc.mlp import MLP, load  # noqa: E402
+from hsspetsc.training import ShardedProblem, Trainer, run  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAULT = os.path.join(ROOT, "tests", "scripts", "fault_train.py")

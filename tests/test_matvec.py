@@ -1,11 +1,11 @@
 """The Cython matvec against the numpy reference, threads, shapes, operator."""
 import numpy as np
 import pytest
+from helpers import assert_close
 from scipy.sparse.linalg import LinearOperator
 
 import hsspetsc
 from hsspetsc._reference import reference_matvec
-from helpers import assert_close
 
 
 @pytest.fixture(scope="module", params=[0.0, 0.08])

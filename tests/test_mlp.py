@@ -1,12 +1,12 @@
 """MLP, Gauss-Newton operator, baselines."""
 import numpy as np
 import pytest
+from helpers import assert_close
 
 import hsspetsc
 from hsspetsc.baselines import KFAC, nystrom, rsvd
 from hsspetsc.mlp import MLP, GaussNewton
 from hsspetsc.mlp.model import softmax
-from helpers import assert_close
 
 CASES = [("mse", "identity", ["tanh", "relu"]), ("mse", "sigmoid", ["sigmoid", "tanh"]),
          ("cross_entropy", "identity", ["relu", "tanh"])]

@@ -10,13 +10,13 @@ import pytest
 
 pytest.importorskip("petsc4py")
 
-from petsc4py import PETSc  # noqa: E402
+
+from helpers import apply_newton_pc  # noqa: E402
 
 from hsspetsc.baselines import KFAC  # noqa: E402
 from hsspetsc.mlp import MLP, load  # noqa: E402
 from hsspetsc.training import ShardedProblem, Trainer, run  # noqa: E402
 from hsspetsc.training.newton import NewtonKrylov  # noqa: E402
-from helpers import apply_newton_pc  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -3,8 +3,17 @@ import numpy as np
 import pytest
 
 from hsspetsc.mlp import MLP
-from hsspetsc.mlp.optimizers import (OPTIMIZERS, AdaGrad, Adam, Momentum, Nesterov,
-                                     RMSprop, SGD, make_optimizer, minibatch_epochs)
+from hsspetsc.mlp.optimizers import (
+    OPTIMIZERS,
+    SGD,
+    AdaGrad,
+    Adam,
+    Momentum,
+    Nesterov,
+    RMSprop,
+    make_optimizer,
+    minibatch_epochs,
+)
 
 TH = np.array([1.0, -2.0, 0.5])
 G = np.array([0.2, -0.4, 0.0])

@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 
 petsc4py = pytest.importorskip("petsc4py")
+from helpers import assert_close
 from petsc4py import PETSc  # noqa: E402
 
 import hsspetsc  # noqa: E402
 import hsspetsc.petsc as hp  # noqa: E402
-from helpers import assert_close
 
 SHIFT = 1e-4
 

@@ -3,10 +3,10 @@ import warnings
 
 import numpy as np
 import pytest
+from helpers import assert_close
 
 import hsspetsc
 from hsspetsc.mlp import MLP, GaussNewton
-from helpers import assert_close
 
 
 def _gauss1d(n=1024, bandwidth=0.05, shuffle=False):

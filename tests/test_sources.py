@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from helpers import assert_close
 
 import hsspetsc
 from hsspetsc.gallery import testsuite as make_suite
-from helpers import assert_close
 
 
 def _dense_kernel(X, kernel, h):

@@ -2,7 +2,7 @@
 # Set up everything hsspetsc needs on a fresh Debian/Ubuntu machine:
 #   1. system packages (PETSc, SLEPc, MPI, numpy, scipy) when petsc4py is missing,
 #   2. the project venv (.venv, from /usr/bin/python3 with system site packages),
-#   3. Cython >= 3 and pytest in the venv, the package installed editable.
+#   3. Cython >= 3, pytest and ruff in the venv, the package installed editable.
 # Quick when already done: each step checks first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,4 +50,8 @@ echo "numpy<2" > .venv/constraints.txt
 if ! .venv/bin/python -c "import Cython, pytest, sys; sys.exit(int(Cython.__version__.split('.')[0]) < 3)" 2>/dev/null; then
     echo "[bootstrap] installing Cython>=3 and pytest into .venv"
     .venv/bin/python -m pip install -q -c .venv/constraints.txt "cython>=3" pytest
+fi
+if [ ! -x .venv/bin/ruff ]; then
+    echo "[bootstrap] installing the linter (ruff) into .venv"
+    .venv/bin/python -m pip install -q -c .venv/constraints.txt ruff
 fi

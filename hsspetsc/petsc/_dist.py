@@ -11,7 +11,6 @@ import numpy as np
 from petsc4py import PETSc
 
 
-
 def check_comm(H, comm, where):
     """The matrix's communicator and the PETSc one must hold the same ranks in the
     same order."""

@@ -43,8 +43,8 @@ def read(prefix, key):
 def print_help(prefix, comm):
     """The table as -help prints it: ``-pc_hss_tol <now>: help (default ...)``."""
     p = prefix or ""
-    lines = [f"HSSPC options (hsspetsc, -pc_type python -pc_python_type "
-             f"hsspetsc.petsc.HSSPC) -----------"]
+    lines = ["HSSPC options (hsspetsc, -pc_type python -pc_python_type "
+             "hsspetsc.petsc.HSSPC) -----------"]
     for key, (kind, default, text) in TABLE.items():
         value, _ = read(prefix, key)
         lines.append(f"  -{p}pc_hss_{key} <{value}>: {text} (default {default})")

@@ -30,18 +30,19 @@ import warnings
 import numpy as np
 from petsc4py import PETSc
 
-from .._validation import check_float, check_int
 from .. import _params
+from .._validation import check_float, check_int
 from ..compress import compress, compress_sketch
-from ..tune import tune
+from ..distributed import DistributedHSSMatrix
 from ..factor import FactorizationError
 from ..sources import DenseSource, EntrySource
+from ..tune import tune
 from . import _options
 from ._comm import collective, register_exit_cleanup, release_refs
-from ._mat import HSSMatContext
 from ._dist import ReplicatedRows, Scatters, memory_lines
+from ._mat import HSSMatContext
 from ._vec import Gatherer, check_vec, set_local
-from ..distributed import DistributedHSSMatrix
+
 
 def _read_options(pc):
     """The -pc_hss_* values (the table in hsspetsc.petsc._options): compression

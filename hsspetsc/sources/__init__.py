@@ -21,8 +21,13 @@ import numpy as np
 
 from .._blocks import fill_with_evaluator
 from .._threads import effective_n_threads
-from .._validation import (as_float_array, as_index_array, check_finite, check_int,
-                           warn_low_precision)
+from .._validation import (
+    as_float_array,
+    as_index_array,
+    check_finite,
+    check_int,
+    warn_low_precision,
+)
 
 __all__ = ["Source", "DenseSource", "EntrySource", "KernelSource", "as_source"]
 

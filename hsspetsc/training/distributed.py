@@ -8,11 +8,11 @@ differently on different ranks). With one rank nothing is communicated.
 import numpy as np
 
 from .._blocks import exclusive_cumsum, fill_with_evaluator
+from .._collective import CollectiveError, _Comm, _raise_agreed, fail_together  # noqa: F401
 from .._threads import effective_n_threads, threads_per_rank
 from .._validation import add_to_diagonal
 from ..mlp.gauss_newton import GaussNewton
 from ..sources import Source
-from .._collective import CollectiveError, _Comm, _raise_agreed, fail_together  # noqa: F401
 
 
 def _digest(model, X, Y):

@@ -19,9 +19,9 @@ import numpy as np
 from petsc4py import PETSc
 
 from ..compress import refresh
-from ..tree import tree_depth
-from ..petsc._pc import compress_with_options
 from ..petsc._comm import release_refs
+from ..petsc._pc import compress_with_options
+from ..tree import tree_depth
 from .distributed import DistributedGN
 
 

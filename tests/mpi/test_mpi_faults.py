@@ -150,8 +150,8 @@ def test_cold_cache_race(attempt):
 
 @two_ranks
 def test_tao_gauss_newton_entries_error_on_one_rank():
-    from hsspetsc.training.tao import tao_train
     from hsspetsc.mlp.gauss_newton import GaussNewton
+    from hsspetsc.training.tao import tao_train
     pb = _problem()
     real = GaussNewton._gn_evaluator
     if COMM.Get_rank() == LAST:

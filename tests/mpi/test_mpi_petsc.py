@@ -4,12 +4,12 @@
 """
 import numpy as np
 import pytest
-
+from helpers import assert_close
+from helpers import cg_solve as _cg
 from petsc4py import PETSc
 
 import hsspetsc
 import hsspetsc.petsc as hp
-from helpers import assert_close, cg_solve as _cg
 
 COMM = PETSc.COMM_WORLD
 RANK = COMM.getRank()

@@ -5,13 +5,13 @@ import warnings
 
 import numpy as np
 import pytest
+from helpers import cg_solve
 from mpi4py import MPI
 from petsc4py import PETSc
 
 import hsspetsc
 import hsspetsc.petsc as hp
 from hsspetsc._collective import CollectiveError
-from helpers import cg_solve
 
 COMM = PETSc.COMM_WORLD
 RANK, SIZE = COMM.getRank(), COMM.getSize()
