@@ -6,8 +6,8 @@ from ``scipy.linalg.cython_blas`` at run time. OpenMP is on by default; set
 """
 import os
 
-from setuptools import Extension, setup
 from Cython.Build import cythonize
+from setuptools import Extension, setup
 
 openmp = os.environ.get("HSSPETSC_NO_OPENMP", "0") != "1"
 flags = ["-O3", "-fopenmp"] if openmp else ["-O3"]

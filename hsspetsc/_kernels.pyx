@@ -179,3 +179,37 @@ def kernel_offdiag_rowsum(const double[:, ::1] X,   # IN  points, n x d
             if j != i:
                 s = s + _pair(&X[i, 0], &X[j, 0], d, kind, h, p)
         out[i] = s
+
+
+def kernel_from_gram_lower(double[:, ::1] G,            # IN/OUT X X^T (lower) -> K
+                           const double[:, ::1] X,      # IN  points, n x d
+                           const double[::1] sq,        # IN  |x_i|^2
+                           int kind, double h, double p, double scale,
+                           const double[::1] diag,      # IN  K_ii
+                           int n_threads):
+    """The whole symmetric K in place from the inner products in the lower triangle
+    of G (with the diagonal): K_ij = scale k(r^2 = |x_i|^2 + |x_j|^2 - 2 G_ij), the
+    exact loop where that cancels (as in the GEMM tiles), K_ii = diag[i]; then the
+    upper triangle mirrored by 64 x 64 blocks. The values do not depend on the
+    thread count (each entry is computed by one thread from its own inputs)."""
+    cdef Py_ssize_t n = G.shape[0], d = X.shape[1]
+    cdef Py_ssize_t a, b, bi, bj, a1, b1, nb = (n + 63) // 64
+    cdef double si, sj, r2, dot
+    for a in prange(n, nogil=True, num_threads=n_threads, schedule="dynamic", chunksize=16):
+        si = sq[a]
+        for b in range(a):
+            sj = sq[b]
+            dot = G[a, b]
+            r2 = si + sj - 2.0 * dot
+            if r2 < 1e-8 * (si + sj):
+                G[a, b] = scale * _pair(&X[a, 0], &X[b, 0], d, kind, h, p)
+            else:
+                G[a, b] = scale * _kval(kind, r2, dot, h, p)
+        G[a, a] = diag[a]
+    for bi in prange(nb, nogil=True, num_threads=n_threads, schedule="dynamic"):
+        a1 = min(n, (bi + 1) * 64)
+        for bj in range(bi + 1):
+            b1 = min(n, (bj + 1) * 64)
+            for a in range(bi * 64, a1):
+                for b in range(bj * 64, min(b1, a)):
+                    G[b, a] = G[a, b]

@@ -71,8 +71,7 @@ class ExactOperator:
             self.K, self.how = src.A, "array"
         elif not callable(getattr(src, "matmat", None)):
             if 8.0 * self.n ** 2 <= memory:
-                idx = np.arange(self.n)
-                self.K, self.how = src.entries(idx, idx), "formed"
+                self.K, self.how = src.to_dense(max_n=self.n), "formed"
             else:
                 self.how = "rows"
         self.products = 0
@@ -159,8 +158,7 @@ def _dense_solve(src, Y, shift, memory, times):
     if isinstance(src, DenseSource):
         A = src.A.copy()
     else:
-        idx = np.arange(n)
-        A = src.entries(idx, idx)
+        A = src.to_dense(max_n=n)
     times["operator"] = time.perf_counter() - t
     t = time.perf_counter()
     A[np.diag_indices(n)] += shift
@@ -247,13 +245,22 @@ def solve(source, y, shift, tol=1e-6, method="auto", precond_tol=None, max_iter=
         return (X[:, 0] if vec else X), info
     import hsspetsc
     c = precond_tol if precond_tol is not None else (0.5 if method == "hss" else 3.0)
+    op, csrc = None, src
+    if method == "pcg":
+        # K formed for CG anyway: form it first, so the compression copies entries
+        # instead of evaluating them a second time
+        t = time.perf_counter()
+        op = ExactOperator(src, memory, nt)
+        times["operator"] = time.perf_counter() - t
+        if op.how == "formed":
+            csrc = DenseSource(op.K, points=src.points, trusted=True)
     t = time.perf_counter()
     try:
         with warnings.catch_warnings():
             # the preconditioner may miss its share: CG makes up for it
             if method == "pcg":
                 warnings.simplefilter("ignore", RuntimeWarning)
-            H = hsspetsc.compress(src, shift=shift, tol=c, seed=seed, n_threads=nt,
+            H = hsspetsc.compress(csrc, shift=shift, tol=c, seed=seed, n_threads=nt,
                                   verbose=verbose, **compress_options)
     except IncompressibleError as e:
         if 8.0 * n ** 2 > memory:
@@ -261,8 +268,10 @@ def solve(source, y, shift, tol=1e-6, method="auto", precond_tol=None, max_iter=
         warnings.warn(f"solve: {e} Solving with the dense matrix instead.",
                       RuntimeWarning, stacklevel=2)
         info["method"] = "dense"
-        X = _dense_solve(src, Y2, shift, memory, times)
-        _residual(info, src, shift, X, Y2, check_rows, seed, times)
+        formed = times.pop("operator", 0.0)
+        X = _dense_solve(csrc, Y2, shift, memory, times)
+        times["operator"] += formed
+        _residual(info, csrc, shift, X, Y2, check_rows, seed, times)
         return (X[:, 0] if vec else X), info
     times["compress"] = time.perf_counter() - t
     info["hss_stats"] = H.stats()
@@ -275,9 +284,6 @@ def solve(source, y, shift, tol=1e-6, method="auto", precond_tol=None, max_iter=
         times["solve"] = time.perf_counter() - t
         _residual(info, src, shift, X, Y2, check_rows, seed, times)
         return (X[:, 0] if vec else X), info
-    t = time.perf_counter()
-    op = ExactOperator(src, memory, nt)
-    times["operator"] = time.perf_counter() - t
     t = time.perf_counter()
     X, it, hist = pcg(lambda V: op.matmat(V) + shift * V, lambda R: F.solve(R, n_threads=nt),
                       Y2, tol, max_iter)

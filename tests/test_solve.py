@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import hsspetsc
-from hsspetsc.sources import KernelSource
+from hsspetsc.sources import DenseSource, KernelSource
 
 
 def _kernel(n=900, d=20, seed=2):
@@ -97,6 +97,53 @@ def test_rows_operator_matches_the_formed_one(system):
                             memory=1e6)
     assert i1["operator"] == "formed" and i2["operator"] == "rows"
     assert np.linalg.norm(x1 - x2) <= 1e-8 * np.linalg.norm(X)
+
+
+class _CountingKernel(KernelSource):
+    """Counts the entries read (its own ``_block`` keeps the evaluator out)."""
+    read = 0
+
+    def _block(self, I, J):
+        type(self).read += len(I) * len(J)
+        return super()._block(I, J)
+
+
+def test_formed_operator_is_evaluated_once(system):
+    src, K, lam, Y, X = system
+    counted = _CountingKernel(src.points, "gaussian", 2.0)
+    _CountingKernel.read = 0
+    x, info = hsspetsc.solve(counted, Y, lam, method="pcg", tol=1e-10, leaf_size=64)
+    assert info["operator"] == "formed"
+    # the compression copied its entries from K formed for CG: N^2 reads in all
+    assert _CountingKernel.read == src.n ** 2
+    assert np.linalg.norm(x - X) <= 1e-7 * np.linalg.norm(X)
+
+
+def test_pcg_fallback_uses_the_formed_matrix(system, monkeypatch):
+    monkeypatch.setattr(sys.modules["hsspetsc.compress"], "WORK_FLOOR", 0.0)
+    src, K, lam, Y, X = system
+    counted = _CountingKernel(src.points, "gaussian", 2.0)
+    _CountingKernel.read = 0
+    with pytest.warns(RuntimeWarning, match="dense matrix instead"):
+        x, info = hsspetsc.solve(counted, Y, lam * 1e-6, method="pcg", precond_tol=0.01,
+                                 leaf_size=64)
+    assert info["method"] == "dense" and info["residual_rows"] is None
+    assert _CountingKernel.read == src.n ** 2
+    Xs = np.linalg.solve(K + lam * 1e-6 * np.eye(src.n), Y)
+    assert np.linalg.norm(x - Xs) <= 1e-6 * np.linalg.norm(Xs)
+    assert info["residual"] <= 1e-8
+
+
+def test_dense_source_points_and_trusted(system):
+    src, K, lam, Y, X = system
+    with pytest.raises(ValueError, match="must have 900 rows"):
+        DenseSource(K, points=src.points[:10])
+    D = DenseSource(K, points=src.points, trusted=True)
+    assert D.A is K and D.points.shape == src.points.shape
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        bad = K.copy()
+        bad[0, 1] = np.nan
+        DenseSource(bad, trusted=False)
 
 
 def test_dense_array_source(system):

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from helpers import assert_close
+from threadpoolctl import threadpool_limits
 
 import hsspetsc
 from hsspetsc.gallery import testsuite as make_suite
@@ -39,6 +40,31 @@ def test_kernel_entries_match_numpy(kernel):
 def test_kernel_entries_same_for_1_and_2_threads():
     X = np.random.default_rng(0).standard_normal((500, 6))
     a = hsspetsc.gallery.kernel_matrix(X, "gaussian", n_threads=1).to_dense()
+    b = hsspetsc.gallery.kernel_matrix(X, "gaussian", n_threads=2).to_dense()
+    assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("kernel", hsspetsc.gallery.KERNELS)
+def test_symmetric_gram_path_matches_numpy(kernel, monkeypatch):
+    # many coordinates: to_dense takes the lower-triangle GEMM path; small tiles so
+    # that off-diagonal, diagonal and ragged tiles all occur
+    monkeypatch.setattr(hsspetsc.sources, "GRAM_TILE", 70)
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((200, 24)) / 3
+    X[11] = X[150] + 1e-9                  # a near duplicate: the exact loop
+    src = hsspetsc.gallery.kernel_matrix(X, kernel, bandwidth=2.0, shift=0.25)
+    ref = _dense_kernel(X, kernel, 2.0) + 0.25 * np.eye(200)
+    K = src.to_dense()
+    assert np.array_equal(K, K.T)
+    assert_close(K, ref, rtol=1e-12)
+    i = np.arange(200)
+    assert_close(K, src.entries(i, i), rtol=1e-13)
+
+
+def test_symmetric_gram_path_same_for_1_and_2_threads():
+    X = np.random.default_rng(0).standard_normal((3000, 30))
+    with threadpool_limits(1):
+        a = hsspetsc.gallery.kernel_matrix(X, "gaussian", n_threads=1).to_dense()
     b = hsspetsc.gallery.kernel_matrix(X, "gaussian", n_threads=2).to_dense()
     assert np.array_equal(a, b)
 

@@ -104,11 +104,27 @@ class DenseSource(Source):
     A : (n, n) array_like, real, symmetric, finite.
     check_symmetric : bool
         Refuse matrices with max|A - A^T| > 1e-10 max|A| (default True).
+    points : optional (n, d) array
+        Coordinates of the rows (enables ``distance="geometric"``).
+    trusted : bool
+        Skip the checks (finite, symmetric): for a float64 matrix the caller formed
+        itself from a validated source, where the checks would cost a pass over N^2.
     """
 
-    def __init__(self, A, check_symmetric=True):
-        A = np.asarray(A)
+    def __init__(self, A, check_symmetric=True, points=None, trusted=False):
         where = "DenseSource"
+        if points is not None:
+            points = as_float_array(points, "points", where, ndim=2)
+            if points.shape[0] != np.shape(A)[0]:
+                raise ValueError(f"The 'points' parameter of {where} must have "
+                                 f"{np.shape(A)[0]} rows. Got shape {points.shape} "
+                                 f"instead.")
+        self.points = points
+        if trusted and isinstance(A, np.ndarray) and A.dtype == np.float64 \
+                and A.ndim == 2 and A.shape[0] == A.shape[1] and A.shape[0] >= 1:
+            self.A, self.n = A, A.shape[0]
+            return
+        A = np.asarray(A)
         A = as_float_array(A, "A", where, ndim=2, warn_precision=True)
         if A.shape[0] != A.shape[1]:
             raise ValueError(f"The 'A' parameter of {where} must be a square matrix. "
@@ -232,6 +248,9 @@ KERNEL_CODES = {"gaussian": 0, "laplace": 1, "matern32": 2, "imq": 3, "polynomia
 PUBLIC_KERNELS = ("gaussian", "laplace", "matern32", "imq", "polynomial")
 
 
+GRAM_TILE = 2048       # rows per GEMM tile of KernelSource.to_dense
+
+
 class KernelSource(Source):
     """Kernel matrix K_ij = scale * k(x_i, x_j), entries evaluated in a Cython prange
     kernel. Built by :func:`hsspetsc.gallery.kernel_matrix`; ``diag`` overrides the
@@ -281,6 +300,29 @@ class KernelSource(Source):
 
     def diagonal(self):
         return self._diag.copy()
+
+    def to_dense(self, max_n=20000):
+        """The whole matrix as an ndarray (refused above ``max_n`` rows). Points of
+        many coordinates take the symmetric path: inner products for the lower
+        triangle only, by GEMM tiles of GRAM_TILE rows (fixed: the values do not
+        depend on the thread count), the kernel applied and mirrored in place --
+        about half the work of reading every entry."""
+        from .._kernels import GEMM_MIN_DIM, kernel_from_gram_lower
+        if self.points.shape[1] < GEMM_MIN_DIM or not _own_block(self, KernelSource):
+            return super().to_dense(max_n)
+        if self.n > max_n:
+            return super().to_dense(max_n)          # the refusal
+        n, X = self.n, self.points
+        G = np.empty((n, n))
+        for i0 in range(0, n, GRAM_TILE):
+            i1 = min(n, i0 + GRAM_TILE)
+            for j0 in range(0, i1, GRAM_TILE):
+                j1 = min(n, j0 + GRAM_TILE)
+                G[i0:i1, j0:j1] = X[i0:i1] @ X[j0:j1].T
+        kernel_from_gram_lower(G, X, self._sq, self._code, self.bandwidth, self.param,
+                               self.scale, self._diag,
+                               effective_n_threads(self.n_threads))
+        return G
 
     def __repr__(self):
         return (f"KernelSource(n={self.n}, d={self.points.shape[1]}, kernel={self.kernel!r}, "
