@@ -51,7 +51,8 @@ def load(n):
 def dense_fit(src, Y):
     A = src.to_dense(max_n=src.n)        # the symmetric GEMM path: half the flops
     A[np.diag_indices(src.n)] += LAM
-    cf = scipy.linalg.cho_factor(A, lower=True, overwrite_a=True, check_finite=False)
+    # A.T: the Fortran-ordered view LAPACK factors in place, no copy (A symmetric)
+    cf = scipy.linalg.cho_factor(A.T, lower=True, overwrite_a=True, check_finite=False)
     return scipy.linalg.cho_solve(cf, Y, check_finite=False), {}
 
 

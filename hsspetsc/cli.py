@@ -87,7 +87,21 @@ def _parser():
                    help="hold out this fraction of --n more samples (the next ones, never "
                         "trained on; fewer when the data set ends) for a validation loss "
                         "(and accuracy) per step; 0: none")
-    t.add_argument("--batch-size", type=int, default=None, help="per rank; default full batch")
+    t.add_argument("--batch-size", type=int, default=None,
+                   help="mini-batch: first-order methods per rank, Newton methods in all "
+                        "(one stream keyed by the step: the same on any number of ranks); "
+                        "default full batch")
+    t.add_argument("--batch-growth", type=float, default=1.0,
+                   help="Newton methods: the mini-batch grows by this factor per step")
+    t.add_argument("--cg-batch", type=int, default=None,
+                   help="Newton methods: the CG operator's Gauss-Newton products on this "
+                        "many samples of the gradient mini-batch (Martens: about 1/10)")
+    t.add_argument("--cg-warm-start", type=float, default=0.0,
+                   help="Newton methods: CG starts from this times the previous step's CG "
+                        "solution (Martens: 0.95; 0: from zero)")
+    t.add_argument("--cg-backtrack", action="store_true",
+                   help="Newton methods: take the CG iterate chosen by Martens' "
+                        "backtracking on the mini-batch objective, not the last")
     t.add_argument("--lam", type=float, default=1.0, help="initial Newton damping")
     t.add_argument("--rebuild", type=int, default=20,
                    help="newton-hss: compress H~ again (new tree and skeletons) at least "
@@ -296,7 +310,8 @@ _TRAIN_NUMBERS = (("n", int, 1, False), ("steps", int, 1, False),
                   ("rebuild", int, 1, False), ("cg_max_it", int, 1, False),
                   ("curvature_samples", int, 1, False), ("hss_samples", int, 0, False),
                   ("seed", int, 0, False), ("rebuild_lost_its", int, 0, False),
-                  ("validation", float, 0.0, False))
+                  ("validation", float, 0.0, False), ("batch_growth", float, 1.0, False),
+                  ("cg_batch", int, 1, False), ("cg_warm_start", float, 0.0, False))
 
 
 def _check_train_args(args):
@@ -460,7 +475,9 @@ def _train(args, comm, say, PETSc):
                   "curvature_samples": args.curvature_samples,
                   "hss_samples": args.hss_samples, "refresh": args.refresh,
                   "rebuild_lost_its": args.rebuild_lost_its, "progress": say,
-                  "pc_layout": args.pc_layout}
+                  "pc_layout": args.pc_layout, "batch_growth": args.batch_growth,
+                  "cg_batch": args.cg_batch, "cg_warm_start": args.cg_warm_start,
+                  "cg_backtrack": args.cg_backtrack}
         return fail_together(comm, Trainer, problem, nm, lr=lr,
                              batch_size=args.batch_size, newton=newton, seed=args.seed,
                              validation=validation)

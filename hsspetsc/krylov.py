@@ -163,7 +163,8 @@ def _dense_solve(src, Y, shift, memory, times):
     t = time.perf_counter()
     A[np.diag_indices(n)] += shift
     try:
-        cf = scipy.linalg.cho_factor(A, lower=True, overwrite_a=True, check_finite=False)
+        # A.T: the Fortran-ordered view LAPACK factors in place (A is symmetric)
+        cf = scipy.linalg.cho_factor(A.T, lower=True, overwrite_a=True, check_finite=False)
     except np.linalg.LinAlgError:
         raise np.linalg.LinAlgError(
             f"solve: lam I + K is not positive definite at lam = {shift:g} (the "

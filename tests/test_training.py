@@ -71,7 +71,12 @@ def _trainer(opt, seed=0, newton=None, **kw):
 @pytest.mark.parametrize("opt,batch,newton", [
     ("newton-hss", None, {}), ("adam", 50, {}), ("lbfgs", None, {}),
     ("newton-hss", None, {"refresh": True, "rebuild": 4}),        # refreshed H~
-    ("newton-hss", None, {"rebuild": 50, "rebuild_lost_its": 1})])  # the rule
+    ("newton-hss", None, {"rebuild": 50, "rebuild_lost_its": 1}),   # the rule
+    # Hessian-free practice: mini-batches (growing), CG sub-batch, warm start,
+    # backtracking -- the previous direction and the schedule survive the resume
+    ("newton-cg", 60, {"batch_growth": 1.2, "cg_batch": 20, "cg_warm_start": 0.95,
+                       "cg_backtrack": True}),
+    ("newton-hss", 80, {"cg_batch": 30, "cg_warm_start": 0.9})])
 def test_checkpoint_resume_is_bit_for_bit(tmp_path, opt, batch, newton):
     ck = str(tmp_path / "ck.pkl")
     a = _trainer(opt, batch_size=batch, newton=newton)
@@ -92,7 +97,8 @@ def test_checkpoint_resume_is_bit_for_bit(tmp_path, opt, batch, newton):
     finally:
         c.destroy()
     assert np.array_equal(a.theta, c.theta)
-    for key in ("loss", "data_passes", "cg_iterations", "hss_action"):
+    for key in ("loss", "data_passes", "cg_iterations", "hss_action", "batch_size",
+                "cg_iterate"):
         assert [r.get(key) for r in a.records] == [r.get(key) for r in c.records], key
 
 

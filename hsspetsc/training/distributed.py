@@ -59,18 +59,45 @@ class ShardedProblem:
         self.shard_start = lo
         self.passes = 0.0          # data passes so far (see training.newton docs)
 
-    def loss(self, theta):
-        self.passes += 0.5
-        return self.comm.sum(
-            lambda: self.model.loss(self.X, self.Y, theta) * self.n_local) / self.n_total
+    def _batch(self, batch):
+        """(local X, local Y, samples in all) of a mini-batch (size, step), or of
+        every sample for None."""
+        if batch is None or int(batch[0]) >= self.n_total:
+            return self.X, self.Y, self.n_total
+        idx = self.batch_indices(*batch)
+        return self.X[idx], self.Y[idx], int(batch[0])
 
-    def loss_grad(self, theta):
-        self.passes += 1.0
+    def loss(self, theta, batch=None):
+        """Mean loss over every sample, or over the mini-batch ``batch`` = (size,
+        step) of :meth:`batch_indices` (collective)."""
+        X, Y, m = self._batch(batch)
+        self.passes += 0.5 * m / self.n_total
+        return self.comm.sum(
+            lambda: self.model.loss(X, Y, theta) * X.shape[0] if X.shape[0] else 0.0) / m
+
+    def loss_grad(self, theta, batch=None):
+        """Mean loss and gradient over every sample or the mini-batch ``batch``."""
+        X, Y, m = self._batch(batch)
+        self.passes += m / self.n_total
+
         def local():
-            loss, g = self.model.loss_grad(self.X, self.Y, theta)
-            return np.r_[loss * self.n_local, g * self.n_local]
+            if not X.shape[0]:
+                return np.zeros(1 + self.model.n_params)
+            loss, g = self.model.loss_grad(X, Y, theta)
+            return np.r_[loss * X.shape[0], g * X.shape[0]]
         tot = self.comm.sum(local)
-        return float(tot[0]) / self.n_total, tot[1:] / self.n_total
+        return float(tot[0]) / m, tot[1:] / m
+
+    def batch_indices(self, size, step):
+        """This rank's part of the mini-batch of Newton step ``step``: the first
+        ``size`` entries of a permutation of all ``n_total`` samples drawn by one
+        stream keyed by ``step`` (the same set on any number of ranks), as local
+        indices, sorted. A smaller size of the same step is a prefix of the same
+        permutation, so the CG sub-batch is a subset of the gradient batch."""
+        rng = np.random.default_rng(np.random.SeedSequence([0x6261746368, int(step)]))
+        idx = np.sort(rng.permutation(self.n_total)[:int(size)])
+        lo = self.shard_start
+        return idx[(idx >= lo) & (idx < lo + self.n_local)] - lo
 
     def curvature_indices(self, samples, seed):
         """This rank's part of a curvature mini-batch: ``samples`` indices drawn
@@ -81,13 +108,15 @@ class ShardedProblem:
         lo = self.shard_start
         return idx[(idx >= lo) & (idx < lo + self.n_local)] - lo
 
-    def gauss_newton(self, theta, damping=0.0, samples=None, seed=0):
+    def gauss_newton(self, theta, damping=0.0, samples=None, seed=0, batch=None):
         """Gauss-Newton matrix at ``theta`` over all samples, or over a curvature
         mini-batch of ``samples`` of them (drawn from one stream keyed by ``seed``:
-        the same mini-batch on any number of ranks); entries, diagonal and
+        the same mini-batch on any number of ranks), or over the Newton mini-batch
+        ``batch`` = (size, step) of :meth:`batch_indices`; entries, diagonal and
         products then all come from that mini-batch."""
-        self.passes += 1.0 if samples is None else min(samples / self.n_total, 1.0)
-        return DistributedGN(self, theta, damping, samples, seed)
+        m = batch[0] if batch is not None else samples
+        self.passes += 1.0 if m is None else min(m / self.n_total, 1.0)
+        return DistributedGN(self, theta, damping, samples, seed, batch)
 
 
 class DistributedGN(Source):
@@ -96,11 +125,14 @@ class DistributedGN(Source):
     diagonal and products are collective: every rank must call them in step). A
     rank whose share of the mini-batch is empty contributes zeros."""
 
-    def __init__(self, problem, theta, damping=0.0, samples=None, seed=0):
+    def __init__(self, problem, theta, damping=0.0, samples=None, seed=0, batch=None):
         self.problem = problem
         self.n = problem.model.n_params
         self.damping = float(damping)
-        if samples is not None and samples < problem.n_total:
+        if batch is not None and batch[0] < problem.n_total:
+            local_idx = problem.batch_indices(*batch)
+            m_total = int(batch[0])
+        elif samples is not None and samples < problem.n_total:
             local_idx = problem.curvature_indices(samples, seed)
             m_total = int(samples)
         else:

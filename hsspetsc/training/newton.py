@@ -9,7 +9,28 @@ of actual to predicted reduction), a backtracking (Armijo) line search, and CG
 stopped by the Eisenstat-Walker forcing term with a cap on iterations.
 
 Data passes are counted as: gradient 1, loss 0.5, Gauss-Newton product 1, forming
-the Gauss-Newton factors 1 (entries then read stored per-sample factors only).
+the Gauss-Newton factors 1 (entries then read stored per-sample factors only); over
+a mini-batch, its share of the samples.
+
+Hessian-free practice (Martens 2010, "Deep learning via Hessian-free optimization",
+ICML; Sutskever et al. 2013; Martens & Sutskever 2012, "Training deep and recurrent
+networks with Hessian-free optimization"), each an option, off by default so the
+full-batch method is unchanged:
+
+- ``batch_size`` (with ``batch_growth``): the gradient, the objective of the line
+  search and of the reduction ratio come from a mini-batch of the step, drawn from
+  one stream keyed by the step number (:meth:`ShardedProblem.batch_indices`: the
+  same samples on any number of ranks); a growing schedule multiplies its size by
+  ``batch_growth`` every step (Byrd et al. 2012, "Sample size selection in
+  optimization methods for machine learning").
+- ``cg_batch``: the CG operator's Gauss-Newton products on a sub-batch of the
+  gradient batch (the first ``cg_batch`` of the same permutation; Martens used about
+  1/10 of the gradient batch, §4.3).
+- ``cg_warm_start``: CG starts from ``decay`` times the previous step's last CG
+  solution instead of zero (Martens §4.5, decay 0.95 in Martens & Sutskever 2012).
+- ``cg_backtrack``: the iterates of CG at iterations ceil(1.3^j) are kept, and the
+  step takes, walking back from the last one, the earliest at which the mini-batch
+  objective stops decreasing (Martens §4.6); the warm start still uses the last.
 """
 import copy
 import time
@@ -152,6 +173,10 @@ PRECONDITIONERS = {"hss": "newton-hss", "none": "newton-cg", "hf": "newton-hf",
                    "kfac": "newton-kfac"}
 
 
+# CG iterations whose iterates backtracking keeps: ceil(1.3^j), j = 0, 1, ...
+BACKTRACK_ITERATIONS = frozenset(int(np.ceil(1.3 ** j - 1e-12)) for j in range(60))
+
+
 def _model_reduction(g, p, Hp):
     """Predicted decrease of the quadratic model m(p) = g.p + 1/2 p.H p."""
     return -(g @ p + 0.5 * p @ Hp)
@@ -207,12 +232,23 @@ class NewtonKrylov:
         distributed when there is more than one rank, H~ is sketched
         (``hss_samples`` > 0), ``refresh`` is off (a distributed H~ is not
         refreshed) and the tree has a leaf per rank.
+    batch_size : int >= 1 or None (default: every sample)
+        Samples in all (over every rank) of each step's gradient mini-batch.
+    batch_growth : float >= 1 (default 1)
+        The mini-batch of step k has min(N, ceil(batch_size growth^k)) samples.
+    cg_batch : int >= 1 or None (default: the gradient batch)
+        The CG operator's products over the first this many of the gradient batch.
+    cg_warm_start : float in [0, 1] (default 0: CG from zero)
+        CG starts from this times the previous step's last CG solution.
+    cg_backtrack : bool (default False)
+        Take the CG iterate chosen by Martens' backtracking, not the last.
     """
 
     def __init__(self, problem, precond="hss", lam=1.0, rebuild=20, cg_max_it=100,
                  forcing="ew", pc_options=None, prefix="newton_", compress_params=None,
                  curvature_samples=256, hss_samples=128, refresh=False, rebuild_lost_its=80,
-                 progress=None, progress_every=10.0, pc_layout="auto"):
+                 progress=None, progress_every=10.0, pc_layout="auto", batch_size=None,
+                 batch_growth=1.0, cg_batch=None, cg_warm_start=0.0, cg_backtrack=False):
         from .._validation import check_float, check_int
         where = "NewtonKrylov"
         if precond not in PRECONDITIONERS:
@@ -227,6 +263,19 @@ class NewtonKrylov:
         self.rebuild_lost_its = check_int(rebuild_lost_its, "rebuild_lost_its", where,
                                           lo=0)
         self.refresh = bool(refresh)
+        n_all = problem.n_total
+        self.batch_size = None if batch_size is None else check_int(
+            batch_size, "batch_size", where, lo=1)
+        self.batch_growth = check_float(batch_growth, "batch_growth", where, lo=1.0)
+        self.cg_batch = None if cg_batch is None else check_int(cg_batch, "cg_batch",
+                                                                where, lo=1)
+        if self.batch_size is not None and self.batch_size >= n_all:
+            self.batch_size = None
+        self.cg_warm_start = check_float(cg_warm_start, "cg_warm_start", where, lo=0.0,
+                                         hi=1.0)
+        self.cg_backtrack = bool(cg_backtrack)
+        self.prev_direction = None      # the last CG solution (the warm start's base)
+        self._iterates = []             # (iteration, CG iterate) kept for backtracking
         if curvature_samples is not None:
             curvature_samples = check_int(curvature_samples, "curvature_samples", where,
                                           lo=1)
@@ -289,6 +338,7 @@ class NewtonKrylov:
             self.ksp.setOperators(self.A)
             self.ksp.setFromOptions()       # bad -newton_*pc_hss_* values raise here
             self.ksp.setConvergenceTest(self._converged)
+            self.ksp.setMonitor(self._keep_iterate)
             self.b, self.x = self.A.createVecs()
         except BaseException:
             # no PETSc handle may outlive this failed constructor: one freed after
@@ -329,6 +379,41 @@ class NewtonKrylov:
             return R.CONVERGED_ITS
         return R.ITERATING
 
+    def _keep_iterate(self, ksp, its, rnorm):
+        """KSP monitor: with backtracking, keep the iterates of iterations ceil(1.3^j)
+        (1, 2, 3, 4, 5, 7, 9, 11, 14, ...)."""
+        if self.cg_backtrack and its >= 1 and its in BACKTRACK_ITERATIONS:
+            self._iterates.append((its, ksp.buildSolution().getArray().copy()))
+
+    def batch_of_step(self, it):
+        """(size, step) of step ``it``'s gradient mini-batch, or None (every sample)."""
+        if self.batch_size is None:
+            return None
+        m = int(np.ceil(self.batch_size * self.batch_growth ** it - 1e-9))
+        return None if m >= self.problem.n_total else (m, it)
+
+    def cg_batch_of_step(self, it):
+        """(size, step) of the CG operator's sub-batch, or None (every sample)."""
+        batch = self.batch_of_step(it)
+        if self.cg_batch is None:
+            return batch
+        m = self.cg_batch if batch is None else min(self.cg_batch, batch[0])
+        return None if m >= self.problem.n_total else (m, it)
+
+    def _backtrack(self, theta, p_last, loss_at, its):
+        """Martens' CG backtracking: walk back from the last iterate over the kept
+        ones while the mini-batch objective decreases. Returns (direction, its,
+        objective at theta + direction)."""
+        cands = [(i, x) for i, x in self._iterates if i < its] + [(its, p_last)]
+        best_i, best = cands[-1]
+        best_f = loss_at(best)
+        for i, x in reversed(cands[:-1]):
+            f = loss_at(x)
+            if not (np.isfinite(f) and f < best_f):
+                break
+            best_i, best, best_f = i, x, f
+        return best, best_i, best_f
+
     def _progress_line(self, its, rnorm, rtol, max_it, now):
         """'step k: CG iteration j, residual x of the first, t s into the step, about
         e s to go' (the estimate from the reduction per iteration so far)."""
@@ -354,6 +439,16 @@ class NewtonKrylov:
                 "hss_it": self.hss_origin[1], "rate_ref": self.rate_ref,
                 "lost": self.lost,
                 "force_rebuild": self.force_rebuild}
+
+    def state_arrays(self):
+        """Arrays of the state (the checkpoint's ``nk_*`` entries): the previous CG
+        solution, the base of the warm start."""
+        return {} if self.prev_direction is None else {"prev_direction":
+                                                       self.prev_direction}
+
+    def load_state_arrays(self, a):
+        p = a.get("prev_direction")
+        self.prev_direction = None if p is None else np.array(p, dtype=np.float64)
 
     def load_state_dict(self, d):
         self.lam, self.it, self.eta = float(d["lam"]), int(d["it"]), float(d["eta"])
@@ -387,7 +482,8 @@ class NewtonKrylov:
         """One damped Gauss-Newton step; returns (new theta, record dict)."""
         pb = self.problem
         t0 = self._step_start = self._last_progress = time.perf_counter()
-        loss, g = pb.loss_grad(theta)
+        batch = self.batch_of_step(self.it)
+        loss, g = pb.loss_grad(theta, batch)
         gnorm = float(np.linalg.norm(g))
         t_grad = time.perf_counter() - t0
         if self.forcing == "ew":
@@ -398,7 +494,7 @@ class NewtonKrylov:
                 self.eta = min(0.5, max(eta, 1e-6))
         else:
             self.eta = float(self.forcing)
-        gn = pb.gauss_newton(theta)
+        gn = pb.gauss_newton(theta, batch=self.cg_batch_of_step(self.it))
         action = self._hss_action()
         if action == "build":
             self.hss_origin = (np.array(theta, dtype=np.float64), self.it)
@@ -422,6 +518,11 @@ class NewtonKrylov:
         t_refr = self.ctx.refresh_time if self.precond == "hss" else 0.0
         self.ctx.compress_time = self.ctx.refresh_time = 0.0
         self.b.setArray(-g)
+        warm = self.cg_warm_start > 0 and self.prev_direction is not None
+        if warm:
+            self.x.setArray(self.cg_warm_start * self.prev_direction)
+        self.ksp.setInitialGuessNonzero(warm)
+        self._iterates = []
         t2 = self._cg_start = time.perf_counter()
         self.stopped_by_budget = False
         self.ksp.solve(self.b, self.x)
@@ -444,14 +545,26 @@ class NewtonKrylov:
                 if self.rebuild_lost_its > 0 and self.lost > self.rebuild_lost_its:
                     self.force_rebuild = True
         p = self.x.getArray().copy()
+        self.prev_direction = p.copy()
+        chosen_its, known = cg_its, None
+        if self.cg_backtrack and cg_its > 1:
+            def loss_at(x):
+                with np.errstate(over="ignore", invalid="ignore"):
+                    return pb.loss(theta + x, batch)
+            p, chosen_its, known = self._backtrack(theta, p, loss_at, cg_its)
+        self._iterates = []
+        self.last_direction = p
         Hp = gn.matvec(p)
         pred = _model_reduction(g, p, Hp + self.lam * p)
         slope = float(g @ p)
         alpha, new_loss = 1.0, None
         if slope >= 0:                       # not a descent direction: steepest descent
-            p, slope = -g, -gnorm ** 2
+            p, slope, known = -g, -gnorm ** 2, None
         for _ in range(12):
-            new_loss = pb.loss(theta + alpha * p)
+            if known is not None and alpha == 1.0:
+                new_loss = known             # backtracking evaluated it already
+            else:
+                new_loss = pb.loss(theta + alpha * p, batch)
             if np.isfinite(new_loss) and new_loss <= loss + 1e-4 * alpha * slope:
                 break
             alpha *= 0.5
@@ -465,7 +578,8 @@ class NewtonKrylov:
         self.it += 1
         ok = np.isfinite(new_loss) and new_loss <= loss
         new_theta = theta + alpha * p if ok else theta
-        rec = {"optimizer": self.name, "iteration": self.it, "loss": float(loss),
+        rec = {"optimizer": self.name, "iteration": self.it,
+               "loss" if batch is None else "loss_step": float(loss),
                "grad_norm": gnorm, "cg_iterations": int(cg_its), "lambda": self.lam,
                "step": alpha if ok else 0.0, "rho": float(rho), "forcing": self.eta,
                "cg_per_decade": float(rate), "cg_its_lost": float(lost),
@@ -473,6 +587,10 @@ class NewtonKrylov:
                "time_factor": max(t_pc - t_comp - t_refr, 0.0), "time_cg": t_cg}
         if self.precond == "hss":
             rec["hss_action"] = action
+        if batch is not None:
+            rec["batch_size"] = batch[0]
+        if self.cg_backtrack:
+            rec["cg_iterate"] = int(chosen_its)
         if self.stopped_by_budget:
             rec["cg_stopped_by_budget"] = True
         return new_theta, rec

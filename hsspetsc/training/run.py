@@ -64,7 +64,8 @@ class Trainer:
     ----------
     optimizer : one of OPTIMIZER_NAMES (``newton-*``: :class:`NewtonKrylov`; lbfgs:
         :class:`~hsspetsc.training.lbfgs.LBFGS`; the rest first order)
-    lr, batch_size : first-order settings (batch_size per rank; None = full batch)
+    lr, batch_size : the learning rate (first order); the mini-batch (None = full
+        batch): per rank for first-order methods, in all for Newton methods
     newton : dict of NewtonKrylov keyword arguments (second order)
     seed : shuffling seed (first order)
     validation : (X, Y) held-out data or None: every record then has ``val_loss``
@@ -100,6 +101,7 @@ class Trainer:
             kw["precond"] = {"newton-hss": "hss", "newton-cg": "none", "newton-hf": "hf",
                              "newton-kfac": "kfac"}[optimizer]
             kw.setdefault("prefix", prefix or (optimizer.replace("-", "_") + "_"))
+            kw.setdefault("batch_size", batch_size)     # in all: one stream, any ranks
             self.nk = NewtonKrylov(problem, **kw)
         else:
             self.opt = make_optimizer(optimizer, lr)

@@ -10,7 +10,11 @@ from hsspetsc.training import ShardedProblem, Trainer, run
 COMM = PETSc.COMM_WORLD.tompi4py()
 
 
-def _run(opt, comm, steps=3, hss_samples=0, curvature=None, rule=False):
+HF_PRACTICE = {"batch_growth": 1.3, "cg_batch": 25, "cg_warm_start": 0.95,
+               "cg_backtrack": True}
+
+
+def _run(opt, comm, steps=3, hss_samples=0, curvature=None, rule=False, batch=None):
     X, _ = load("digits", 240)
     model = MLP([64, 6, 64], activation="tanh", seed=0)
     pb = ShardedProblem(model, X, X, comm=comm)
@@ -18,9 +22,12 @@ def _run(opt, comm, steps=3, hss_samples=0, curvature=None, rule=False):
     if rule:        # compressions decided by the lost-iterations rule alone
         newton.update(rebuild=50, rebuild_lost_its=1)
         steps = 6
-    tr = Trainer(pb, opt, lr=1e-2, newton=newton,
+    if batch is not None:   # Hessian-free practice: one mini-batch stream
+        newton.update(HF_PRACTICE)
+        steps = 5
+    tr = Trainer(pb, opt, lr=1e-2, newton=newton, batch_size=batch,
                  prefix=f"mpi_{opt.replace('-', '_')}_{hss_samples}_{curvature}_{rule}_"
-                        f"{'w' if comm is not None else 's'}_")
+                        f"{batch}_{'w' if comm is not None else 's'}_")
     try:
         run(tr, max_steps=steps, printer=None)
     finally:
@@ -28,18 +35,23 @@ def _run(opt, comm, steps=3, hss_samples=0, curvature=None, rule=False):
     return tr
 
 
-@pytest.mark.parametrize("opt,hss_samples,curvature,rule", [
-    ("newton-hss", 0, None, False), ("newton-hss", 200, None, False),
-    ("newton-cg", 0, None, False), ("adam", 0, None, False), ("lbfgs", 0, None, False),
+@pytest.mark.parametrize("opt,hss_samples,curvature,rule,batch", [
+    ("newton-hss", 0, None, False, None), ("newton-hss", 200, None, False, None),
+    ("newton-cg", 0, None, False, None), ("adam", 0, None, False, None),
+    ("lbfgs", 0, None, False, None),
     # mini-batch curvature: the same mini-batch on any number of ranks
-    ("newton-hss", 0, 50, False), ("newton-hss", 100, 50, False),
-    ("newton-hf", 0, 50, False), ("newton-kfac", 0, 50, False),
+    ("newton-hss", 0, 50, False, None), ("newton-hss", 100, 50, False, None),
+    ("newton-hf", 0, 50, False, None), ("newton-kfac", 0, 50, False, None),
     # the rebuild rule decides alike on every rank and on one
-    ("newton-hss", 100, 50, True)])
-def test_parallel_matches_serial_and_ranks_agree(opt, hss_samples, curvature, rule):
+    ("newton-hss", 100, 50, True, None),
+    # mini-batch gradients, CG sub-batch, warm start and backtracking
+    ("newton-cg", 0, None, False, 90), ("newton-hss", 100, 50, False, 90)])
+def test_parallel_matches_serial_and_ranks_agree(opt, hss_samples, curvature, rule, batch):
     # hss_samples > 0: the preconditioner from distributed products (compress_sketch)
-    par = _run(opt, COMM, hss_samples=hss_samples, curvature=curvature, rule=rule)
-    ser = _run(opt, None, hss_samples=hss_samples, curvature=curvature, rule=rule)
+    par = _run(opt, COMM, hss_samples=hss_samples, curvature=curvature, rule=rule,
+               batch=batch)
+    ser = _run(opt, None, hss_samples=hss_samples, curvature=curvature, rule=rule,
+               batch=batch)
     all_theta = COMM.allgather(par.theta)
     for th in all_theta:
         assert np.array_equal(th, par.theta)            # bitwise the same on every rank
@@ -48,6 +60,7 @@ def test_parallel_matches_serial_and_ranks_agree(opt, hss_samples, curvature, ru
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-9)
         assert a["cg_iterations"] == b["cg_iterations"]
         assert a.get("hss_action") == b.get("hss_action")
+        assert a.get("cg_iterate") == b.get("cg_iterate")
     assert par.problem.n_local < par.problem.n_total or COMM.Get_size() == 1
 
 
