@@ -191,7 +191,7 @@ def plot(rows, path):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", default="5000,20000,60000")
-    ap.add_argument("--centres", default="1000,2000,4000")
+    ap.add_argument("--centres", default="1000,2000,4000,8000")
     ap.add_argument("--shares", default="30,100", help="precond_tol of the direct runs")
     ap.add_argument("--pcg-shares", default="100")
     ap.add_argument("--out", default=os.path.join(HERE, "bench_krr.json"))

@@ -129,6 +129,9 @@ def _parser():
                    help="newton-hss: build H~ from this many products of the curvature "
                         "mini-batch's Gauss-Newton matrix (compress_sketch); 0: from its "
                         "entries (compress)")
+    t.add_argument("--hss-shift-aware", type=float, default=None, metavar="C",
+                   help="newton-hss: compress H~ for the damping lambda it is factored "
+                        "with, |H - H~| <= C lambda (default: tol relative to |H~|)")
     t.add_argument("--seed", type=int, default=0, help="initial weights and shuffling")
     t.add_argument("--log", default=None, help="JSON list of per-step records")
     t.add_argument("--plot", default=None, help="PNG: loss against time and data passes")
@@ -311,7 +314,8 @@ _TRAIN_NUMBERS = (("n", int, 1, False), ("steps", int, 1, False),
                   ("curvature_samples", int, 1, False), ("hss_samples", int, 0, False),
                   ("seed", int, 0, False), ("rebuild_lost_its", int, 0, False),
                   ("validation", float, 0.0, False), ("batch_growth", float, 1.0, False),
-                  ("cg_batch", int, 1, False), ("cg_warm_start", float, 0.0, False))
+                  ("cg_batch", int, 1, False), ("cg_warm_start", float, 0.0, False),
+                  ("hss_shift_aware", float, 0.0, True))
 
 
 def _check_train_args(args):
@@ -477,7 +481,8 @@ def _train(args, comm, say, PETSc):
                   "rebuild_lost_its": args.rebuild_lost_its, "progress": say,
                   "pc_layout": args.pc_layout, "batch_growth": args.batch_growth,
                   "cg_batch": args.cg_batch, "cg_warm_start": args.cg_warm_start,
-                  "cg_backtrack": args.cg_backtrack}
+                  "cg_backtrack": args.cg_backtrack,
+                  "hss_shift_aware": args.hss_shift_aware}
         return fail_together(comm, Trainer, problem, nm, lr=lr,
                              batch_size=args.batch_size, newton=newton, seed=args.seed,
                              validation=validation)

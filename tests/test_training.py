@@ -182,3 +182,30 @@ def test_interrupted_run_leaves_a_valid_log(tmp_path):
     t.destroy()
     recs = json.load(open(log))                 # valid JSON, the 3 completed steps
     assert [r["iteration"] for r in recs] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("hss_samples", [0, 400])
+def test_shift_aware_preconditioner_is_accurate_against_lambda(hss_samples):
+    # newton-hss with hss_shift_aware=c: H~ built for the step's lambda, so that
+    # |H - H~|_2 is about c lambda (not c |H|), whatever |H| is; the compression
+    # warns above 10 c lambda, the bound here
+    from hsspetsc.mlp import GaussNewton
+    X, _ = load("digits", 300)
+    model = MLP([64, 6, 64], activation="tanh", seed=0)
+    pb = ShardedProblem(model, X, X)
+    G = GaussNewton(model, X, X).to_dense(max_n=10 ** 4)
+    lam = 1e-3 * np.linalg.norm(G, 2)
+    c = 0.5
+    nk = NewtonKrylov(pb, precond="hss", lam=lam, curvature_samples=None,
+                      hss_samples=hss_samples, hss_shift_aware=c, cg_max_it=5,
+                      prefix=f"shaware_{hss_samples}_")
+    try:
+        nk.step(model.params)
+        H = nk.ctx.hss_built
+    finally:
+        nk.destroy()
+    assert H.stats()["params"]["shift"] == lam
+    err = np.linalg.norm(G - H.to_dense(max_n=10 ** 4), 2)
+    assert err <= 10 * c * lam, (err / lam)
+    # the plain default (tol 1e-2 relative to |H|) allows far more against lambda
+    assert 1e-2 * np.linalg.norm(G, 2) > 10 * c * lam

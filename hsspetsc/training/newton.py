@@ -84,6 +84,7 @@ class GNMatContext:
         self.rebuild_from = None       # after a resume: the curvature H~ was built from
         self.comm = None               # mpi4py: build H~ distributed over its ranks
         self.comm_required = False     # ... even when the tree has fewer leaves than ranks
+        self.shift_aware = None        # c: H~ compressed to |H - H~|_2 <= c lambda
 
     def update(self, gn, diag_shift, action="keep", curvature=None):
         """New Gauss-Newton matrix (and curvature for the PC), shift, and what the
@@ -134,6 +135,12 @@ class GNMatContext:
             p.update({k: v for k, v in self.compress_defaults.items() if k not in explicit})
             p.update(self.compress_params)
             explicit = set(explicit) | set(self.compress_params)
+            if self.shift_aware is not None:
+                # accurate against the damping it is factored with, not against |H|;
+                # the cheap rank cap would defeat that (unless given explicitly)
+                p.update(shift=self.diag_shift, tol=self.shift_aware)
+                if "max_rank" not in explicit:
+                    p["max_rank"] = None
             sketch = p.get("samples", 0) > 0
             src = self._damped(base)
             # progress lines once a compression passes 10 s (rank 0 only: the ranks
@@ -242,13 +249,17 @@ class NewtonKrylov:
         CG starts from this times the previous step's last CG solution.
     cg_backtrack : bool (default False)
         Take the CG iterate chosen by Martens' backtracking, not the last.
+    hss_shift_aware : float in (0, 100] or None (default None: tol relative to |H~|)
+        HSS only: compress H~ for the damping lambda of the step it is built at,
+        tol = this share c of lambda (|H - H~|_2 <= c lambda; ``compress(shift=)``).
     """
 
     def __init__(self, problem, precond="hss", lam=1.0, rebuild=20, cg_max_it=100,
                  forcing="ew", pc_options=None, prefix="newton_", compress_params=None,
                  curvature_samples=256, hss_samples=128, refresh=False, rebuild_lost_its=80,
                  progress=None, progress_every=10.0, pc_layout="auto", batch_size=None,
-                 batch_growth=1.0, cg_batch=None, cg_warm_start=0.0, cg_backtrack=False):
+                 batch_growth=1.0, cg_batch=None, cg_warm_start=0.0, cg_backtrack=False,
+                 hss_shift_aware=None):
         from .._validation import check_float, check_int
         where = "NewtonKrylov"
         if precond not in PRECONDITIONERS:
@@ -298,6 +309,9 @@ class NewtonKrylov:
         self.eta = 0.5
         self.prev_gnorm = None
         self.ctx = GNMatContext(compress_params)
+        if hss_shift_aware is not None:
+            self.ctx.shift_aware = check_float(hss_shift_aware, "hss_shift_aware", where,
+                                               lo=0.0, hi=100.0, lo_open=True)
         self.ctx.progress = progress
         if pc_layout not in ("auto", "distributed", "replicated"):
             raise ValueError(f"The 'pc_layout' parameter of {where} must be 'auto', "
