@@ -478,6 +478,29 @@ def krr_section(d):
     return out
 
 
+def memory_section(d):
+    out = ["## Memory plan of the Newton methods (`bench/bench_memory.py`)", "",
+           "Command: `OMP_NUM_THREADS=2 .venv/bin/python bench/bench_memory.py`,",
+           f"run {d['meta']['date']}; JSON `bench/bench_memory.json`. One Newton step",
+           "per configuration in a fresh process (random data in [0, 1], sigmoid units):",
+           "the estimate of `hsspetsc.training.memory.estimate_newton` (made before any",
+           "work) against the tracemalloc peak of the step (numpy's buffers, what the",
+           "estimate models) and against the growth of the resident set (ru_maxrss, which",
+           "also holds allocator slack: the plan keeps a 40 % margin for it). m:",
+           "curvature samples, s: products (0: H~ from entries), leaf: leaf size.", "",
+           "| net | n | method | m | s | leaf | estimate MB | traced MB | est / traced | RSS growth MB | est / RSS | peak phase |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    mb = 2.0 ** 20
+    for r in d["rows"]:
+        out.append(f"| {r['widths']} | {r['n']} | {r['precond']} | {r['curvature_samples']} "
+                   f"| {r['hss_samples']} | {r['leaf_size']} | {r['estimate'] / mb:.0f} | "
+                   f"{r['traced_peak'] / mb:.0f} | {r['estimate'] / r['traced_peak']:.2f} | "
+                   f"{r['rss_growth'] / mb:.0f} | "
+                   f"{r['estimate'] / max(r['rss_growth'], 1):.2f} | {r['phase']} |")
+    out.append("")
+    return out
+
+
 def main():
     lines = ["# Benchmark results", "",
              "Machine: 2 cores, OpenBLAS 0.3.21 (Debian 12), `OMP_NUM_THREADS=2`. Every",
@@ -494,7 +517,8 @@ def main():
                           ("bench_train.json", train_section),
                           ("bench_train_dae.json", train_section),
                           ("bench_scaling.json", scaling_section),
-                          ("bench_krr.json", krr_section)):
+                          ("bench_krr.json", krr_section),
+                          ("bench_memory.json", memory_section)):
         d = load(name)
         if d is not None:
             lines += section(d)

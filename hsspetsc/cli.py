@@ -120,15 +120,22 @@ def _parser():
                         "than one rank when sketched and not refreshed")
     t.add_argument("--cg-max-it", type=int, default=50, help="CG iterations per Newton step")
     t.add_argument("--curvature-samples", "--entry-samples", dest="curvature_samples",
-                   type=int, default=256,
+                   type=_int_or_auto, default="auto",
                    help="Newton preconditioners: curvature from a mini-batch of this many "
                         "samples (the same on any number of ranks; newton-hf and -kfac draw "
                         "one every step, newton-hss at every compression); the CG operator "
-                        "uses every sample")
-    t.add_argument("--hss-samples", type=int, default=128,
+                        "uses every sample. auto (default): the largest of 256 down to 8 "
+                        "that the memory plan fits")
+    t.add_argument("--hss-samples", type=_int_or_auto, default="auto",
                    help="newton-hss: build H~ from this many products of the curvature "
                         "mini-batch's Gauss-Newton matrix (compress_sketch); 0: from its "
-                        "entries (compress)")
+                        "entries (compress). auto (default): 128 down to 16, as the memory "
+                        "plan fits (the leaf size too, 128 down to 32, unless "
+                        "-pc_hss_leaf_size is given)")
+    t.add_argument("--memory-limit", type=float, default=None, metavar="GB",
+                   help="Newton methods: memory one rank may use (default: what the "
+                        "machine has available; auto options aim at a quarter of its "
+                        "memory). Options that would not fit stop the run before it starts")
     t.add_argument("--hss-shift-aware", type=float, default=None, metavar="C",
                    help="newton-hss: compress H~ for the damping lambda it is factored "
                         "with, |H - H~| <= C lambda (default: tol relative to |H~|)")
@@ -305,6 +312,10 @@ def compress_main(args):
     return 0
 
 
+def _int_or_auto(text):
+    return "auto" if text == "auto" else int(text)
+
+
 # (option, type, lower bound, open?) of the training command's numbers
 _TRAIN_NUMBERS = (("n", int, 1, False), ("steps", int, 1, False),
                   ("time_budget", float, 0.0, True), ("epochs", float, 0.0, True),
@@ -315,7 +326,7 @@ _TRAIN_NUMBERS = (("n", int, 1, False), ("steps", int, 1, False),
                   ("seed", int, 0, False), ("rebuild_lost_its", int, 0, False),
                   ("validation", float, 0.0, False), ("batch_growth", float, 1.0, False),
                   ("cg_batch", int, 1, False), ("cg_warm_start", float, 0.0, False),
-                  ("hss_shift_aware", float, 0.0, True))
+                  ("hss_shift_aware", float, 0.0, True), ("memory_limit", float, 0.0, True))
 
 
 def _check_train_args(args):
@@ -325,7 +336,7 @@ def _check_train_args(args):
     where = "python -m hsspetsc train"
     for name, kind, lo, lo_open in _TRAIN_NUMBERS:
         value = getattr(args, name)
-        if value is None:
+        if value is None or value == "auto":
             continue
         if kind is int:
             check_int(value, name.replace("_", "-"), where, lo=lo)
@@ -428,7 +439,7 @@ def _train(args, comm, say, PETSc):
     from .mlp import MLP
     from .mlp.data import train_validation_split
     from .training.distributed import ShardedProblem, fail_together
-    from .training.run import FIRST_ORDER, OPTIMIZER_NAMES, Trainer, run, write_log
+    from .training.run import FIRST_ORDER, OPTIMIZER_NAMES, SECOND_ORDER, Trainer, run, write_log
 
     _prefix_petsc_options(PETSc)
     n_val = int(round(args.validation * args.n))
@@ -482,11 +493,22 @@ def _train(args, comm, say, PETSc):
                   "pc_layout": args.pc_layout, "batch_growth": args.batch_growth,
                   "cg_batch": args.cg_batch, "cg_warm_start": args.cg_warm_start,
                   "cg_backtrack": args.cg_backtrack,
-                  "hss_shift_aware": args.hss_shift_aware}
+                  "hss_shift_aware": args.hss_shift_aware,
+                  "memory_limit": None if args.memory_limit is None
+                  else args.memory_limit * 2.0 ** 30}
         return fail_together(comm, Trainer, problem, nm, lr=lr,
                              batch_size=args.batch_size, newton=newton, seed=args.seed,
                              validation=validation)
 
+    # the memory plan of every Newton method before anything is trained: options
+    # that do not fit stop the command here, on every rank, the log untouched
+    for nm in dict.fromkeys(names):
+        if nm in SECOND_ORDER:
+            tr = make_trainer(nm, args.lr)
+            try:
+                say(tr.nk.memory_plan.line(nm))
+            finally:
+                tr.destroy()
     for nm in names:
         lr = args.lr
         if args.lr_grid and nm in FIRST_ORDER:

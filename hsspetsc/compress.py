@@ -264,20 +264,22 @@ def _construct(src, diag, p, path, verbose, nt, perm=None, comm=None):
     n_products = [0]
     ph = _Phases(verbose, n, lambda: reader.count + n_products[0] * n)
     ph.start()
-    Y = Omega = None
+    sketch = None
     if path == "sketch":         # products first, with the source's own BLAS threads
         rng = np.random.default_rng(phase_key(p["seed"], PHASE_SKETCH))
         Omega = rng.standard_normal((n, p["samples"]))
-        Y = products(src, Omega, "compress_sketch")
+        # a list _build empties as it permutes: at most three N x s arrays at once
+        sketch = [products(src, Omega, "compress_sketch"), Omega]
+        del Omega
         n_products[0] += p["samples"]
         reader.limit -= float(n_products[0]) * n
         ph.done("products")
     try:
         tree, nbrs, bases, near, far, couplings = _build(src, diag, p, path, nt, reader,
-                                                         ph, perm, Y, Omega)
+                                                         ph, perm, sketch)
     except WorkCapReached as e:
         raise _incompressible(e, n, p, path, ph) from None
-    del Y, Omega
+    sketch = None
     reader.limit = None        # the error-estimate probes come on top (probes x N)
     params = dict(p, construction=path)
     info = {"neighbor_recall": None if nbrs is None else nbrs.recall,
@@ -292,8 +294,9 @@ def _construct(src, diag, p, path, verbose, nt, perm=None, comm=None):
     return H
 
 
-def _build(src, diag, p, path, nt, reader, ph, perm, Y, Omega):
-    """Tree, neighbours, interactions, bases and stored blocks (BLAS on one thread)."""
+def _build(src, diag, p, path, nt, reader, ph, perm, sketch):
+    """Tree, neighbours, interactions, bases and stored blocks (BLAS on one thread).
+    ``sketch``: [Y, Omega] of the sketch path (emptied here), or None."""
     n = src.n
     with blas_single_thread():
         metric = None
@@ -318,11 +321,13 @@ def _build(src, diag, p, path, nt, reader, ph, perm, Y, Omega):
             ph.done("blocks")
         else:
             # tree order, one array at a time: the products are the largest buffers
-            Y = np.ascontiguousarray(Y[tree.perm])
-            Omega = np.ascontiguousarray(Omega[tree.perm])
-            bases, (D, Doff), (C, Coff) = sketch_bases(tree, reader, Y, Omega, p["tol"],
+            Yt = np.ascontiguousarray(sketch[0][tree.perm])
+            sketch[0] = None
+            Ot = np.ascontiguousarray(sketch[1][tree.perm])
+            sketch[1] = None
+            bases, (D, Doff), (C, Coff) = sketch_bases(tree, reader, Yt, Ot, p["tol"],
                                                        p["max_rank"], nt, p["shift"])
-            del Y, Omega
+            del Yt, Ot
             near = BlockSet(inter.near_pairs, Doff, D)
             parent = (inter.far_pairs[:, 0] - 1) // 2
             far = BlockSet(inter.far_pairs, Coff[parent] if parent.size else Coff[:0], C)
@@ -540,21 +545,30 @@ def _check_leaf_minors(H, where, leaves=None, indices=None):
     if leaves is None:
         leaves = np.arange(tree.first_leaf, tree.n_nodes)
         indices = tree.indices
-    for m in np.unique(tree.node_size[leaves]):
-        sel = leaves[tree.node_size[leaves] == m]
-        idx = H.diag_blk[sel][:, None] + np.arange(m * m)[None, :]
-        D = H.near_data[idx].reshape(-1, m, m)
-        d = np.einsum("bii->bi", D)
-        bound = np.abs(d[:, :, None] * d[:, None, :])
-        bad = D * D > bound * (1 + 1e-8) + 1e-300
-        if bad.any():
-            b, i, j = (int(x[0]) for x in np.nonzero(bad))
-            I = indices(sel[b])
-            raise ValueError(
-                f"{where}: the source is not positive semi-definite: "
-                f"K[{I[i]}, {I[j]}]^2 = {D[b, i, j] ** 2:.3g} > K[{I[i]}, {I[i]}] "
-                f"K[{I[j]}, {I[j]}] = {bound[b, i, j]:.3g}. Compress with spd=False to "
-                f"keep it as it is.")
+    for m, sel in ((m, leaves[tree.node_size[leaves] == m]) for m in
+                   np.unique(tree.node_size[leaves])):
+        # leaves in groups of about 2^20 entries: the temporaries stay small next to
+        # the leaf blocks themselves
+        step = max(1, (1 << 20) // (int(m) * int(m)))
+        for sel in (sel[c:c + step] for c in range(0, sel.size, step)):
+            _check_minors_of(H, where, sel, m, indices)
+
+
+def _check_minors_of(H, where, sel, m, indices):
+    """_check_leaf_minors on the leaves ``sel``, all of size m."""
+    idx = H.diag_blk[sel][:, None] + np.arange(m * m)[None, :]
+    D = H.near_data[idx].reshape(-1, m, m)
+    d = np.einsum("bii->bi", D)
+    bound = np.abs(d[:, :, None] * d[:, None, :])
+    bad = D * D > bound * (1 + 1e-8) + 1e-300
+    if bad.any():
+        b, i, j = (int(x[0]) for x in np.nonzero(bad))
+        I = indices(sel[b])
+        raise ValueError(
+            f"{where}: the source is not positive semi-definite: "
+            f"K[{I[i]}, {I[j]}]^2 = {D[b, i, j] ** 2:.3g} > K[{I[i]}, {I[i]}] "
+            f"K[{I[j]}, {I[j]}] = {bound[b, i, j]:.3g}. Compress with spd=False to "
+            f"keep it as it is.")
 
 
 def _warn_misses(H, p, path, where=None, stacklevel=3):

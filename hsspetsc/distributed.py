@@ -496,12 +496,13 @@ class DistributedFactorization:
         bad = None
 
         def level(nodes, leaf):
-            wptr, work = lay.work(nodes, lay.c * lay.c + lay.red * lay.red)
-            factor_level(nodes, leaf, self.shift, dshift, off, lay.c, lay.r, lay.red,
-                         lay.sk_ptr, lay.sk_pos, lay.rd_ptr, lay.rd_pos, lay.T_ptr,
-                         lay.T_data, H.near_data, lay.diag_off, lay.B_ptr, lay.B_data,
-                         lay.L_ptr, self.L_data, lay.G_ptr, self.G_data, lay.Z_ptr, Z,
-                         wptr, work, info, nt)
+            for part, wptr, work in lay.work_chunks(nodes,
+                                                    lay.c * lay.c + lay.red * lay.red):
+                factor_level(part, leaf, self.shift, dshift, off, lay.c, lay.r, lay.red,
+                             lay.sk_ptr, lay.sk_pos, lay.rd_ptr, lay.rd_pos, lay.T_ptr,
+                             lay.T_data, H.near_data, lay.diag_off, lay.B_ptr, lay.B_data,
+                             lay.L_ptr, self.L_data, lay.G_ptr, self.G_data, lay.Z_ptr, Z,
+                             wptr, work, info, nt)
             b = nodes[info[nodes] != 0]
             return None if b.size == 0 else int(b[0])
 

@@ -29,6 +29,11 @@ class FactorizationError(ValueError):
         self.shift = shift
 
 
+# doubles of workspace per factor_level call (32 MB): levels are eliminated in
+# groups of nodes of about this much work
+WORK_CHUNK = 1 << 22
+
+
 class _Layout:
     """Shift-independent arrays of the factorization, built once per HSSMatrix."""
 
@@ -87,6 +92,24 @@ class _Layout:
         ptr[1:] = np.cumsum(sizes)[:-1]
         return ptr, np.empty(int(sizes.sum()) + 1)
 
+    def work_chunks(self, nodes, per_node, cap=WORK_CHUNK):
+        """``nodes`` in consecutive groups whose workspace is about ``cap`` doubles
+        (at least one node each), all in one shared buffer: [(nodes, wptr, work)].
+        Each node's elimination reads and writes its own slice only, so the result
+        does not depend on the grouping; the workspace of a whole leaf level (twice
+        the leaf blocks) would be the factorization's largest buffer."""
+        sizes = per_node[nodes].astype(np.int64)
+        start = np.cumsum(sizes) - sizes
+        bounds = np.r_[0, np.flatnonzero(np.diff(start // cap)) + 1, nodes.size]
+        totals = [int(sizes[a:b].sum()) for a, b in zip(bounds[:-1], bounds[1:])]
+        work = np.empty(max(totals, default=0) + 1)
+        out = []
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            ptr = np.zeros(b - a, dtype=np.int64)
+            ptr[1:] = np.cumsum(sizes[a:b])[:-1]
+            out.append((nodes[a:b], ptr, work))
+        return out
+
 
 def _ptr(sizes):
     p = np.zeros(sizes.size + 1, dtype=np.int64)
@@ -118,13 +141,14 @@ class HSSFactorization:
         with blas_single_thread():
             for lev in range(L, 0, -1):
                 nodes = lay.levels[lev]
-                wptr, work = lay.work(nodes, lay.c * lay.c + lay.red * lay.red)
-                factor_level(nodes, lev == L, self.shift, dshift, tree.node_off,
-                             lay.c, lay.r, lay.red,
-                             lay.sk_ptr, lay.sk_pos, lay.rd_ptr, lay.rd_pos, lay.T_ptr,
-                             lay.T_data, H.near_data, lay.diag_off, lay.B_ptr, lay.B_data,
-                             lay.L_ptr, self.L_data, lay.G_ptr, self.G_data, lay.Z_ptr,
-                             Z_data, wptr, work, info, nt)
+                for part, wptr, work in lay.work_chunks(nodes,
+                                                        lay.c * lay.c + lay.red * lay.red):
+                    factor_level(part, lev == L, self.shift, dshift, tree.node_off,
+                                 lay.c, lay.r, lay.red, lay.sk_ptr, lay.sk_pos, lay.rd_ptr,
+                                 lay.rd_pos, lay.T_ptr, lay.T_data, H.near_data,
+                                 lay.diag_off, lay.B_ptr, lay.B_data, lay.L_ptr,
+                                 self.L_data, lay.G_ptr, self.G_data, lay.Z_ptr, Z_data,
+                                 wptr, work, info, nt)
                 bad = np.flatnonzero(info[nodes] != 0)
                 if bad.size:
                     a = int(nodes[bad[0]])

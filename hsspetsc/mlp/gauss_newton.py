@@ -149,7 +149,9 @@ class GaussNewton(Source):
         entry reads. The costly part for wide outputs (O(m d sum out^2))."""
         self._pairs_built = True
         S, L = self._S, self.model.n_layers
-        blocks, goff, pos = [], np.zeros(L * L, np.int64), 0
+        # one buffer, filled pair by pair: one pair's block is the only temporary
+        self._goff, size = self.pair_offsets(self.model.widths, self._m, self.diag_last)
+        self._Gbuf = np.empty(size)
         for la in range(L):
             for lb in range(la, L):
                 last_a = self.diag_last and la == L - 1
@@ -160,11 +162,25 @@ class GaussNewton(Source):
                     g = np.transpose(S[la] * S[lb][:, None, :], (1, 2, 0))
                 else:                              # batched GEMM over samples
                     g = np.matmul(S[la], S[lb].transpose(0, 2, 1)).transpose(1, 2, 0)
+                pos = self._goff[la * L + lb]
+                self._Gbuf[pos:pos + g.size].reshape(g.shape)[...] = g
+
+    @staticmethod
+    def pair_offsets(widths, m, diag_last):
+        """(offsets of each layer pair's block in _Gbuf, its total length) for ``m``
+        samples: out_la x out_lb x m per pair la <= lb (d x m for the diagonal last
+        layer with itself)."""
+        outs = list(widths[1:])
+        L = len(outs)
+        goff, pos = np.zeros(L * L, np.int64), 0
+        for la in range(L):
+            for lb in range(la, L):
                 goff[la * L + lb] = pos
-                pos += g.size
-                blocks.append(np.ascontiguousarray(g).ravel())
-        self._goff = goff
-        self._Gbuf = np.concatenate(blocks)
+                if diag_last and la == lb == L - 1:
+                    pos += outs[la] * m
+                else:
+                    pos += outs[la] * outs[lb] * m
+        return goff, pos
 
     # ------------------------------------------------------------ source API
     def evaluator(self):

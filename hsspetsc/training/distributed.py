@@ -197,7 +197,8 @@ class DistributedGN(Source):
                                     rl, np.concatenate(rows), exclusive_cumsum(cl), cl,
                                     np.concatenate(cols), off, part,
                                     effective_n_threads(self.local.n_threads))
-            return part * self._w
+                part *= self._w     # in place: the blocks are the largest buffer
+            return part
         total = self.problem.comm.sum(local)
         out = []
         for b, (I, J) in enumerate(blocks):

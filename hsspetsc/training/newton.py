@@ -44,6 +44,7 @@ from ..petsc._comm import release_refs
 from ..petsc._pc import compress_with_options
 from ..tree import tree_depth
 from .distributed import DistributedGN
+from .memory import AUTO, CURVATURE_LADDER, memory_budget, plan_newton
 
 
 class GNMatContext:
@@ -176,6 +177,27 @@ class GNMatContext:
         return self.hss, self.diag_shift
 
 
+# PETSc options a memory plan set (key -> value): not "given" for the next plan
+_AUTO_OPTIONS = {}
+
+
+def plan_memory(problem, name, precond, curvature_samples, hss_samples, leaf_size,
+                memory_limit=None, **kw):
+    """The memory plan of a Newton method on ``problem`` (collective: every rank gets
+    the same plan or the same :class:`MemoryPlanError`); see
+    :func:`hsspetsc.training.memory.plan_newton`."""
+    model = problem.model
+    mpi = problem.comm.mpi if problem.comm.size > 1 else None
+    avail, target, how = memory_budget(mpi, memory_limit)
+    data = 8 * problem.n_total * (model.widths[0] + (model.widths[-1]
+                                                     if problem.Y.ndim > 1 else 1))
+    return plan_newton(model.widths, model.loss_name, problem.n_total, precond=precond,
+                       name=name, curvature_samples=curvature_samples,
+                       hss_samples=hss_samples, leaf_size=leaf_size, available=avail,
+                       target=target, budget_source=how, ranks=problem.comm.size,
+                       data_bytes=data, **kw)
+
+
 PRECONDITIONERS = {"hss": "newton-hss", "none": "newton-cg", "hf": "newton-hf",
                    "kfac": "newton-kfac"}
 
@@ -198,12 +220,13 @@ class NewtonKrylov:
     precond : "hss" (HSSPC), "none", "hf" (Martens' (diag(H) + lambda)^0.75) or "kfac"
         (Kronecker factors, :mod:`hsspetsc.training.preconditioners`)
     lam : initial damping lambda
-    curvature_samples : int or None (default 256)
+    curvature_samples : int, None or "auto" (default "auto")
         The preconditioner's curvature comes from a mini-batch of this many samples,
         drawn from one stream keyed by a step number (the same mini-batch on any
         number of ranks): afresh every step for hf and kfac, at every full
         compression for hss (refreshes keep the samples the skeletons were chosen
-        for). The CG operator always uses every sample. None: every sample.
+        for). The CG operator always uses every sample. None: every sample. "auto":
+        the largest of 256, 192, ..., 8 that fits the memory plan (``memory_limit``).
     rebuild : int >= 1 (default 20)
         HSS only: compress H~ again (new tree and skeletons) at least every this
         many steps.
@@ -224,11 +247,22 @@ class NewtonKrylov:
     cg_max_it : cap on CG iterations per step
     forcing : "ew" (Eisenstat-Walker choice 2) or a fixed relative tolerance (float)
     pc_options : extra -pc_hss_* options (dict), under the prefix ``prefix``
-    hss_samples : int >= 0 (default 128)
+    hss_samples : int >= 0 or "auto" (default "auto")
         H~ from that many products of the curvature matrix (``compress_sketch``,
         neuron order, at most N; sets -pc_hss_samples); 0: from its entries
         (``compress``). Products of a mini-batch are cheap, and the sketch was 2-3x
-        faster than the entries for the same CG iterations on the demo net.
+        faster than the entries for the same CG iterations on the demo net. "auto":
+        the largest of 128, 96, ..., 16 that fits the memory plan. The leaf size
+        (-pc_hss_leaf_size under ``prefix``) is chosen by the plan too (128 down to
+        32) unless given.
+    memory_limit : float > 0 or None (default None)
+        Bytes one rank may use. None: what the machine has available (the "auto"
+        options aim at a quarter of its memory, shared by the ranks on a node).
+        Before any work the peak of a step is estimated from the net and the options
+        (:mod:`hsspetsc.training.memory`; the plan is ``memory_plan``); options
+        given explicitly that would not fit raise
+        :class:`~hsspetsc.training.memory.MemoryPlanError` (a ValueError) naming the
+        option to lower, on every rank alike.
     progress : callable(str) or None: a progress line (with an estimate of the time
         to the CG tolerance) every ``progress_every`` seconds of a long step
     pc_layout : "auto" (default), "distributed" or "replicated"
@@ -256,10 +290,10 @@ class NewtonKrylov:
 
     def __init__(self, problem, precond="hss", lam=1.0, rebuild=20, cg_max_it=100,
                  forcing="ew", pc_options=None, prefix="newton_", compress_params=None,
-                 curvature_samples=256, hss_samples=128, refresh=False, rebuild_lost_its=80,
-                 progress=None, progress_every=10.0, pc_layout="auto", batch_size=None,
-                 batch_growth=1.0, cg_batch=None, cg_warm_start=0.0, cg_backtrack=False,
-                 hss_shift_aware=None):
+                 curvature_samples=AUTO, hss_samples=AUTO, refresh=False,
+                 rebuild_lost_its=80, progress=None, progress_every=10.0, pc_layout="auto",
+                 batch_size=None, batch_growth=1.0, cg_batch=None, cg_warm_start=0.0,
+                 cg_backtrack=False, hss_shift_aware=None, memory_limit=None):
         from .._validation import check_float, check_int
         where = "NewtonKrylov"
         if precond not in PRECONDITIONERS:
@@ -287,12 +321,14 @@ class NewtonKrylov:
         self.cg_backtrack = bool(cg_backtrack)
         self.prev_direction = None      # the last CG solution (the warm start's base)
         self._iterates = []             # (iteration, CG iterate) kept for backtracking
-        if curvature_samples is not None:
+        if curvature_samples is not None and curvature_samples != AUTO:
             curvature_samples = check_int(curvature_samples, "curvature_samples", where,
                                           lo=1)
-            if curvature_samples >= problem.n_total:
-                curvature_samples = None
-        self.curvature_samples = curvature_samples
+        if hss_samples != AUTO:
+            hss_samples = check_int(hss_samples, "hss_samples", where, lo=0)
+        if memory_limit is not None:
+            memory_limit = check_float(memory_limit, "memory_limit", where, lo=0.0,
+                                       lo_open=True)
         self.forcing = forcing
         self.prefix = prefix
         self.name = PRECONDITIONERS[precond]
@@ -320,18 +356,47 @@ class NewtonKrylov:
             raise ValueError(f"{where}: pc_layout='distributed' needs a sketched H~ "
                              f"(hss_samples > 0) and refresh=False.")
         self.pc_layout = pc_layout
-        if precond == "hss" and problem.comm.size > 1 and (
-                pc_layout == "distributed" or (pc_layout == "auto" and hss_samples > 0
-                                               and not self.refresh)):
+        opts = PETSc.Options()
+        pc_options = dict(pc_options or {})
+        leaf_key = prefix + "pc_hss_leaf_size"
+        leaf_size = pc_options.get("pc_hss_leaf_size", AUTO)
+        if leaf_size == AUTO and opts.hasName(leaf_key) and (
+                _AUTO_OPTIONS.get(leaf_key) != opts.getString(leaf_key)):
+            leaf_size = opts.getString(leaf_key)     # given, not left by an earlier plan
+        if leaf_size != AUTO:
+            try:
+                leaf_size = int(leaf_size)
+            except (TypeError, ValueError):
+                raise ValueError(f"The '{leaf_key}' option of {where} must be an int "
+                                 f">= 2. Got {leaf_size!r} instead.") from None
+            leaf_size = check_int(leaf_size, leaf_key, where, lo=2)
+        sketched = hss_samples == AUTO or hss_samples > 0
+        distributed = precond == "hss" and problem.comm.size > 1 and (
+            pc_layout == "distributed" or (pc_layout == "auto" and sketched
+                                           and not self.refresh))
+        self.memory_plan = plan_memory(
+            problem, self.name, precond, curvature_samples, hss_samples, leaf_size,
+            memory_limit, distributed=distributed, batch_size=self.batch_size,
+            cg_batch=self.cg_batch, cg_max_it=self.cg_max_it,
+            cg_backtrack=self.cg_backtrack)
+        chosen = self.memory_plan.options
+        curvature_samples = chosen.get("curvature_samples", curvature_samples)
+        if curvature_samples == AUTO:           # a method without curvature
+            curvature_samples = CURVATURE_LADDER[0]
+        if curvature_samples is not None and curvature_samples >= problem.n_total:
+            curvature_samples = None
+        self.curvature_samples = curvature_samples
+        hss_samples = chosen.get("hss_samples", 0 if hss_samples == AUTO else hss_samples)
+        if distributed and hss_samples > 0:
             self.ctx.comm = problem.comm.mpi
             self.ctx.comm_required = pc_layout == "distributed"
-        opts = PETSc.Options()
         if precond == "hss":
             opts[prefix + "pc_type"] = "python"
             opts[prefix + "pc_python_type"] = "hsspetsc.petsc.HSSPC"
-            hss_samples = check_int(hss_samples, "hss_samples", where, lo=0)
             opts[prefix + "pc_hss_samples"] = str(min(hss_samples,
                                                       problem.model.n_params))
+            if "leaf_size" in self.memory_plan.auto:
+                opts[leaf_key] = _AUTO_OPTIONS[leaf_key] = str(chosen["leaf_size"])
         elif precond in ("hf", "kfac"):
             opts[prefix + "pc_type"] = "python"
             opts[prefix + "pc_python_type"] = ("hsspetsc.training.preconditioners." +
@@ -339,7 +404,7 @@ class NewtonKrylov:
                                                 else "KFACPC"))
         else:
             opts[prefix + "pc_type"] = "none"
-        for k, v in (pc_options or {}).items():
+        for k, v in pc_options.items():
             opts[prefix + k] = v
         N = problem.model.n_params
         self.A = self.ksp = self.b = self.x = None

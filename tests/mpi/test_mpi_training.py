@@ -101,3 +101,32 @@ def test_distributed_preconditioner_matches_serial():
     rep, _, _ = train(COMM, "replicated")
     for a, b in zip(par.records, rep.records):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-10)
+
+
+def test_memory_plan_is_the_same_on_every_rank():
+    """Each rank is given another limit: the plan takes the smallest, so every rank
+    chooses the same options, and a limit too small on one rank stops all of them
+    with the same error (none is left waiting)."""
+    from hsspetsc.training.memory import MARGIN, MemoryPlanError
+    from hsspetsc.training.newton import NewtonKrylov
+    X, _ = load("digits", 240)
+    model = MLP([64, 40, 64], activation="tanh", seed=0)
+    pb = ShardedProblem(model, X, X, comm=COMM)
+    one = ShardedProblem(model, X, X)
+    ref = NewtonKrylov(one, precond="hss", prefix="mpi_mem_ref_")
+    full = ref.memory_plan.estimate.peak
+    ref.destroy()
+    limit = 0.5 * full * (1 + COMM.rank)            # rank 0's is the smallest
+    nk = NewtonKrylov(pb, precond="hss", memory_limit=limit, prefix="mpi_mem_")
+    try:
+        opts = nk.memory_plan.options
+        assert COMM.allgather(opts) == [opts] * COMM.size
+        assert nk.memory_plan.budget == 0.5 * full
+        assert nk.memory_plan.estimate.peak * MARGIN <= 0.5 * full
+    finally:
+        nk.destroy()
+    tiny = 1e5 if COMM.rank == COMM.size - 1 else 1e12
+    with pytest.raises(MemoryPlanError) as err:
+        NewtonKrylov(pb, precond="hss", memory_limit=tiny, prefix="mpi_mem_err_")
+    msgs = COMM.allgather(str(err.value))
+    assert msgs == [msgs[0]] * COMM.size and "0.00 GB is available" in msgs[0]
