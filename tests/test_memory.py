@@ -16,8 +16,14 @@ pytest.importorskip("petsc4py")
 from hsspetsc.mlp import MLP, load  # noqa: E402
 from hsspetsc.mlp.gauss_newton import GaussNewton  # noqa: E402
 from hsspetsc.training import ShardedProblem  # noqa: E402
-from hsspetsc.training.memory import (GB, MARGIN, MemoryPlanError,  # noqa: E402
-                                      estimate_newton, gauss_newton_bytes, plan_newton)
+from hsspetsc.training.memory import (  # noqa: E402
+    GB,
+    MARGIN,
+    MemoryPlanError,
+    estimate_newton,
+    gauss_newton_bytes,
+    plan_newton,
+)
 from hsspetsc.training.newton import NewtonKrylov  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
