@@ -23,10 +23,17 @@ COL_TILE = 256            # column tile of wide blocks
 
 
 def exclusive_cumsum(sizes):
-    """[0, s0, s0 + s1, ...] without the total (int64)."""
+    """[0, s0, s0 + s1, ...] without the total (int64): where each item starts."""
     out = np.zeros(len(sizes), dtype=np.int64)
     if len(sizes) > 1:
         np.cumsum(sizes[:-1], out=out[1:])
+    return out
+
+
+def pointers(sizes):
+    """[0, s0, s0 + s1, ..., total] (int64): item i is [p[i], p[i + 1]) (CSR)."""
+    out = np.zeros(len(sizes) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=out[1:])
     return out
 
 

@@ -1,7 +1,8 @@
 # cython: language_level=3
 """Construction kernels: one ``prange`` over the nodes of a tree level (private).
 
-Python orchestrates per level (hsspetsc/_construct.py); every loop over nodes or
+Python orchestrates per level (hsspetsc/compress.py, skeleton.py, sketch.py,
+_dist_build.py); every loop over nodes or
 indices is here. Entries are read between kernel calls, a level (or a
 memory-bounded chunk of it) at a time, by ``_blocks.BlockReader``; the kernels
 only see flat buffers. Kernels check nothing; arguments are labelled IN / OUT /

@@ -33,7 +33,7 @@ the serial matrix's to round-off on any number of ranks.
 """
 import numpy as np
 
-from ._blocks import exclusive_cumsum, ranges
+from ._blocks import exclusive_cumsum, pointers, ranges
 from ._collective import CollectiveError, _Comm
 from ._threads import blas_single_thread, effective_n_threads
 from ._validation import as_block, check_float
@@ -161,10 +161,6 @@ class _Exchange:
         self._counter(op)["calls"] += 1
 
 
-def _compact_ptr(sizes):
-    return np.r_[0, np.cumsum(sizes)].astype(np.int64)
-
-
 class DistributedHSSMatrix:
     """An HSS matrix (budget 0) stored across the ranks of an MPI communicator.
 
@@ -230,10 +226,10 @@ class DistributedHSSMatrix:
         # bounds of the levels (the matvec kernels run each segment in turn)
         levs = sorted(self.levels)
         down = np.concatenate([self.levels[lev] for lev in levs]).astype(np.int64)
-        down_seg = np.r_[0, np.cumsum([self.levels[lev].size for lev in levs])]
+        down_seg = pointers([self.levels[lev].size for lev in levs])
         up = np.concatenate([self.levels[lev] for lev in levs[::-1]]).astype(np.int64)
-        up_seg = np.r_[0, np.cumsum([self.levels[lev].size for lev in levs[::-1]])]
-        self._passes = (up, up_seg.astype(np.int64), down, down_seg.astype(np.int64))
+        up_seg = pointers([self.levels[lev].size for lev in levs[::-1]])
+        self._passes = (up, up_seg, down, down_seg)
         self._with_basis = np.setdiff1d(np.r_[sub_nodes, np.asarray(self.own.ancestors, np.int64)],
                                         [0]).astype(np.int64)
         self._x = _Exchange(comm)
@@ -629,7 +625,7 @@ def local_parts(n, n_levels, own, rank, skel_ptr, skel_idx, skel_pos, proj_ptr,
     c[computed[leaf]] = node_size[computed[leaf]]
     c[inner] = r[2 * inner + 1] + r[2 * inner + 2]
     c[halo] = r[halo]                            # only their skeleton rows are held
-    out_skel_ptr = _compact_ptr(r)
+    out_skel_ptr = pointers(r)
     take = ranges(skel_ptr[present], r[present])
     out_skel_idx = skel_idx[take].astype(np.int64)
     is_halo = np.isin(present, halo)
@@ -650,7 +646,7 @@ def local_parts(n, n_levels, own, rank, skel_ptr, skel_idx, skel_pos, proj_ptr,
     out_cpl = cpl_data[ranges(cpl_off[parents], csize)].astype(np.float64)
     return dict(n=n, n_levels=n_levels, rank=r, ncols=c, skel_ptr=out_skel_ptr,
                 skel_idx=out_skel_idx, skel_pos=out_skel_pos,
-                proj_ptr=_compact_ptr(psize), proj=out_proj, leaf_data=out_leaf,
+                proj_ptr=pointers(psize), proj=out_proj, leaf_data=out_leaf,
                 leaf_off=exclusive_cumsum(m2), far_pairs=np.column_stack(
                     [2 * parents + 1, 2 * parents + 2]).astype(np.int64),
                 far_off=exclusive_cumsum(csize), far_data=out_cpl)

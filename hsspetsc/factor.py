@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 
+from ._blocks import exclusive_cumsum, pointers
 from ._threads import blas_single_thread, effective_n_threads
 from ._validation import as_block, check_float, check_result
 
@@ -54,7 +55,7 @@ class _Layout:
         self.rd_ptr[1:] = np.cumsum(red)
         # redundant positions of every node (its columns that are not skeleton),
         # ascending, and T = P[:, redundant] column-major: all nodes at once
-        col0 = _ptr(c)[:-1]
+        col0 = pointers(c)[:-1]
         is_skel = np.zeros(int(c.sum()), dtype=bool)
         owner = np.repeat(np.arange(n_nodes, dtype=np.int64), H.rank)
         is_skel[col0[owner] + H.skel_pos] = True
@@ -62,18 +63,18 @@ class _Layout:
         flat = np.flatnonzero(~is_skel)
         node_of = np.repeat(np.arange(n_nodes, dtype=np.int64), c)[flat]
         self.rd_pos = (flat - col0[node_of]).astype(np.int64)
-        self.T_ptr = _ptr(r * red)
+        self.T_ptr = pointers(r * red)
         self.T_data = np.empty(int(self.T_ptr[-1]))
         nodes = np.arange(1, n_nodes, dtype=np.int64)
         gather_T(nodes, r, c, red, H.proj_ptr, H.proj, self.rd_ptr, self.rd_pos,
                  self.T_ptr, self.T_data, nt)
-        self.L_ptr = _ptr(red * red)
-        self.G_ptr = _ptr(red * r)
-        self.Z_ptr = _ptr(r * r)
+        self.L_ptr = pointers(red * red)
+        self.G_ptr = pointers(red * r)
+        self.Z_ptr = pointers(r * r)
         self.diag_off = H.diag_blk
         # sibling couplings B = K(skel l, skel r), column-major, per parent
         inner = np.arange(fl)
-        self.B_ptr = _ptr(np.r_[r[2 * inner + 1] * r[2 * inner + 2],
+        self.B_ptr = pointers(np.r_[r[2 * inner + 1] * r[2 * inner + 2],
                                 np.zeros(n_nodes - fl, np.int64)].astype(np.int64))
         # each parent's block comes from the far pairs or the extra couplings
         self.B_data = np.empty(int(self.B_ptr[-1]))
@@ -88,9 +89,7 @@ class _Layout:
 
     def work(self, nodes, per_node):
         sizes = per_node[nodes]
-        ptr = np.zeros(nodes.size, dtype=np.int64)
-        ptr[1:] = np.cumsum(sizes)[:-1]
-        return ptr, np.empty(int(sizes.sum()) + 1)
+        return exclusive_cumsum(sizes), np.empty(int(sizes.sum()) + 1)
 
     def work_chunks(self, nodes, per_node, cap=WORK_CHUNK):
         """``nodes`` in consecutive groups whose workspace is about ``cap`` doubles
@@ -105,16 +104,8 @@ class _Layout:
         work = np.empty(max(totals, default=0) + 1)
         out = []
         for a, b in zip(bounds[:-1], bounds[1:]):
-            ptr = np.zeros(b - a, dtype=np.int64)
-            ptr[1:] = np.cumsum(sizes[a:b])[:-1]
-            out.append((nodes[a:b], ptr, work))
+            out.append((nodes[a:b], exclusive_cumsum(sizes[a:b]), work))
         return out
-
-
-def _ptr(sizes):
-    p = np.zeros(sizes.size + 1, dtype=np.int64)
-    p[1:] = np.cumsum(sizes)
-    return p
 
 
 class HSSFactorization:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._blocks import pointers
 from ._threads import blas_single_thread, effective_n_threads
 from ._validation import as_block, check_float, check_result
 
@@ -224,7 +225,7 @@ class HSSMatrix:
         down_seg = np.r_[0, 2 ** np.arange(2, L + 2) - 2].astype(np.int64)
         up = np.concatenate([self.tree.level_nodes(lev) for lev in range(L, 0, -1)]
                             + [np.zeros(0, np.int64)]).astype(np.int64)
-        up_seg = np.r_[0, np.cumsum([2 ** lev for lev in range(L, 0, -1)])].astype(np.int64)
+        up_seg = pointers([2 ** lev for lev in range(L, 0, -1)])
         return up, up_seg, down, down_seg
 
     def __matmul__(self, W):

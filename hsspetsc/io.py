@@ -16,8 +16,8 @@ pickled objects, loaded with ``allow_pickle=False``) holding every named part of
   entries; bitwise the same solve, the factorization being deterministic).
 
 All integers are little-endian int64 and all reals float64, so a file moves between
-machines. Under MPI each rank would write its own part (not yet: the matrix is
-replicated on every rank today).
+machines. A distributed matrix (``compress(comm=...)``: each rank holds its subtree)
+has no file format yet; save the serial matrix of the same source instead.
 """
 import json
 import os
@@ -88,17 +88,24 @@ def save(obj, path):
     return path
 
 
-def write_npz_atomically(path, arrays):
-    """``np.savez(path, **arrays)`` through a temporary file of this process's own
-    beside it and a rename: a reader sees the old file or the new one, never half
-    of one, and ranks saving at once do not collide."""
-    tmp = f"{path}.{os.getpid()}.tmp.npz"
+def atomic_write(path, write):
+    """``write(f)`` into a binary temporary file of this process's own beside
+    ``path``, then a rename: a reader sees the old file or the new one, never half
+    of one; processes writing the same file at once do not collide (the last
+    rename wins with a complete file). The package's one writer of files."""
+    tmp = f"{path}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
     try:
-        np.savez(tmp, **arrays)
+        with open(tmp, "wb") as f:
+            write(f)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def write_npz_atomically(path, arrays):
+    """``np.savez(path, **arrays)`` through :func:`atomic_write`."""
+    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def load(path, n_threads=None):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from ._blocks import chunks, exclusive_cumsum, ranges
+from ._blocks import chunks, exclusive_cumsum, pointers, ranges
 from ._params import shift_thresholds
 from .tree import PHASE_ROWS, level_leaf_range, phase_key
 
@@ -61,7 +61,7 @@ class LevelIDs:
         self.pos = pos_buf[ranges(pos_off, rank)]
         self.proj = proj_buf[ranges(proj_off, rank * ncols)]
         self.skel = cols_idx[cols_ptr[:-1].repeat(rank) + self.pos]
-        self.skel_ptr = np.r_[0, np.cumsum(rank)].astype(np.int64)
+        self.skel_ptr = pointers(rank)
 
 
 def check_alloc(ok, what):
@@ -144,9 +144,9 @@ def assemble_bases(tree, levels, tol, causes=None):
     sizes = np.r_[0, np.concatenate(proj_sizes)] if proj_sizes else np.zeros(1, np.int64)
     cat = (lambda parts, dt: np.concatenate(parts).astype(dt) if parts
            else np.zeros(0, dt))
-    return Bases(rank=rank, skel_ptr=np.r_[0, np.cumsum(rank)].astype(np.int64),
+    return Bases(rank=rank, skel_ptr=pointers(rank),
                  skel_idx=cat(parts_skel, np.int64), skel_pos=cat(parts_pos, np.int64),
-                 proj_ptr=np.r_[0, np.cumsum(sizes)].astype(np.int64),
+                 proj_ptr=pointers(sizes),
                  proj=cat(parts_proj, np.float64), truncated=tuple(truncated))
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._blocks import BlockReader
+from ._blocks import BlockReader, pointers
 from ._threads import effective_n_threads
 
 DISTANCES = ("angle", "kernel", "geometric")
@@ -197,7 +197,7 @@ def build_tree(n, metric, leaf_size, seed=0, n_samples=8, randomized=False, key=
             ncol = np.full(nodes.size, 2, dtype=np.int64)
         else:
             ncol = np.minimum(sz, n_samples).astype(np.int64)
-        col_ptr = np.r_[0, np.cumsum(ncol)].astype(np.int64)
+        col_ptr = pointers(ncol)
         cols = np.empty(int(col_ptr[-1]), dtype=np.int64)
         pick_columns(lo, sz, perm, keys, col_ptr, cols, nt)
         if randomized:

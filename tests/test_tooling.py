@@ -158,3 +158,36 @@ def test_api_reference_builds_without_warnings(tmp_path):
     rc, out = _run(["-m", "sphinx", "-q", "-E", "-W", "-b", "html", "docs",
                     str(tmp_path / "api")])
     assert rc == 0, out
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    from hsspetsc.io import atomic_write
+    path = tmp_path / "f.bin"
+    atomic_write(str(path), lambda f: f.write(b"old"))
+    assert path.read_bytes() == b"old"
+
+    def fail(f):
+        f.write(b"half")
+        raise OSError("disk full")
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(str(path), fail)
+    assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["f.bin"]
+
+
+def test_one_writer_and_one_offset_helper_in_the_package():
+    """Files are written through io.atomic_write only; offsets come from
+    _blocks.exclusive_cumsum / pointers, not hand-written cumsums."""
+    pkg = os.path.join(ROOT, "hsspetsc")
+    replace, cumsum = [], []
+    for dirpath, _, files in os.walk(pkg):
+        for name in files:
+            if not name.endswith((".py", ".pyx")):
+                continue
+            path = os.path.join(dirpath, name)
+            text = open(path).read()
+            rel = os.path.relpath(path, ROOT)
+            replace += [rel] * text.count("os.replace(")
+            cumsum += [rel for pat in (r"np\.r_\[0, np\.cumsum", r"cumsum\([^)]*\)\[:-1\]")
+                       for _ in re.findall(pat, text)]
+    assert replace == [os.path.join("hsspetsc", "io.py")]
+    assert cumsum == [], cumsum

@@ -26,6 +26,7 @@ import scipy.sparse.linalg as spla
 
 from .._threads import effective_n_threads
 from .._validation import check_choice, check_int
+from ..io import atomic_write
 from ..sources import DenseSource, KernelSource
 
 TESTSUITE_NAMES = ("K02", "K03", "K04", "K05", "K06", "K07", "K08", "K09", "K10", "K11",
@@ -43,20 +44,6 @@ def cache_dir():
 
 
 # ----------------------------------------------------------------- helpers
-def _atomic_write(path, write):
-    """Write a cache file under a name of this process's own, then rename it: under
-    mpiexec several ranks may generate the same member at once, and whichever rename
-    comes last wins with an identical, complete file (os.replace is atomic)."""
-    tmp = f"{path}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def _side(N, dim, name):
     n = int(round(N ** (1.0 / dim)))
     for cand in (n - 1, n, n + 1):
@@ -277,7 +264,7 @@ def _kernel_testsuite(name, N, seed, use_cache, n_threads):
         scale = 1.0 / norm
         diag = 2.0 * rowsum * scale
         if use_cache:
-            _atomic_write(path, lambda f: np.savez(f, diag=diag, scale=scale))
+            atomic_write(path, lambda f: np.savez(f, diag=diag, scale=scale))
     src = KernelSource(X, kernel, h, param=param, diag=diag, scale=scale, n_threads=n_threads)
     src.name = name
     return src
@@ -353,8 +340,8 @@ def testsuite(name, N, seed=0, cache=True, max_dense=16384, n_threads=None):
         K /= _norm2(K)
         if cache:
             # points first: a reader takes the matrix only when both are there
-            _atomic_write(ppath, lambda f: np.save(f, pts))
-            _atomic_write(path, lambda f: np.save(f, K))
+            atomic_write(ppath, lambda f: np.save(f, pts))
+            atomic_write(path, lambda f: np.save(f, K))
     src = DenseSource(K, check_symmetric=False)
     src.points = np.ascontiguousarray(pts, dtype=np.float64)
     src.name = name

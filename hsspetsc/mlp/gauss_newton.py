@@ -17,6 +17,7 @@ It is a :class:`hsspetsc.Source`, so ``hsspetsc.compress(GaussNewton(...))`` wor
 """
 import numpy as np
 
+from .._blocks import exclusive_cumsum
 from .._validation import as_float_array, check_finite, check_float, check_int
 from ..sources import Source
 from .model import act_deriv, softmax
@@ -112,8 +113,7 @@ class GaussNewton(Source):
             S[l - 1] = np.einsum("ipk,ikj->ipj", C, Lfac) if self.ce else C.copy()
         xs = [np.hstack([acts[l], np.ones((m, 1))]) for l in range(L)]
         # Xt[l] = (in_l + 1, m); Gam[l, l'] = <s^l_p, s^l'_p'> per sample, (out, out', m)
-        self._xoff = np.zeros(L, np.int64)
-        self._xoff[1:] = np.cumsum([x.size for x in xs])[:-1]
+        self._xoff = exclusive_cumsum([x.size for x in xs])
         self._Xbuf = np.ascontiguousarray(np.concatenate([x.T.ravel() for x in xs]))
         self._S = S                          # kept for KFAC and the pairs
         self._xs = xs

@@ -13,6 +13,7 @@ stored per-sample factors of every rank, summed over ranks).
 import numpy as np
 from petsc4py import PETSc
 
+from .._blocks import exclusive_cumsum
 from ..petsc._comm import release_refs
 
 
@@ -79,7 +80,7 @@ def kfac_factors(gn):
     else:
         flat = problem.comm.sum(flat) / gn.samples      # gn.samples: over all ranks
     mats = [f.reshape(sh) for f, sh in zip(
-        np.split(flat, np.cumsum([a * b for a, b in shapes])[:-1]), shapes)]
+        np.split(flat, exclusive_cumsum([a * b for a, b in shapes])[1:]), shapes)]
     return list(zip(mats[:L], mats[L:])), model
 
 

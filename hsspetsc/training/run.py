@@ -6,12 +6,11 @@ optimizer's own work; evaluating the full loss for the log is not counted.
 """
 import json
 import math
-import os
 import time
 
 import numpy as np
 
-from ..io import write_npz_atomically
+from ..io import atomic_write, write_npz_atomically
 from ..mlp.optimizers import make_optimizer
 from .distributed import fail_together
 
@@ -47,14 +46,8 @@ def write_log(path, records):
     existing log."""
     if path is None or not records:
         return
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "w") as f:
-            json.dump(strict_records(records), f, indent=1, allow_nan=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    text = json.dumps(strict_records(records), indent=1, allow_nan=False)
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 class Trainer:
