@@ -238,8 +238,8 @@ class NewtonKrylov:
         HSS only: compress H~ again at the next step once the CG iterations lost to
         its age since the last compression exceed this many (a ski-rental rule: set
         it to about what a compression costs in CG iterations, and set-up never costs
-        much more than it saves; on the demo net and on the deep autoencoder a
-        compression cost 70-110 iterations). A step's loss: its iterations beyond
+        much more than it saves; bench/RESULTS.md has what a compression costs in
+        iterations on the benchmark nets). A step's loss: its iterations beyond
         the iterations per decade of residual reduction of the step right after the
         compression, times the decades this step reduced. Iterations, not seconds:
         the rule gives the same trajectory on any machine and number of ranks.
@@ -250,8 +250,8 @@ class NewtonKrylov:
     hss_samples : int >= 0 or "auto" (default "auto")
         H~ from that many products of the curvature matrix (``compress_sketch``,
         neuron order, at most N; sets -pc_hss_samples); 0: from its entries
-        (``compress``). Products of a mini-batch are cheap, and the sketch was 2-3x
-        faster than the entries for the same CG iterations on the demo net. "auto":
+        (``compress``). Products of a mini-batch are cheap: the sketch is the faster
+        path for the same CG iterations (bench/RESULTS.md). "auto":
         the largest of 128, 96, ..., 16 that fits the memory plan. The leaf size
         (-pc_hss_leaf_size under ``prefix``) is chosen by the plan too (128 down to
         32) unless given.
