@@ -149,6 +149,12 @@ class BlockReader:
             _check_finite(out)
             return out, offsets
         row_start, col_start = _i64(row_start), _i64(col_start)
+        fill = getattr(self.source, "fill_blocks", None)
+        if fill is not None:        # the source writes into out: no second buffer
+            fill(row_start, row_len, _i64(row_idx), col_start, col_len, _i64(col_idx),
+                 offsets, out)
+            _check_finite(out)
+            return out, offsets
         live = np.flatnonzero(sizes > 0)
         blocks = [(row_idx[row_start[b]:row_start[b] + row_len[b]],
                    col_idx[col_start[b]:col_start[b] + col_len[b]]) for b in live]

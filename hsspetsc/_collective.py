@@ -58,12 +58,14 @@ class _Comm:
             self.failed = CollectiveError(f"rank {r} of {self.size} failed: {m}")
             raise self.failed from error
 
-    def sum(self, local, *args):
+    def sum(self, local, *args, out=None):
         """Sum over ranks of ``local(*args)`` (a scalar or ndarray), identical on
         every rank (a reduce to rank 0 and a broadcast: an allreduce may associate
         differently on different ranks). ``local`` may be a value instead of a
         callable. An exception in this rank's ``local`` is agreed here, at the
-        collective every rank is heading to, and raised on all of them."""
+        collective every rank is heading to, and raised on all of them. ``out``: a
+        float64 array of the result's shape to receive the sum (not ``local``'s
+        own buffer; one rank returns ``local``'s value as it is)."""
         if callable(local):
             try:
                 x = local(*args)
@@ -78,7 +80,7 @@ class _Comm:
             return x
         from mpi4py import MPI
         arr = np.ascontiguousarray(np.asarray(x, dtype=np.float64))
-        out = np.empty_like(arr)
+        out = np.empty_like(arr) if out is None else out
         self.mpi.Reduce(arr, out, op=MPI.SUM, root=0)
         self.mpi.Bcast(out, root=0)
         return float(out) if np.ndim(x) == 0 else out

@@ -191,3 +191,30 @@ def test_cli_refuses_under_an_address_space_limit(tmp_path):
     assert p.returncode == 1, p.stdout + p.stderr
     assert "curvature_samples (--curvature-samples) (now 200)" in p.stderr
     assert "is available" in p.stderr and log == ["kept"]
+
+
+def test_gauss_newton_blocks_written_in_place_are_the_batch_entries():
+    """DistributedGN.fill_blocks (the reader's one-buffer path) gives bitwise the
+    entries of entries_batch, damping on the repeated indices included."""
+    X, _ = load("digits", 120)
+    model = MLP([64, 9, 64], activation="tanh", seed=0)
+    gn = ShardedProblem(model, X, X).gauss_newton(model.params, samples=50, seed=1)
+    gn.damping = 0.3
+    rng = np.random.default_rng(0)
+    rl, cl = np.array([5, 0, 7, 3]), np.array([4, 6, 7, 0])
+    ri, ci = rng.choice(gn.n, rl.sum()), rng.choice(gn.n, cl.sum())
+    ci[10:17] = ri[5:12]                          # block 2 on the diagonal
+    rs, cs = np.r_[0, np.cumsum(rl)[:-1]], np.r_[0, np.cumsum(cl)[:-1]]
+    off = np.r_[0, np.cumsum(rl * cl)[:-1]]
+    out = np.full(int((rl * cl).sum()), np.nan)
+    gn.fill_blocks(rs, rl, ri, cs, cl, ci, off, out)
+    ref = gn.entries_batch([(ri[a:a + r], ci[b:b + c]) for a, r, b, c in
+                            zip(rs, rl, cs, cl)])
+    assert np.array_equal(out, np.concatenate([blk.ravel() for blk in ref]))
+    gn.damping = 0.0
+    out0 = np.empty_like(out)
+    gn.fill_blocks(rs, rl, ri, cs, cl, ci, off, out0)
+    same_index = sum(int((ri[a:a + r][:, None] == ci[b:b + c][None, :]).sum())
+                     for a, r, b, c in zip(rs, rl, cs, cl))
+    assert same_index >= 7
+    assert np.count_nonzero(np.abs(out - out0 - 0.3) < 1e-12) == same_index

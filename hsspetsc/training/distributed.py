@@ -211,6 +211,34 @@ class DistributedGN(Source):
     # entries are sums over every rank's samples: calls are collective
     collective = True
 
+    def fill_blocks(self, row_start, row_len, row_idx, col_start, col_len, col_idx,
+                    offsets, out):
+        """The flat read of :class:`hsspetsc._blocks.BlockReader` (collective): the
+        blocks' entries, summed over the ranks, written into ``out`` (block b at
+        offsets[b], row-major). The same numbers as :meth:`entries_batch` with one
+        buffer of the blocks' size fewer (on one rank none besides ``out``)."""
+        comm = self.problem.comm
+
+        def local(buf):
+            buf[:] = 0.0
+            if buf.size and self.local is not None:
+                fill_with_evaluator(self.local._gn_evaluator(), row_start, row_len,
+                                    row_idx, col_start, col_len, col_idx, offsets, buf,
+                                    effective_n_threads(self.local.n_threads))
+                buf *= self._w
+            return buf
+        if comm.size == 1:
+            comm.sum(local, out)
+        else:
+            comm.sum(local, np.empty_like(out), out=out)
+        if self.damping:
+            for b in np.flatnonzero(row_len * col_len > 0):
+                r0, c0, o = row_start[b], col_start[b], offsets[b]
+                blk = out[o:o + row_len[b] * col_len[b]].reshape(row_len[b], col_len[b])
+                add_to_diagonal(blk, row_idx[r0:r0 + row_len[b]],
+                                col_idx[c0:c0 + col_len[b]], self.damping)
+        return out
+
     def entries_batch_own(self, blocks):
         """Each rank asks for its own blocks (collective; the distributed
         construction): this rank's samples' part of every rank's blocks is summed on

@@ -11,8 +11,8 @@ The largest buffers of a Newton step are known from the shapes alone:
   83 MB per sample on the deep autoencoder);
 - the sketch of ``compress_sketch``: Omega and Y = H Omega, N x samples each, and a
   third while they are permuted to tree order;
-- the leaf blocks of H~ (N x the tree's leaf size), read once into the reader's
-  buffer and the source's, and the factorizations of lambda I + H~ (the PSD
+- the leaf blocks of H~ (N x the tree's leaf size), read once (into the reader's
+  buffer, and a send buffer with more than one rank), and the factorizations of lambda I + H~ (the PSD
   compensation's search and the PC's own).
 
 :func:`estimate_newton` adds them up phase by phase (products, permute, leaf read,
@@ -255,7 +255,9 @@ def estimate_newton(widths, loss, n_total, *, precond="hss", curvature_samples=2
         phases["products"] = base + F + 2.0 * NS + 3.0 * chunk
         phases["permute"] = base + F + 2.0 * NS + (own if P > 1 else NS)
         keep = 2.0 * NS + 2.0 * own if P > 1 else 2.0 * NS
-        phases["leaf read"] = base + F + keep + 2.0 * D + pairs + tmp
+        # the reader's buffer (the source writes into it), and with several ranks
+        # the local part reduced into it
+        phases["leaf read"] = base + F + keep + (2.0 if ranks > 1 else 1.0) * D + pairs + tmp
         phases["levels"] = base + F + pairs + keep + D + proj + 2.0 * F8 * (
             N / leaf_eff) * r * s / P
     else:
