@@ -293,3 +293,34 @@ def test_order_must_be_a_1d_permutation():
                                  order=np.arange(40).reshape(2, 20))
     with pytest.raises(ValueError, match="'n_threads' parameter of compress"):
         hsspetsc.compress(K, leaf_size=10, n_threads=0)
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("path", ["entries", "sketch", "shift"])
+def test_defaults_with_psd_compensation_are_bitwise_identical_on_1_and_2_threads(path):
+    """Every default (the PSD compensation's search included, which factors H~ a few
+    times) gives the same bits on 1 and 2 threads, on a Gauss-Newton matrix that
+    needs a compensation."""
+    from hsspetsc.mlp import MLP, load
+    from hsspetsc.mlp.gauss_newton import GaussNewton
+    X, _ = load("digits", 300)
+    model = MLP([64, 24, 64], activation="tanh", seed=0)
+    out = []
+    for nt in (1, 2):
+        g = GaussNewton(model, X, X, damping=1e-10, n_threads=nt)
+        if path == "entries":
+            H = hsspetsc.compress(g, tol=1e-2, n_threads=nt)
+        elif path == "sketch":
+            H = hsspetsc.compress_sketch(g, samples=64, order=g.neuron_order(),
+                                         n_threads=nt)
+        else:
+            H = hsspetsc.compress_sketch(g, samples=64, shift=1e-3, probes=8,
+                                         order=g.neuron_order(), n_threads=nt)
+        out.append(H)
+    _assert_bitwise(*out)
+    c = [H.stats()["compensation"] for H in out]
+    assert c[0] == c[1] and (path == "shift" or c[0] > 0)
+    v = np.random.default_rng(0).standard_normal(out[0].n)
+    x = [H.factorize(shift=1e-3, n_threads=nt).solve(v, n_threads=nt)
+         for H, nt in zip(out, (1, 2))]
+    assert np.array_equal(*x)
