@@ -132,10 +132,11 @@ def _parser():
                         "entries (compress). auto (default): 128 down to 16, as the memory "
                         "plan fits (the leaf size too, 128 down to 32, unless "
                         "-pc_hss_leaf_size is given)")
-    t.add_argument("--memory-limit", type=float, default=None, metavar="GB",
-                   help="Newton methods: memory one rank may use (default: what the "
-                        "machine has available; auto options aim at a quarter of its "
-                        "memory). Options that would not fit stop the run before it starts")
+    t.add_argument("--memory-limit", type=float, default=None, metavar="GiB",
+                   help="Newton methods: memory one rank may use, in GiB; auto options "
+                        "fit it (default: what the machine has available decides, and "
+                        "auto options aim at a quarter of its memory). Options that "
+                        "would not fit stop the run before it starts")
     t.add_argument("--hss-shift-aware", type=float, default=None, metavar="C",
                    help="newton-hss: compress H~ for the damping lambda it is factored "
                         "with, |H - H~| <= C lambda (default: tol relative to |H~|)")

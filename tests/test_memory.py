@@ -76,8 +76,8 @@ def _step_peak(precond, m, s, leaf):
                                               ("hss", 32, 0, 64), ("kfac", 64, 0, 128)])
 def test_estimate_is_close_to_the_measured_peak(precond, m, s, leaf):
     peak, est = _step_peak(precond, m, s, leaf)
-    # the sizes are exact; the transients of the phases are modelled (within 25 % on
-    # every configuration of bench/bench_memory.py)
+    # the sizes are exact; the transients of the phases are modelled (0.84-1.21 of
+    # the traced peak on every configuration of bench/bench_memory.py)
     assert 0.6 * peak <= est.peak <= 1.6 * peak, (peak, est.phases)
 
 
@@ -173,7 +173,7 @@ def test_cli_refuses_options_over_the_memory_limit_before_training(tmp_path):
                      "--memory-limit", "0.1", "-pc_hss_leaf_size", "32"], tmp_path)
     assert p.returncode == 1, p.stdout + p.stderr
     assert "curvature_samples (--curvature-samples) (now 180)" in p.stderr
-    assert "GB" in p.stderr and "adam" not in p.stdout.split("memory plan")[0][-5:]
+    assert "GB" in p.stderr and "memory plan" not in p.stdout
     assert "final loss" not in p.stdout          # nothing was trained
     assert log == ["kept"]                       # and the log is as it was
     # auto options under the same limit: the plan is printed and the run goes on
@@ -218,3 +218,43 @@ def test_gauss_newton_blocks_written_in_place_are_the_batch_entries():
                      for a, r, b, c in zip(rs, rl, cs, cl))
     assert same_index >= 7
     assert np.count_nonzero(np.abs(out - out0 - 0.3) < 1e-12) == same_index
+
+
+def test_plan_refusal_messages_name_what_can_be_lowered():
+    w = [784, 400, 30, 400, 784]
+    # every sample explicit: named, as the largest value
+    with pytest.raises(MemoryPlanError, match=r"curvature_samples .*now every sample"):
+        plan_newton(w, "mse", 1000, precond="hss", curvature_samples=None,
+                    available=2 * GB, target=2 * GB)
+    # the entries path (0 products) is not "lowered"
+    with pytest.raises(MemoryPlanError) as err:
+        plan_newton(w, "mse", 1000, precond="hss", curvature_samples=256, hss_samples=0,
+                    available=3 * GB, target=3 * GB)
+    assert str(err.value).endswith("Lower curvature_samples (--curvature-samples) (now "
+                                   "256), or leave it to auto.")
+    # no refusal with an infinite limit
+    plan_newton(w, "mse", 1000, precond="hss", curvature_samples=256, hss_samples=128,
+                leaf_size=128, available=np.inf, target=np.inf)
+
+
+def test_auto_options_do_not_depend_on_the_ranks_and_resume_checks_them():
+    w = [784, 400, 30, 400, 784]
+    plans = [plan_newton(w, "mse", 10000, precond="hss", available=64 * GB,
+                         target=1.5 * GB, ranks=P, distributed=P > 1).options
+             for P in (1, 2, 3, 4, 8)]
+    assert plans == [plans[0]] * 5 and plans[0]["curvature_samples"] < 256
+    X, _ = load("digits", 200)
+    model = MLP([64, 40, 64], activation="tanh", seed=0)
+    pb = ShardedProblem(model, X, X)
+    a = NewtonKrylov(pb, precond="hss", prefix="mem_resume_a_")
+    b = NewtonKrylov(pb, precond="hss", memory_limit=0.3 * a.memory_plan.estimate.peak,
+                     prefix="mem_resume_b_")
+    try:
+        state = a.state_dict()
+        assert state["memory_options"] == a.memory_plan.options
+        with pytest.raises(ValueError, match="give the checkpoint's values explicitly"):
+            b.load_state_dict(state)
+        a.load_state_dict(state)
+    finally:
+        a.destroy()
+        b.destroy()

@@ -194,7 +194,8 @@ def _share(m, ranks):
 
 def estimate_newton(widths, loss, n_total, *, precond="hss", curvature_samples=256,
                     hss_samples=128, leaf_size=128, max_rank=None, ranks=1,
-                    distributed=False, batch_size=None, cg_batch=None, cg_max_it=50,
+                    distributed=False, distributed_required=False, batch_size=None,
+                    cg_batch=None, cg_max_it=50,
                     cg_backtrack=False, data_bytes=None):
     """The peak memory of one rank during a Newton step of an MLP with ``widths``
     (see the module docstring), as a :class:`MemoryEstimate` (bytes)."""
@@ -231,7 +232,8 @@ def estimate_newton(widths, loss, n_total, *, precond="hss", curvature_samples=2
     leaf = max(2, min(int(leaf_size), N))
     depth = tree_depth(N, leaf)
     leaf_eff = N / 2 ** depth                 # the leaves' mean size
-    P = ranks if distributed else 1
+    # fewer leaves than ranks: the trainer keeps H~ whole on every rank
+    P = ranks if distributed and (distributed_required or 2 ** depth >= ranks) else 1
     D = F8 * N * leaf_eff / P                 # this rank's leaf blocks
     F = fwd + fac
     phases["curvature factors"] = base + F + fac_tmp
@@ -297,20 +299,25 @@ class MemoryPlan:
 
 
 def memory_budget(mpi_comm=None, memory_limit=None, share=DEFAULT_SHARE):
-    """(available, auto target, description) in bytes per rank, the same on every
-    rank of ``mpi_comm`` (the smallest over the ranks). ``memory_limit`` (bytes per
-    rank) replaces what the machine says."""
+    """(available per rank, auto target, description) in bytes, the same on every
+    rank of ``mpi_comm`` (the smallest over the ranks). The target does not depend
+    on what happens to be free, nor on the number of ranks: ``share`` of the
+    machine's memory (or ``memory_limit``), so the auto options, and the
+    trajectory, are the same on any number of ranks and in a resumed run. What is
+    available (free memory and cgroup room over the ranks of the node, the
+    address-space limit; or ``memory_limit``, bytes per rank; inf: no check) only
+    decides whether a plan is refused."""
     per_node = ranks_on_node(mpi_comm)
     if memory_limit is not None:
         avail = target = float(memory_limit)
-        how = "--memory-limit"
+        how = "the memory limit"
     else:
         limit, usage = _cgroup_limit()
         node_avail = min(_meminfo("MemAvailable") or machine_memory(), limit - usage)
         avail = min(node_avail / per_node, _address_space_left())
-        target = min(share * machine_memory() / per_node, avail)
+        target = share * machine_memory()
         how = (f"available; auto options aim at {share:.0%} of the machine's "
-               f"{_gb(machine_memory())}" + (f" / {per_node} ranks" if per_node > 1 else ""))
+               f"{_gb(machine_memory())}")
     if mpi_comm is not None and mpi_comm.Get_size() > 1:
         from mpi4py import MPI
         avail = mpi_comm.allreduce(avail, op=MPI.MIN)
@@ -321,13 +328,14 @@ def memory_budget(mpi_comm=None, memory_limit=None, share=DEFAULT_SHARE):
 def plan_newton(widths, loss, n_total, *, precond, name=None, curvature_samples=AUTO,
                 hss_samples=AUTO, leaf_size=AUTO, available, target,
                 budget_source="available", **kw):
-    """Fill the "auto" options so the estimate, with the ``MARGIN``, fits ``target``
-    bytes: of every combination of their ladders that fits, the one with the largest
-    product of curvature samples, products and leaf size (the preconditioner's
-    accuracy grows with each; ties: the smaller peak); if none fits, the floors.
-    Raises :class:`MemoryPlanError` when the result, with the margin, exceeds
-    ``available`` (naming the explicit option that weighs most, or the parts beyond
-    the options' reach)."""
+    """Fill the "auto" options so the estimate of one process holding the whole
+    command, with the ``MARGIN``, fits ``target`` bytes (the same choice on any
+    number of ranks): of every combination of their ladders that fits, the one with
+    the largest product of curvature samples, products and leaf size (the
+    preconditioner's accuracy grows with each; ties: the smaller peak); if none
+    fits, the floors. Raises :class:`MemoryPlanError` when the estimate of one rank
+    (``ranks``, ``distributed`` in ``kw``) exceeds ``available`` (naming the
+    explicit option that weighs most, or the parts beyond the options' reach)."""
     import itertools
     ladders = {"curvature_samples": CURVATURE_LADDER, "hss_samples": SAMPLES_LADDER,
                "leaf_size": LEAF_LADDER}
@@ -340,15 +348,19 @@ def plan_newton(widths, loss, n_total, *, precond, name=None, curvature_samples=
             "leaf_size": leaf_size}
     auto = tuple(k for k in ladders if opts[k] == AUTO)
 
-    def est(o):
+    one = dict(kw, ranks=1, distributed=False)
+    one.pop("data_bytes", None)
+
+    def est(o, per_rank=True):
         return estimate_newton(widths, loss, n_total, precond=precond,
                                curvature_samples=o["curvature_samples"],
                                hss_samples=o["hss_samples"] or 0,
-                               leaf_size=o["leaf_size"] or 128, **kw)
+                               leaf_size=o["leaf_size"] or 128,
+                               **(kw if per_rank else one))
     best = None
     for combo in itertools.product(*(ladders[k] for k in auto)):
         o = dict(opts, **dict(zip(auto, combo)))
-        e = est(o)
+        e = est(o, per_rank=False)
         score = (e.peak * MARGIN <= target, math.prod(combo), -e.peak)
         if best is None or score > best[0]:
             best = (score, o, e)
@@ -358,16 +370,20 @@ def plan_newton(widths, loss, n_total, *, precond, name=None, curvature_samples=
         _, opts, e = best
         if not best[0][0]:                 # nothing fits the target: the floors
             opts = dict(opts, **{k: ladders[k][-1] for k in auto})
-            e = est(opts)
-    if e.peak * MARGIN > available:
-        explicit = [k for k in ladders if k not in auto and opts[k] is not None]
-        floors = dict(opts, **{k: ladders[k][-1] for k in ladders if opts[k] is not None})
-        if explicit and MARGIN * est(floors).peak <= available:
-            # the explicit option whose halving lowers the estimate most
-            def halved(k):
-                return est(dict(opts, **{k: max(1, int(opts[k]) // 2)})).peak
-            k = min(explicit, key=halved)
-            hint = f" Lower {OPTION_NAMES[k]} (now {opts[k]}), or leave it to auto."
+    e = est(opts)
+    if e.peak > available:
+        # explicit options that a smaller value would lower (0 products is the
+        # entries path, None every sample: both count as the largest)
+        explicit = [k for k in ladders if k not in auto and opts[k] != 0]
+        floors = dict(opts, **{k: ladders[k][-1] for k in explicit})
+        if explicit and est(floors).peak <= available:
+            def smaller(k):
+                v = opts[k]
+                return ladders[k][0] if v is None else max(1, int(v) // 2)
+            # the explicit option whose lowering lowers the estimate most
+            k = min(explicit, key=lambda k: est(dict(opts, **{k: smaller(k)})).peak)
+            now = "every sample" if opts[k] is None else opts[k]
+            hint = f" Lower {OPTION_NAMES[k]} (now {now}), or leave it to auto."
         else:
             hint = (" Even the smallest preconditioner options would not fit: lower "
                     "what they do not change, the data and the CG products' forward "
@@ -375,8 +391,7 @@ def plan_newton(widths, loss, n_total, *, precond, name=None, curvature_samples=
                     "more ranks.")
         raise MemoryPlanError(
             f"{name or precond}: the options would need about "
-            f"{e.describe()} per rank, {_gb(MARGIN * e.peak)} with the plan's "
-            f"{MARGIN - 1:.0%} margin, and {_gb(available)} is available "
+            f"{e.describe()} per rank, and {_gb(available)} is available "
             f"({budget_source}).{hint}")
     return MemoryPlan({k: opts[k] for k in ("curvature_samples", "hss_samples",
                                             "leaf_size") if opts[k] is not None},

@@ -255,10 +255,11 @@ class NewtonKrylov:
         the largest of 128, 96, ..., 16 that fits the memory plan. The leaf size
         (-pc_hss_leaf_size under ``prefix``) is chosen by the plan too (128 down to
         32) unless given.
-    memory_limit : float > 0 or None (default None)
-        Bytes one rank may use. None: what the machine has available (the "auto"
-        options aim at a quarter of its memory, shared by the ranks on a node).
-        Before any work the peak of a step is estimated from the net and the options
+    memory_limit : float > 0, inf or None (default None)
+        Bytes one rank may use; the "auto" options fit it. None: the auto options
+        aim at a quarter of the machine's memory (for one process holding the whole
+        command, so they are the same on any number of ranks and in a resumed run)
+        and what is available decides refusals; inf: no refusal. Before any work the peak of a step is estimated from the net and the options
         (:mod:`hsspetsc.training.memory`; the plan is ``memory_plan``); options
         given explicitly that would not fit raise
         :class:`~hsspetsc.training.memory.MemoryPlanError` (a ValueError) naming the
@@ -326,7 +327,7 @@ class NewtonKrylov:
                                           lo=1)
         if hss_samples != AUTO:
             hss_samples = check_int(hss_samples, "hss_samples", where, lo=0)
-        if memory_limit is not None:
+        if memory_limit is not None and memory_limit != np.inf:
             memory_limit = check_float(memory_limit, "memory_limit", where, lo=0.0,
                                        lo_open=True)
         self.forcing = forcing
@@ -359,10 +360,25 @@ class NewtonKrylov:
         opts = PETSc.Options()
         pc_options = dict(pc_options or {})
         leaf_key = prefix + "pc_hss_leaf_size"
-        leaf_size = pc_options.get("pc_hss_leaf_size", AUTO)
-        if leaf_size == AUTO and opts.hasName(leaf_key) and (
-                _AUTO_OPTIONS.get(leaf_key) != opts.getString(leaf_key)):
-            leaf_size = opts.getString(leaf_key)     # given, not left by an earlier plan
+        def given(name):
+            """A -pc_hss_* option as the PC will see it (pc_options, then the
+            options database unless an earlier plan put it there), or None."""
+            key = prefix + name
+            if name in pc_options:
+                return str(pc_options[name])
+            if opts.hasName(key) and _AUTO_OPTIONS.get(key) != opts.getString(key):
+                return opts.getString(key)
+            return None
+        cp = dict(compress_params or {})
+        leaf_size = cp.get("leaf_size", given("pc_hss_leaf_size") or AUTO)
+        tuned = (given("pc_hss_auto") or "0").lower() not in ("0", "false", "no")
+        if leaf_size == AUTO and tuned:
+            leaf_size = 128         # -pc_hss_auto chooses it: not planned
+        if given("pc_hss_samples") is not None:
+            hss_samples = check_int(int(given("pc_hss_samples")), "pc_hss_samples",
+                                    where, lo=0)
+        max_rank = cp.get("max_rank", given("pc_hss_max_rank"))
+        max_rank = None if max_rank in (None, "None", "none") else int(max_rank)
         if leaf_size != AUTO:
             try:
                 leaf_size = int(leaf_size)
@@ -376,7 +392,8 @@ class NewtonKrylov:
                                            and not self.refresh))
         self.memory_plan = plan_memory(
             problem, self.name, precond, curvature_samples, hss_samples, leaf_size,
-            memory_limit, distributed=distributed, batch_size=self.batch_size,
+            memory_limit, distributed=distributed, max_rank=max_rank,
+            distributed_required=pc_layout == "distributed", batch_size=self.batch_size,
             cg_batch=self.cg_batch, cg_max_it=self.cg_max_it,
             cg_backtrack=self.cg_backtrack)
         chosen = self.memory_plan.options
@@ -517,7 +534,8 @@ class NewtonKrylov:
                 "prev_gnorm": self.prev_gnorm, "hss_theta": self.hss_origin[0],
                 "hss_it": self.hss_origin[1], "rate_ref": self.rate_ref,
                 "lost": self.lost,
-                "force_rebuild": self.force_rebuild}
+                "force_rebuild": self.force_rebuild,
+                "memory_options": dict(self.memory_plan.options)}
 
     def state_arrays(self):
         """Arrays of the state (the checkpoint's ``nk_*`` entries): the previous CG
@@ -530,6 +548,15 @@ class NewtonKrylov:
         self.prev_direction = None if p is None else np.array(p, dtype=np.float64)
 
     def load_state_dict(self, d):
+        saved = d.get("memory_options")
+        if saved is not None and dict(saved) != self.memory_plan.options:
+            given = ", ".join(f"{k} {v}" for k, v in saved.items())
+            raise ValueError(
+                f"{self.name}: the checkpoint was trained with {given}, and the memory "
+                f"plan here chose {self.memory_plan.options} (another machine, or other "
+                f"options): give the checkpoint's values explicitly "
+                f"(--curvature-samples, --hss-samples, -pc_hss_leaf_size) to resume it "
+                f"bit for bit.")
         self.lam, self.it, self.eta = float(d["lam"]), int(d["it"]), float(d["eta"])
         self.prev_gnorm = None if d["prev_gnorm"] is None else float(d["prev_gnorm"])
         self.rate_ref = None if d.get("rate_ref") is None else float(d["rate_ref"])

@@ -118,13 +118,18 @@ def test_memory_plan_is_the_same_on_every_rank():
     ref.destroy()
     limit = 0.5 * full * (1 + COMM.rank)            # rank 0's is the smallest
     nk = NewtonKrylov(pb, precond="hss", memory_limit=limit, prefix="mpi_mem_")
+    ref = NewtonKrylov(one, precond="hss", memory_limit=0.5 * full,
+                       prefix="mpi_mem_ref1_")
     try:
         opts = nk.memory_plan.options
         assert COMM.allgather(opts) == [opts] * COMM.size
         assert nk.memory_plan.budget == 0.5 * full
-        assert nk.memory_plan.estimate.peak * MARGIN <= 0.5 * full
+        # the same options as one process: the same trajectory on any ranks
+        assert opts == ref.memory_plan.options
+        assert ref.memory_plan.estimate.peak * MARGIN <= 0.5 * full
     finally:
         nk.destroy()
+        ref.destroy()
     tiny = 1e5 if COMM.rank == COMM.size - 1 else 1e12
     with pytest.raises(MemoryPlanError) as err:
         NewtonKrylov(pb, precond="hss", memory_limit=tiny, prefix="mpi_mem_err_")
