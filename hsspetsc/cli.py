@@ -314,7 +314,10 @@ def compress_main(args):
 
 
 def _int_or_auto(text):
-    return "auto" if text == "auto" else int(text)
+    return "auto" if text.strip().lower() == "auto" else int(text)
+
+
+_int_or_auto.__name__ = "integer or 'auto'"      # argparse's "invalid ... value"
 
 
 # (option, type, lower bound, open?) of the training command's numbers
