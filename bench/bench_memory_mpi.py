@@ -4,13 +4,15 @@ plan's estimate.
 
     OMP_NUM_THREADS=1 mpiexec -n 2 .venv/bin/python bench/bench_memory_mpi.py
 """
-import sys, json, tracemalloc, warnings
+import sys, tracemalloc, warnings
 import petsc4py; petsc4py.init([sys.argv[0]])
 import numpy as np
 from mpi4py import MPI
+
 from hsspetsc.mlp import MLP
 from hsspetsc.training import ShardedProblem
 from hsspetsc.training.newton import NewtonKrylov
+
 comm = MPI.COMM_WORLD
 tracemalloc.start()
 rng = np.random.default_rng(0)
