@@ -58,7 +58,7 @@ def test_symmetric_gram_path_matches_numpy(kernel, monkeypatch):
     assert np.array_equal(K, K.T)
     assert_close(K, ref, rtol=1e-12)
     i = np.arange(200)
-    assert_close(K, src.entries(i, i), rtol=1e-13)
+    assert_close(K, src.entries(i, i), rtol=1e-11)    # GEMM tiles against entries
 
 
 def test_symmetric_gram_path_same_for_1_and_2_threads():
