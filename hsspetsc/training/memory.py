@@ -23,6 +23,7 @@ tracemalloc (``bench/bench_memory.py`` compares estimate and measurement).
 leaf size) so the estimate fits a quarter of the machine's memory, and refuses
 explicit options that do not fit what is available, naming the option to lower.
 """
+import itertools
 import math
 import os
 import resource
@@ -120,13 +121,14 @@ def machine_memory():
     return min(total, _cgroup_limit()[0])
 
 
-def available_memory():
-    """What this process can still allocate, in bytes: the smallest of the memory
-    available on the machine, the cgroup's room and the address-space limit
-    (``ulimit -v``) less what is mapped already."""
-    avail = _meminfo("MemAvailable") or machine_memory()
+def available_memory(per_node=1):
+    """What this process can still allocate, in bytes: the smaller of its share of
+    what the node has available (free memory and the cgroup's room, over
+    ``per_node`` processes) and the address-space limit (``ulimit -v``) less what
+    it has mapped already."""
     limit, usage = _cgroup_limit()
-    return min(avail, limit - usage, _address_space_left())
+    node = min(_meminfo("MemAvailable") or machine_memory(), limit - usage)
+    return min(node / per_node, _address_space_left())
 
 
 def ranks_on_node(mpi_comm):
@@ -195,8 +197,7 @@ def _share(m, ranks):
 def estimate_newton(widths, loss, n_total, *, precond="hss", curvature_samples=256,
                     hss_samples=128, leaf_size=128, max_rank=None, ranks=1,
                     distributed=False, distributed_required=False, batch_size=None,
-                    cg_batch=None, cg_max_it=50,
-                    cg_backtrack=False, data_bytes=None):
+                    cg_batch=None, kept_iterates=0, data_bytes=None):
     """The peak memory of one rank during a Newton step of an MLP with ``widths``
     (see the module docstring), as a :class:`MemoryEstimate` (bytes)."""
     w = [int(x) for x in widths]
@@ -211,9 +212,9 @@ def estimate_newton(widths, loss, n_total, *, precond="hss", curvature_samples=2
             cg_n = min(cg_n, _share(int(b), ranks))
     fwd_cg = gauss_newton_bytes(w, loss, cg_n, copies=cg_n < n_loc)[0]
     parts["CG products' forward cache"] = fwd_cg
-    vectors = 12 + (len([j for j in range(60) if math.ceil(1.3 ** j - 1e-12) <= cg_max_it])
-                    if cg_backtrack else 0)
-    parts["vectors"] = float(F8 * N * vectors)
+    # parameters, gradient, CG's and PETSc's vectors, and the iterates that CG
+    # backtracking keeps
+    parts["vectors"] = float(F8 * N * (12 + kept_iterates))
     base = sum(parts.values())
     g_n = n_loc if batch_size is None else min(n_loc, _share(int(batch_size), ranks))
     phases = {"gradient": base + 1.5 * gauss_newton_bytes(w, loss, g_n, g_n < n_loc)[0]}
@@ -242,9 +243,8 @@ def estimate_newton(widths, loss, n_total, *, precond="hss", curvature_samples=2
     parts["leaf blocks"] = D
     if hss_samples:
         s = min(int(hss_samples), N)
-        r = min(s if max_rank is None else int(max_rank), s // 2 if max_rank is None
-                else s, leaf)
-        r = max(r, 1)
+        r = s // 2 if max_rank is None else min(int(max_rank), s)   # as compress_sketch
+        r = max(1, min(r, leaf))
         NS = F8 * N * s
         own = NS / P
         proj = F8 * N * r * (1.0 + 2.0 * r / leaf_eff) / P
@@ -312,9 +312,7 @@ def memory_budget(mpi_comm=None, memory_limit=None, share=DEFAULT_SHARE):
         avail = target = float(memory_limit)
         how = "the memory limit"
     else:
-        limit, usage = _cgroup_limit()
-        node_avail = min(_meminfo("MemAvailable") or machine_memory(), limit - usage)
-        avail = min(node_avail / per_node, _address_space_left())
+        avail = available_memory(per_node)
         target = share * machine_memory()
         how = (f"available; auto options aim at {share:.0%} of the machine's "
                f"{_gb(machine_memory())}")
@@ -336,7 +334,6 @@ def plan_newton(widths, loss, n_total, *, precond, name=None, curvature_samples=
     fits, the floors. Raises :class:`MemoryPlanError` when the estimate of one rank
     (``ranks``, ``distributed`` in ``kw``) exceeds ``available`` (naming the
     explicit option that weighs most, or the parts beyond the options' reach)."""
-    import itertools
     ladders = {"curvature_samples": CURVATURE_LADDER, "hss_samples": SAMPLES_LADDER,
                "leaf_size": LEAF_LADDER}
     if precond != "hss":
@@ -349,7 +346,6 @@ def plan_newton(widths, loss, n_total, *, precond, name=None, curvature_samples=
     auto = tuple(k for k in ladders if opts[k] == AUTO)
 
     one = dict(kw, ranks=1, distributed=False)
-    one.pop("data_bytes", None)
 
     def est(o, per_rank=True):
         return estimate_newton(widths, loss, n_total, precond=precond,

@@ -259,7 +259,8 @@ class NewtonKrylov:
         Bytes one rank may use; the "auto" options fit it. None: the auto options
         aim at a quarter of the machine's memory (for one process holding the whole
         command, so they are the same on any number of ranks and in a resumed run)
-        and what is available decides refusals; inf: no refusal. Before any work the peak of a step is estimated from the net and the options
+        and what is available decides refusals; inf: no refusal. Before any work
+        the peak of a step is estimated from the net and the options
         (:mod:`hsspetsc.training.memory`; the plan is ``memory_plan``); options
         given explicitly that would not fit raise
         :class:`~hsspetsc.training.memory.MemoryPlanError` (a ValueError) naming the
@@ -394,8 +395,9 @@ class NewtonKrylov:
             problem, self.name, precond, curvature_samples, hss_samples, leaf_size,
             memory_limit, distributed=distributed, max_rank=max_rank,
             distributed_required=pc_layout == "distributed", batch_size=self.batch_size,
-            cg_batch=self.cg_batch, cg_max_it=self.cg_max_it,
-            cg_backtrack=self.cg_backtrack)
+            cg_batch=self.cg_batch,
+            kept_iterates=sum(1 for i in BACKTRACK_ITERATIONS if i <= self.cg_max_it)
+            if self.cg_backtrack else 0)
         chosen = self.memory_plan.options
         curvature_samples = chosen.get("curvature_samples", curvature_samples)
         if curvature_samples == AUTO:           # a method without curvature
