@@ -170,14 +170,18 @@ def train_section(d):
     out = [f"## Training: {', '.join(nets)} (`bench/bench_train.py`)", "",
            f"Command: `OMP_NUM_THREADS={d['meta'].get('omp_num_threads')} {cmd}`, run "
            f"{d['meta']['date']}; one process. Every method gets the same optimizer-time",
-           "budget; Adam's learning rate is the best of 1e-3 … 3e-2 after trials of a tenth",
-           "of the budget (not counted); Newton: CG cap 50, Eisenstat-Walker forcing, the",
-           "trainer's defaults (newton-hss: sketch of the curvature mini-batch, kept and",
-           "rebuilt by the lost-iterations rule). 'to Adam' / 'to CG': time (and data passes) at",
-           "which the method first reached Adam's / newton-cg's final loss.", "",
-           "| net | method | steps | final loss | val loss | data passes | mean CG its | "
-           "grad / compress / refresh / factor / CG / other s | to Adam s (passes) | to CG s |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           "budget; the first-order rates (Adam, Nesterov momentum) are the best of a grid",
+           "after trials of a tenth of the budget (not counted); Newton: CG cap 50,",
+           "Eisenstat-Walker forcing, the trainer's defaults and the command's Hessian-free",
+           "options (newton-hss: sketch of the curvature mini-batch, kept and rebuilt by the",
+           "lost-iterations rule). 'to Adam' / 'to CG': time (and data passes) at which the",
+           "method first reached Adam's / newton-cg's final loss. Error: Martens' figure,",
+           "the squared error per image summed over the pixels (twice the loss); peak: the",
+           "process's resident set during the method's run.", "",
+           "| net | method | steps | final loss | train error | val error | data passes | "
+           "mean CG its | grad / compress / refresh / factor / CG / other s | "
+           "to Adam s (passes) | to CG s | peak GB |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in d["rows"]:
         name = r["method"] + (f" (lr {r['lr']:g})" if r.get("lr") else "")
         split = " / ".join(f"{r.get(k, 0.0):.1f}" for k in (
@@ -187,11 +191,22 @@ def train_section(d):
               f"{r['time_to_adam_loss']:.1f} ({r['passes_to_adam_loss']:.0f})")
         tc = ("–" if r.get("time_to_newton-cg_loss") is None else
               f"{r['time_to_newton-cg_loss']:.1f}")
-        val = "–" if r.get("val_loss") is None else f"{r['val_loss']:.5f}"
+        val = "–" if r.get("val_loss") is None else f"{2 * r['val_loss']:.4f}"
+        peak = "–" if r.get("peak_memory_gb") is None else f"{r['peak_memory_gb']:.2f}"
         out.append(f"| ({r['net']}) {'-'.join(map(str, r['widths']))}, {r['samples']} "
                    f"images, {r['budget_s']:.0f} s | {name} | {r['steps']} | "
-                   f"{r['final_loss']:.5f} | {val} | {r['data_passes']:.0f} | "
-                   f"{r['mean_cg']:.1f} | {split} | {ta} | {tc} |")
+                   f"{r['final_loss']:.5f} | {2 * r['final_loss']:.4f} | {val} | "
+                   f"{r['data_passes']:.1f} | {r['mean_cg']:.1f} | {split} | {ta} | {tc} "
+                   f"| {peak} |")
+    for key, lv in (d.get("error_levels") or {}).items():
+        out += ["", f"({key}) optimizer time s / data passes to a training error "
+                "(Martens' figure; '–': not reached):", "",
+                "| method | " + " | ".join(f"≤ {x:g}" for x in lv["levels"]) + " |",
+                "|---|" + "---|" * len(lv["levels"])]
+        for m, cells in lv["methods"].items():
+            out.append(f"| {m} | " + " | ".join(
+                "–" if c["time"] is None else f"{c['time']:.0f} / {c['passes']:.1f}"
+                for c in cells) + " |")
     if d.get("same_system"):
         out += ["", "CG iterations for one and the same system (H + λI)p = −g, forcing term",
                 "1e-2, each preconditioner with the trainer's defaults (set-up s: HSS",
@@ -205,6 +220,21 @@ def train_section(d):
                        f"{r['cg_none']} | {r['cg_hf']} | {r['cg_kfac']} | {r['cg_hss']} | "
                        f"{r['setup_s_hss']:.2f} | {r.get('cg_hss*', '–')} | "
                        f"{r.get('setup_s_hss*', float('nan')):.2f} |")
+    if d.get("systems_along"):
+        out += ["", "The systems newton-hss solved in a run of the command's options, each",
+                "solved again from zero to the run's forcing term (cap 1000) by every",
+                "preconditioner on the same gradient and CG batches; HSS: a fresh H~ with",
+                "the run's settings; 'the run': its own count (warm start, the H~ it kept,",
+                "cap 50):", "",
+                "| net | step | λ | forcing | none | kfac | hss | none CG s | kfac CG s | "
+                "hss CG s | kfac set-up s | hss set-up s | the run (H~) |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in d["systems_along"]:
+            out.append(f"| ({r['net']}) | {r['step']} | {r['lambda']:.2e} | "
+                       f"{r['forcing']:.2e} | {r['cg_none']} | {r['cg_kfac']} | "
+                       f"{r['cg_hss']} | {r['cg_s_none']:.1f} | {r['cg_s_kfac']:.1f} | "
+                       f"{r['cg_s_hss']:.1f} | {r['setup_s_kfac']:.1f} | "
+                       f"{r['setup_s_hss']:.1f} | {r['run_cg']} ({r['run_action']}) |")
     levels = [r["first_to_reach"] for r in d["rows"] if r.get("first_to_reach")]
     if levels:
         out += ["", "```"] + levels + ["```"]

@@ -91,6 +91,10 @@ def _parser():
                    help="mini-batch: first-order methods per rank, Newton methods in all "
                         "(one stream keyed by the step: the same on any number of ranks); "
                         "default full batch")
+    t.add_argument("--eval-every", type=float, default=0.0, metavar="S",
+                   help="with --batch-size: evaluate the full training (and validation) "
+                        "loss for the log at most every S seconds of optimizer time "
+                        "(default 0: every step; not counted as optimizer time)")
     t.add_argument("--batch-growth", type=float, default=1.0,
                    help="Newton methods: the mini-batch grows by this factor per step")
     t.add_argument("--cg-batch", type=int, default=None,
@@ -102,6 +106,10 @@ def _parser():
     t.add_argument("--cg-backtrack", action="store_true",
                    help="Newton methods: take the CG iterate chosen by Martens' "
                         "backtracking on the mini-batch objective, not the last")
+    t.add_argument("--cg-stop", choices=("forcing", "martens"), default="forcing",
+                   help="Newton methods: CG ends when the residual meets the forcing term "
+                        "(Eisenstat-Walker), or on Martens' relative progress of the "
+                        "quadratic model (the test to pair with --cg-warm-start)")
     t.add_argument("--lam", type=float, default=1.0, help="initial Newton damping")
     t.add_argument("--rebuild", type=int, default=20,
                    help="newton-hss: compress H~ again (new tree and skeletons) at least "
@@ -155,7 +163,8 @@ def plot_histories(records, path, title=""):
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     names = list(dict.fromkeys(r["optimizer"] for r in records))
     for name in names:
-        rs = [r for r in records if r["optimizer"] == name]
+        # the evaluated states (mini-batch steps between evaluations have no loss)
+        rs = [r for r in records if r["optimizer"] == name and r.get("loss") is not None]
         t, d = [r["time"] for r in rs], [r["data_passes"] for r in rs]
         line, = axes[0].semilogy(t, [r["loss"] for r in rs], label=name)
         axes[1].semilogy(d, [r["loss"] for r in rs], label=name, color=line.get_color())
@@ -330,7 +339,8 @@ _TRAIN_NUMBERS = (("n", int, 1, False), ("steps", int, 1, False),
                   ("seed", int, 0, False), ("rebuild_lost_its", int, 0, False),
                   ("validation", float, 0.0, False), ("batch_growth", float, 1.0, False),
                   ("cg_batch", int, 1, False), ("cg_warm_start", float, 0.0, False),
-                  ("hss_shift_aware", float, 0.0, True), ("memory_limit", float, 0.0, True))
+                  ("hss_shift_aware", float, 0.0, True), ("memory_limit", float, 0.0, True),
+                  ("eval_every", float, 0.0, False))
 
 
 def _check_train_args(args):
@@ -496,13 +506,13 @@ def _train(args, comm, say, PETSc):
                   "rebuild_lost_its": args.rebuild_lost_its, "progress": say,
                   "pc_layout": args.pc_layout, "batch_growth": args.batch_growth,
                   "cg_batch": args.cg_batch, "cg_warm_start": args.cg_warm_start,
-                  "cg_backtrack": args.cg_backtrack,
+                  "cg_backtrack": args.cg_backtrack, "cg_stop": args.cg_stop,
                   "hss_shift_aware": args.hss_shift_aware,
                   "memory_limit": None if args.memory_limit is None
                   else args.memory_limit * 2.0 ** 30}
         return fail_together(comm, Trainer, problem, nm, lr=lr,
                              batch_size=args.batch_size, newton=newton, seed=args.seed,
-                             validation=validation)
+                             validation=validation, eval_every=args.eval_every)
 
     # the memory plan of every Newton method before anything is trained: options
     # that do not fit stop the command here, on every rank, the log untouched

@@ -102,6 +102,40 @@ def test_checkpoint_resume_is_bit_for_bit(tmp_path, opt, batch, newton):
         assert [r.get(key) for r in a.records] == [r.get(key) for r in c.records], key
 
 
+@pytest.mark.parametrize("opt,batch", [("adam", 40), ("newton-cg", 100)])
+def test_eval_every_thins_the_full_loss_not_the_trajectory(opt, batch):
+    X, _ = load("digits", 200)
+    Xv, _ = load("digits", 260)
+    runs = {}
+    for every in (0.0, 1e9, 0.004):
+        t = _trainer(opt, batch_size=batch, eval_every=every, validation=(Xv[200:],) * 2)
+        try:
+            runs[every] = run(t, max_steps=12, printer=None)
+        finally:
+            t.destroy()
+    full = runs[0.0]
+    assert all(r["loss"] is not None for r in full)
+    for every, recs in runs.items():
+        # the same steps whatever is evaluated
+        assert [r["loss_step"] for r in recs[:-1]] == [r["loss_step"] for r in full[:-1]]
+        assert recs[-1]["loss"] == full[-1]["loss"]       # the final state: always
+        last = -np.inf
+        for r, ref in zip(recs[:-1], full[:-1]):
+            due = r["time"] - last >= every
+            assert (r["loss"] is not None) == due, (every, r["iteration"])
+            if due:
+                last = r["time"]
+                assert r["loss"] == ref["loss"] and r["val_loss"] == ref["val_loss"]
+            else:
+                assert "val_loss" not in r
+    assert [r["loss"] is None for r in runs[1e9][:-1]] == [False] + [True] * 11
+
+
+def test_eval_every_must_be_a_nonnegative_number():
+    with pytest.raises(ValueError, match="'eval_every' parameter"):
+        _trainer("adam", eval_every=-1.0)
+
+
 def test_nan_step_stops_and_keeps_parameters(tmp_path):
     log = str(tmp_path / "log.json")
     t = _trainer("sgd")

@@ -31,6 +31,13 @@ full-batch method is unchanged:
 - ``cg_backtrack``: the iterates of CG at iterations ceil(1.3^j) are kept, and the
   step takes, walking back from the last one, the earliest at which the mini-batch
   objective stops decreasing (Martens §4.6); the warm start still uses the last.
+- ``cg_stop="martens"``: CG stops on the relative progress of its quadratic model
+  phi(x) = x'Ax/2 - b'x instead of the residual: at iteration i, with
+  k = max(10, ceil(0.1 i)), once phi(x_i) < 0 and
+  (phi(x_i) - phi(x_{i-k})) / phi(x_i) < k eps, eps = 5e-4 (Martens §4.4). A
+  residual test is met at once by a good warm start and stops CG after a few
+  iterations; the progress test runs CG as long as it still lowers the model.
+  phi is tracked from the products CG makes (no extra product).
 """
 import copy
 import time
@@ -86,6 +93,8 @@ class GNMatContext:
         self.comm = None               # mpi4py: build H~ distributed over its ranks
         self.comm_required = False     # ... even when the tree has fewer leaves than ranks
         self.shift_aware = None        # c: H~ compressed to |H - H~|_2 <= c lambda
+        self.track = False             # keep the last product (x, A x)
+        self.last_in = self.last_out = None
 
     def update(self, gn, diag_shift, action="keep", curvature=None):
         """New Gauss-Newton matrix (and curvature for the PC), shift, and what the
@@ -100,7 +109,10 @@ class GNMatContext:
     @release_refs
     def mult(self, mat, x, y):
         xa = x.getArray(readonly=True)
-        y.setArray(self.gn.matvec(xa) + self.diag_shift * xa)
+        out = self.gn.matvec(xa) + self.diag_shift * xa
+        y.setArray(out)
+        if self.track:                 # Martens' CG test follows A x through these
+            self.last_in, self.last_out = xa.copy(), out
 
     def multTranspose(self, mat, x, y):
         self.mult(mat, x, y)
@@ -202,6 +214,11 @@ PRECONDITIONERS = {"hss": "newton-hss", "none": "newton-cg", "hf": "newton-hf",
                    "kfac": "newton-kfac"}
 
 
+# Martens' progress test for CG (§4.4): window max(MIN_WINDOW, ceil(0.1 i)), eps
+MARTENS_MIN_WINDOW = 10
+MARTENS_EPS = 5e-4
+CG_STOPS = ("forcing", "martens")
+
 # CG iterations whose iterates backtracking keeps: ceil(1.3^j), j = 0, 1, ...
 BACKTRACK_ITERATIONS = frozenset(int(np.ceil(1.3 ** j - 1e-12)) for j in range(60))
 
@@ -285,6 +302,10 @@ class NewtonKrylov:
         CG starts from this times the previous step's last CG solution.
     cg_backtrack : bool (default False)
         Take the CG iterate chosen by Martens' backtracking, not the last.
+    cg_stop : "forcing" (default) or "martens"
+        What ends CG before ``cg_max_it``: the residual reduced by the forcing
+        term, or Martens' relative progress of the quadratic model (see above;
+        ``forcing`` then only sets the record's figure).
     hss_shift_aware : float in (0, 100] or None (default None: tol relative to |H~|)
         HSS only: compress H~ for the damping lambda of the step it is built at,
         tol = this share c of lambda (|H - H~|_2 <= c lambda; ``compress(shift=)``).
@@ -295,7 +316,8 @@ class NewtonKrylov:
                  curvature_samples=AUTO, hss_samples=AUTO, refresh=False,
                  rebuild_lost_its=80, progress=None, progress_every=10.0, pc_layout="auto",
                  batch_size=None, batch_growth=1.0, cg_batch=None, cg_warm_start=0.0,
-                 cg_backtrack=False, hss_shift_aware=None, memory_limit=None):
+                 cg_backtrack=False, hss_shift_aware=None, memory_limit=None,
+                 cg_stop="forcing"):
         from .._validation import check_float, check_int
         where = "NewtonKrylov"
         if precond not in PRECONDITIONERS:
@@ -321,6 +343,11 @@ class NewtonKrylov:
         self.cg_warm_start = check_float(cg_warm_start, "cg_warm_start", where, lo=0.0,
                                          hi=1.0)
         self.cg_backtrack = bool(cg_backtrack)
+        if cg_stop not in CG_STOPS:
+            raise ValueError(f"The 'cg_stop' parameter of {where} must be one of "
+                             f"{CG_STOPS}. Got {cg_stop!r} instead.")
+        self.cg_stop = cg_stop
+        self._phi = None                # Martens' test: phi(x_i) so far, b, A x, x
         self.prev_direction = None      # the last CG solution (the warm start's base)
         self._iterates = []             # (iteration, CG iterate) kept for backtracking
         if curvature_samples is not None and curvature_samples != AUTO:
@@ -396,8 +423,9 @@ class NewtonKrylov:
             memory_limit, distributed=distributed, max_rank=max_rank,
             distributed_required=pc_layout == "distributed", batch_size=self.batch_size,
             cg_batch=self.cg_batch,
-            kept_iterates=sum(1 for i in BACKTRACK_ITERATIONS if i <= self.cg_max_it)
-            if self.cg_backtrack else 0)
+            kept_iterates=(sum(1 for i in BACKTRACK_ITERATIONS if i <= self.cg_max_it)
+                           if self.cg_backtrack else 0)
+            + (4 if cg_stop == "martens" else 0))         # Martens' test: x, Ax, p, Ap
         chosen = self.memory_plan.options
         curvature_samples = chosen.get("curvature_samples", curvature_samples)
         if curvature_samples == AUTO:           # a method without curvature
@@ -463,6 +491,8 @@ class NewtonKrylov:
             return R.DIVERGED_NANORINF
         if rnorm <= max(rtol * self._r0, atol):
             return R.CONVERGED_RTOL if rnorm > atol else R.CONVERGED_ATOL
+        if self._phi is not None and self._martens_done(ksp, its):
+            return R.CONVERGED_ITS
         if rnorm >= dtol * self._r0 and its > 0:
             return R.DIVERGED_DTOL
         if its >= max_it:
@@ -476,6 +506,32 @@ class NewtonKrylov:
             self.stopped_by_budget = True
             return R.CONVERGED_ITS
         return R.ITERATING
+
+    def _martens_done(self, ksp, its):
+        """Martens' progress test at CG iteration ``its``. phi(x) = x'(Ax)/2 - b'x
+        with A x kept up to date from CG's own products: between two tests CG
+        moved x by alpha p after one product A p, and the shell Mat kept (p, A p);
+        at iteration 0 A x0 is the product PETSc made for the initial residual
+        (or 0 from zero). Vectors are whole on every rank: the same decision."""
+        st, ctx = self._phi, self.ctx
+        x = ksp.buildSolution().getArray(readonly=True)
+        if its == 0:
+            if not np.any(x):
+                st["Ax"] = np.zeros_like(x)
+            elif ctx.last_in is not None and np.array_equal(ctx.last_in, x):
+                st["Ax"] = ctx.last_out.copy()
+            else:                        # not PETSc's usual order: one product
+                st["Ax"] = ctx.gn.matvec(x) + ctx.diag_shift * x
+        else:
+            d, v = x - st["x"], ctx.last_in
+            alpha = float(d @ v) / float(v @ v) if v is not None and np.any(v) else 0.0
+            st["Ax"] += alpha * ctx.last_out
+        st["x"] = x.copy()
+        phi = 0.5 * float(x @ st["Ax"]) - float(st["b"] @ x)
+        hist = st["phi"]
+        hist.append(phi)
+        k = max(MARTENS_MIN_WINDOW, int(np.ceil(0.1 * its - 1e-12)))
+        return its > k and phi < 0 and (phi - hist[its - k]) / phi < k * MARTENS_EPS
 
     def _keep_iterate(self, ksp, its, rnorm):
         """KSP monitor: with backtracking, keep the iterates of iterations ceil(1.3^j)
@@ -618,7 +674,8 @@ class NewtonKrylov:
         self.ctx.update(gn, self.lam, action, curvature)
         self.ksp.getPC().reset()      # set the PC up again: new lambda (and maybe H~)
         self.ksp.setOperators(self.A, self.A)
-        self.ksp.setTolerances(rtol=self.eta, max_it=self.cg_max_it)
+        martens = self.cg_stop == "martens"
+        self.ksp.setTolerances(rtol=1e-10 if martens else self.eta, max_it=self.cg_max_it)
         t1 = time.perf_counter()
         self.ksp.setUp()
         t_pc = time.perf_counter() - t1
@@ -633,7 +690,15 @@ class NewtonKrylov:
         self._iterates = []
         t2 = self._cg_start = time.perf_counter()
         self.stopped_by_budget = False
-        self.ksp.solve(self.b, self.x)
+        if martens:
+            self._phi = {"b": -g, "phi": []}
+            self.ctx.last_in = self.ctx.last_out = None
+            self.ctx.track = True
+        try:
+            self.ksp.solve(self.b, self.x)
+        finally:
+            self.ctx.track, self._phi = False, None
+            self.ctx.last_in = self.ctx.last_out = None
         t_cg = time.perf_counter() - t2
         cg_its = self.ksp.getIterationNumber()
         # CG iterations per decade of residual reduction: the rebuild rule's measure

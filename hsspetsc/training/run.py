@@ -1,7 +1,8 @@
 """Training driver shared by every optimizer: logging, time budget, checkpoints.
 
 Records (one per step) hold at least: optimizer, iteration, data_passes, time,
-loss (full training loss, all ranks), grad_norm, cg_iterations. ``time`` counts the
+loss (full training loss, all ranks; None on the mini-batch steps between two
+evaluations, see ``eval_every``), grad_norm, cg_iterations. ``time`` counts the
 optimizer's own work; evaluating the full loss for the log is not counted.
 """
 import json
@@ -64,13 +65,26 @@ class Trainer:
     validation : (X, Y) held-out data or None: every record then has ``val_loss``
         (and ``val_accuracy`` for a cross-entropy classifier) at the state it
         describes; not counted as optimizer time or data passes
+    eval_every : seconds of optimizer time between two evaluations of the full
+        training (and validation) loss for the log when the steps use mini-batches
+        (0: every step). Each evaluation reads the whole training set, which on
+        60 000 images costs more than a hundred Adam steps; the steps between
+        evaluations have ``loss`` None (their mini-batch loss is ``loss_step``). The
+        first step and the final state are always evaluated; the trajectory does not
+        depend on it.
     """
 
     def __init__(self, problem, optimizer, lr=1e-3, batch_size=None, newton=None, seed=0,
-                 prefix=None, validation=None):
+                 prefix=None, validation=None, eval_every=0.0):
         if optimizer not in OPTIMIZER_NAMES:
             raise ValueError(f"The 'optimizer' parameter must be one of {OPTIMIZER_NAMES}. "
                              f"Got {optimizer!r} instead.")
+        if not (isinstance(eval_every, (int, float)) and math.isfinite(eval_every)
+                and eval_every >= 0):
+            raise ValueError(f"The 'eval_every' parameter must be a finite number of "
+                             f"seconds >= 0. Got {eval_every!r} instead.")
+        self.eval_every = float(eval_every)
+        self.last_eval = -math.inf          # optimizer time of the last evaluation
         self.problem = problem
         self.name = optimizer
         self.theta = problem.model.params
@@ -160,20 +174,25 @@ class Trainer:
         if "time_cg" in rec:
             # the rest of a Newton step: line search, model reduction, bookkeeping
             rec["time_other"] = max(spent - sum(rec[k] for k in TIME_SPLIT[:-1]), 0.0)
+        evaluate = before_time - self.last_eval >= self.eval_every
         if "loss" not in rec or self.batch_size is not None:
             # mini-batch: the full loss for the log (not counted as optimizer work)
-            p0 = self.problem.passes
-            with np.errstate(over="ignore", invalid="ignore"):
-                rec["loss"] = self.problem.loss(self.theta)
-            self.problem.passes = p0
+            rec["loss"] = None
+            if evaluate:
+                p0 = self.problem.passes
+                with np.errstate(over="ignore", invalid="ignore"):
+                    rec["loss"] = self.problem.loss(self.theta)
+                self.problem.passes = p0
         if not np.all(np.isfinite(new)) or not np.isfinite(rec.get("loss_step", 0.0)):
             raise FloatingPointError(
                 f"{self.name}: step {self.step_count + 1} produced NaN/Inf (learning rate "
                 f"too large?); stopped, the last good parameters are kept.")
         rec.update({"optimizer": self.name, "iteration": self.step_count,
                     "data_passes": before_passes, "time": before_time,
-                    "loss": float(rec["loss"])})
-        rec.update(self._validation_figures(self.theta))
+                    "loss": None if rec["loss"] is None else float(rec["loss"])})
+        if rec["loss"] is not None:
+            self.last_eval = before_time
+            rec.update(self._validation_figures(self.theta))
         self.records.append(rec)
         self.theta = new
         self.step_count += 1
@@ -200,6 +219,7 @@ class Trainer:
         return {"optimizer": self.name, "theta": self.theta, "step": self.step_count,
                 "elapsed": self.elapsed, "passes": self.problem.passes,
                 "records": list(self.records), "rng": self.rng.bit_generator.state,
+                "last_eval": self.last_eval,
                 "opt": None if self.opt is None else self.opt.state_dict(),
                 "newton": None if self.nk is None else self.nk.state_dict(),
                 "widths": self.problem.model.widths}
@@ -218,6 +238,8 @@ class Trainer:
                       "theta": np.asarray(st["theta"], dtype=np.float64)}
             meta = {k: st[k] for k in ("optimizer", "step", "elapsed", "passes", "rng",
                                        "widths")}
+            meta["last_eval"] = None if not math.isfinite(st["last_eval"]) else \
+                st["last_eval"]
             meta["records"] = strict_records(st["records"])
             if st["opt"] is not None:
                 meta["opt"] = {k: v for k, v in st["opt"].items() if k != "state"}
@@ -270,6 +292,8 @@ class Trainer:
         self.step_count, self.elapsed = int(meta["step"]), float(meta["elapsed"])
         self.problem.passes = float(meta["passes"])
         self.records = [dict(r) for r in meta["records"]]
+        last = meta.get("last_eval")                   # absent in older checkpoints
+        self.last_eval = -math.inf if last is None else float(last)
         self.rng.bit_generator.state = meta["rng"]
         if self.opt is not None:
             d = dict(meta["opt"])
@@ -342,8 +366,10 @@ def run(trainer, max_steps=None, time_budget=None, log=None, checkpoint=None,
             if printer is not None:
                 extra = (f" cg {rec['cg_iterations']:>3} lambda {rec['lambda']:.1e}"
                          if "lambda" in rec else "")
-                printer(f"{rec['optimizer']:<11} step {rec['iteration']:>4}  loss "
-                        f"{rec['loss']:.6g}  |g| {rec['grad_norm']:.2e}{extra}  passes "
+                loss = (f"loss {rec['loss']:.6g}" if rec["loss"] is not None else
+                        f"batch loss {rec['loss_step']:.6g}")
+                printer(f"{rec['optimizer']:<11} step {rec['iteration']:>4}  {loss}"
+                        f"  |g| {rec['grad_norm']:.2e}{extra}  passes "
                         f"{rec['data_passes']:.1f}  {rec['time']:.2f} s")
         final = fail_together(comm, trainer.final_record)
         trainer.records.append(final)
