@@ -166,7 +166,7 @@ def structure_section(d):
 def train_section(d):
     cmd = d["meta"]["command"].replace("python3", ".venv/bin/python").replace(
         "python ", ".venv/bin/python ")
-    nets = sorted({r["net"] for r in d["rows"]})
+    nets = sorted({r["net"] for r in d["rows"] + d.get("systems_along", [])})
     out = [f"## Training: {', '.join(nets)} (`bench/bench_train.py`)", "",
            f"Command: `OMP_NUM_THREADS={d['meta'].get('omp_num_threads')} {cmd}`, run "
            f"{d['meta']['date']}; one process. Every method gets the same optimizer-time",
@@ -391,6 +391,16 @@ NOTES = {
         "costs 0.45 s and an HSS solve 0.3 s, so newton-hss took 6 steps. No",
         "Newton-CG method comes near Adam in 150 s on 2 cores (Martens' HF ran this net",
         "for hours on a GPU).", ""],
+    "bench_demo_practice.json": [
+        "These logs were trained by a shell loop running the same commands (2026-12-07,",
+        "07:00–07:48) and tabulated with `--reuse`. Adam's loss spreads 5.83–6.06 over",
+        "the seven runs of one and the same command: differences below ~0.1 are noise.",
+        "The warm start with the Eisenstat-Walker residual test ends CG after a few",
+        "iterations (a warm start already meets a loose forcing term), so every Newton",
+        "method lost ~0.5; with Martens' progress test CG runs to its cap (43 of 50) and",
+        "the warm start helps newton-hf and newton-kfac most. The demo takes",
+        "`--cg-backtrack` (newton-hss first; the warm start and Martens' test are",
+        "options).", ""],
     "bench_scaling.json": [
         "Targets of issue 12 (this run): memory per rank at P = 4 = 0.26 of P = 1 (target",
         "≤ 0.3: met); bytes per matvec = the model exactly at every P (target within 2×);",
@@ -560,6 +570,23 @@ def memory_section(d):
     return out
 
 
+def demo_practice_section(d):
+    methods = ("newton-hss", "newton-cg", "newton-hf", "newton-kfac", "lbfgs", "adam")
+    out = ["## Hessian-free practice on the demo net (`bench/bench_demo_practice.py`)", "",
+           f"Command: `.venv/bin/python bench/bench_demo_practice.py`, run "
+           f"{d['meta']['date']}: `make demo`'s command (2 ranks x 1 thread, 30 s per",
+           "method) with each variant's options added, one run each; final training loss",
+           "per method, newton-hss's rank of six and its mean CG iterations per step.", "",
+           "| variant | options | " + " | ".join(methods) + " | best | hss rank | hss CG its |",
+           "|---|---|" + "---|" * len(methods) + "---|---|---|"]
+    for r in d["rows"]:
+        out.append(f"| {r['variant']} | `{r['flags'] or '–'}` | " + " | ".join(
+            f"{r['final'].get(m, float('nan')):.4f}" for m in methods) +
+            f" | {r['best']} | {r['hss_rank']} | {r['hss_mean_cg']:.1f} |")
+    out.append("")
+    return out
+
+
 def main():
     lines = ["# Benchmark results", "",
              "Machine: 2 cores, OpenBLAS 0.3.21 (Debian 12), `OMP_NUM_THREADS=2`. Every",
@@ -575,6 +602,8 @@ def main():
                           ("gn_structure_a.json", structure_section),
                           ("bench_train.json", train_section),
                           ("bench_train_dae.json", train_section),
+                          ("bench_train_dae_systems.json", train_section),
+                          ("bench_demo_practice.json", demo_practice_section),
                           ("bench_scaling.json", scaling_section),
                           ("bench_krr.json", krr_section),
                           ("bench_memory.json", memory_section)):

@@ -14,7 +14,8 @@ HF_PRACTICE = {"batch_growth": 1.3, "cg_batch": 25, "cg_warm_start": 0.95,
                "cg_backtrack": True}
 
 
-def _run(opt, comm, steps=3, hss_samples=0, curvature=None, rule=False, batch=None):
+def _run(opt, comm, steps=3, hss_samples=0, curvature=None, rule=False, batch=None,
+         stop="forcing"):
     X, _ = load("digits", 240)
     model = MLP([64, 6, 64], activation="tanh", seed=0)
     pb = ShardedProblem(model, X, X, comm=comm)
@@ -23,11 +24,11 @@ def _run(opt, comm, steps=3, hss_samples=0, curvature=None, rule=False, batch=No
         newton.update(rebuild=50, rebuild_lost_its=1)
         steps = 6
     if batch is not None:   # Hessian-free practice: one mini-batch stream
-        newton.update(HF_PRACTICE)
+        newton.update(HF_PRACTICE, cg_stop=stop)
         steps = 5
     tr = Trainer(pb, opt, lr=1e-2, newton=newton, batch_size=batch,
                  prefix=f"mpi_{opt.replace('-', '_')}_{hss_samples}_{curvature}_{rule}_"
-                        f"{batch}_{'w' if comm is not None else 's'}_")
+                        f"{batch}_{stop}_{'w' if comm is not None else 's'}_")
     try:
         run(tr, max_steps=steps, printer=None)
     finally:
@@ -35,23 +36,27 @@ def _run(opt, comm, steps=3, hss_samples=0, curvature=None, rule=False, batch=No
     return tr
 
 
-@pytest.mark.parametrize("opt,hss_samples,curvature,rule,batch", [
-    ("newton-hss", 0, None, False, None), ("newton-hss", 200, None, False, None),
-    ("newton-cg", 0, None, False, None), ("adam", 0, None, False, None),
-    ("lbfgs", 0, None, False, None),
+@pytest.mark.parametrize("opt,hss_samples,curvature,rule,batch,stop", [
+    ("newton-hss", 0, None, False, None, None), ("newton-hss", 200, None, False, None, None),
+    ("newton-cg", 0, None, False, None, None), ("adam", 0, None, False, None, None),
+    ("lbfgs", 0, None, False, None, None),
     # mini-batch curvature: the same mini-batch on any number of ranks
-    ("newton-hss", 0, 50, False, None), ("newton-hss", 100, 50, False, None),
-    ("newton-hf", 0, 50, False, None), ("newton-kfac", 0, 50, False, None),
+    ("newton-hss", 0, 50, False, None, None), ("newton-hss", 100, 50, False, None, None),
+    ("newton-hf", 0, 50, False, None, None), ("newton-kfac", 0, 50, False, None, None),
     # the rebuild rule decides alike on every rank and on one
-    ("newton-hss", 100, 50, True, None),
-    # mini-batch gradients, CG sub-batch, warm start and backtracking
-    ("newton-cg", 0, None, False, 90), ("newton-hss", 100, 50, False, 90)])
-def test_parallel_matches_serial_and_ranks_agree(opt, hss_samples, curvature, rule, batch):
+    ("newton-hss", 100, 50, True, None, None),
+    # mini-batch gradients, CG sub-batch, warm start and backtracking, with either
+    # CG stop (Martens' progress test decides alike on every rank)
+    ("newton-cg", 0, None, False, 90, "forcing"), ("newton-hss", 100, 50, False, 90, "forcing"),
+    ("newton-cg", 0, None, False, 90, "martens"), ("newton-hss", 100, 50, False, 90, "martens")])
+def test_parallel_matches_serial_and_ranks_agree(opt, hss_samples, curvature, rule, batch,
+                                                 stop):
     # hss_samples > 0: the preconditioner from distributed products (compress_sketch)
+    kw = {} if stop is None else {"stop": stop}
     par = _run(opt, COMM, hss_samples=hss_samples, curvature=curvature, rule=rule,
-               batch=batch)
+               batch=batch, **kw)
     ser = _run(opt, None, hss_samples=hss_samples, curvature=curvature, rule=rule,
-               batch=batch)
+               batch=batch, **kw)
     all_theta = COMM.allgather(par.theta)
     for th in all_theta:
         assert np.array_equal(th, par.theta)            # bitwise the same on every rank
