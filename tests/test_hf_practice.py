@@ -145,23 +145,18 @@ def test_backtracking_follows_martens_rule():
 def _martens_cg(A, b, x0, max_it, rtol=1e-10):
     """CG from x0 with Martens' progress test (§4.4) on phi(x) = x'Ax/2 - b'x:
     (iterations, solution, 'martens' | 'residual' | 'cap')."""
-    x, r = x0.copy(), b - A @ x0
-    p, r0 = r.copy(), np.linalg.norm(b - A @ x0)
-    phi = [0.5 * x @ (A @ x) - b @ x]
-    for i in range(1, max_it + 1):
-        Ap = A @ p
-        a = (r @ r) / (p @ Ap)
-        x = x + a * p
-        rn = r - a * Ap
-        p = rn + (rn @ rn) / (r @ r) * p
-        r = rn
-        phi.append(0.5 * x @ (A @ x) - b @ x)
-        if np.linalg.norm(r) <= rtol * r0:
-            return i, x, "residual"
+    def phi(x):
+        return 0.5 * x @ (A @ x) - b @ x
+    r0 = np.linalg.norm(b - A @ x0)
+    path = [x0] + _cg(A, b, x0, min(max_it, b.size))
+    for i in range(1, len(path)):
+        if np.linalg.norm(b - A @ path[i]) <= rtol * r0:
+            return i, path[i], "residual"
         k = max(10, int(np.ceil(0.1 * i - 1e-12)))
-        if i > k and phi[i] < 0 and (phi[i] - phi[i - k]) / phi[i] < k * 5e-4:
-            return i, x, "martens"
-    return max_it, x, "cap"
+        if i > k and phi(path[i]) < 0 and \
+                (phi(path[i]) - phi(path[i - k])) / phi(path[i]) < k * 5e-4:
+            return i, path[i], "martens"
+    return len(path) - 1, path[-1], "cap"
 
 
 @pytest.mark.parametrize("warm", [0.0, 0.95])
