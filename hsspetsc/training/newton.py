@@ -106,10 +106,14 @@ class GNMatContext:
         self.action = action
 
     # -- python Mat protocol -------------------------------------------------
+    def apply(self, xa):
+        """(H + diag_shift I) xa for a numpy vector (the product mult gives PETSc)."""
+        return self.gn.matvec(xa) + self.diag_shift * xa
+
     @release_refs
     def mult(self, mat, x, y):
         xa = x.getArray(readonly=True)
-        out = self.gn.matvec(xa) + self.diag_shift * xa
+        out = self.apply(xa)
         y.setArray(out)
         if self.track:                 # Martens' CG test follows A x through these
             self.last_in, self.last_out = xa.copy(), out
@@ -521,7 +525,7 @@ class NewtonKrylov:
             elif ctx.last_in is not None and np.array_equal(ctx.last_in, x):
                 st["Ax"] = ctx.last_out.copy()
             else:                        # not PETSc's usual order: one product
-                st["Ax"] = ctx.gn.matvec(x) + ctx.diag_shift * x
+                st["Ax"] = ctx.apply(x)
         else:
             d, v = x - st["x"], ctx.last_in
             alpha = float(d @ v) / float(v @ v) if v is not None and np.any(v) else 0.0
