@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 
+from .._validation import check_float
 from ..io import atomic_write, write_npz_atomically
 from ..mlp.optimizers import make_optimizer
 from .distributed import fail_together
@@ -79,11 +80,7 @@ class Trainer:
         if optimizer not in OPTIMIZER_NAMES:
             raise ValueError(f"The 'optimizer' parameter must be one of {OPTIMIZER_NAMES}. "
                              f"Got {optimizer!r} instead.")
-        if not (isinstance(eval_every, (int, float)) and math.isfinite(eval_every)
-                and eval_every >= 0):
-            raise ValueError(f"The 'eval_every' parameter must be a finite number of "
-                             f"seconds >= 0. Got {eval_every!r} instead.")
-        self.eval_every = float(eval_every)
+        self.eval_every = check_float(eval_every, "eval_every", "Trainer", lo=0.0)
         self.last_eval = -math.inf          # optimizer time of the last evaluation
         self.problem = problem
         self.name = optimizer
@@ -219,7 +216,6 @@ class Trainer:
         return {"optimizer": self.name, "theta": self.theta, "step": self.step_count,
                 "elapsed": self.elapsed, "passes": self.problem.passes,
                 "records": list(self.records), "rng": self.rng.bit_generator.state,
-                "last_eval": self.last_eval,
                 "opt": None if self.opt is None else self.opt.state_dict(),
                 "newton": None if self.nk is None else self.nk.state_dict(),
                 "widths": self.problem.model.widths}
@@ -238,8 +234,6 @@ class Trainer:
                       "theta": np.asarray(st["theta"], dtype=np.float64)}
             meta = {k: st[k] for k in ("optimizer", "step", "elapsed", "passes", "rng",
                                        "widths")}
-            meta["last_eval"] = None if not math.isfinite(st["last_eval"]) else \
-                st["last_eval"]
             meta["records"] = strict_records(st["records"])
             if st["opt"] is not None:
                 meta["opt"] = {k: v for k, v in st["opt"].items() if k != "state"}
@@ -292,8 +286,9 @@ class Trainer:
         self.step_count, self.elapsed = int(meta["step"]), float(meta["elapsed"])
         self.problem.passes = float(meta["passes"])
         self.records = [dict(r) for r in meta["records"]]
-        last = meta.get("last_eval")                   # absent in older checkpoints
-        self.last_eval = -math.inf if last is None else float(last)
+        # the last evaluation is the last record with a full loss
+        self.last_eval = max((r["time"] for r in self.records if r.get("loss") is not None),
+                             default=-math.inf)
         self.rng.bit_generator.state = meta["rng"]
         if self.opt is not None:
             d = dict(meta["opt"])
