@@ -86,7 +86,7 @@ def worker(args):
     W16 = rng.standard_normal((args.n, 16))[D.local_indices]
     row["matvec1_s"] = _timed(comm, lambda: D.matvec(W1), 11)
     row["matvec16_s"] = _timed(comm, lambda: D.matvec(W16), 3)
-    shift = 1e-2 * D._max_diagonal()
+    shift = 1e-2 * D.max_diagonal()
     row["factor_s"] = _timed(comm, lambda: D.factorize(shift), 2)
     F = D.factorize(shift)
     row["solve1_s"] = _timed(comm, lambda: F.solve(W1), 11)

@@ -27,6 +27,7 @@ modules above do not.
 """
 from . import baselines, gallery, mlp
 from ._blocks import IncompressibleError
+from ._collective import CollectiveError, Comm
 from .accuracy import relative_error
 from .compress import compress, compress_sketch, refresh
 from .distributed import DistributedHSSMatrix, distribute
@@ -47,6 +48,7 @@ def validate_ranks(H, source, nodes=8, **kwargs):
     return _validate(H, source, nodes=nodes, **kwargs)
 
 __all__ = ["compress", "compress_sketch", "refresh", "DistributedHSSMatrix", "distribute",
+           "Comm", "CollectiveError",
            "tune", "TunedParams", "load", "HSSMatrix", "HSSFactorization", "FactorizationError", "IncompressibleError",
            "solve", "SolveInfo", "relative_error", "EntrySource", "DenseSource",
            "KernelSource", "Source", "gallery", "mlp", "baselines", "validate_ranks",

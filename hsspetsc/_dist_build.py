@@ -23,7 +23,6 @@ import hashlib
 import numpy as np
 
 from ._blocks import BlockReader, exclusive_cumsum
-from ._collective import _Comm
 from ._threads import blas_single_thread
 from .distributed import DistributedHSSMatrix, Ownership, local_parts
 from .interactions import build_interactions
@@ -145,9 +144,9 @@ def _swap_skeleton(x, entry, store, extra=None, nbr=None):
     return out
 
 
-def construct(src, diag, p, path, nt, comm, ph, perm=None):
-    """The distributed back end of compress / compress_sketch (parameters checked)."""
-    c = _Comm(comm)
+def construct(src, diag, p, path, nt, c, ph, perm=None):
+    """The distributed back end of compress / compress_sketch (parameters checked;
+    ``c``: the command's :class:`~hsspetsc._collective.Comm`)."""
     where = "compress" if path == "entries" else "compress_sketch"
     if p.get("budget", 0.0) > 0:
         raise ValueError(f"{where}(comm=...): a near field (budget > 0) is not "
@@ -172,8 +171,7 @@ def construct(src, diag, p, path, nt, comm, ph, perm=None):
     if size > 1 and p.get("memory") is not None:
         # the default memory budget is the machine's: every rank takes the smallest,
         # so all of them cap the shared nodes alike
-        from mpi4py import MPI
-        p = dict(p, memory=c.mpi.allreduce(float(p["memory"]), op=MPI.MIN))
+        p = dict(p, memory=c.min(p["memory"]))
     n_products = [0]
     if path == "sketch":
         rng = np.random.default_rng(phase_key(p["seed"], PHASE_SKETCH))
@@ -192,7 +190,6 @@ def construct(src, diag, p, path, nt, comm, ph, perm=None):
             lv = own.subtree_levels(L)
             tree = build_tree(n, metric, p["leaf_size"], p["seed"],
                               nodes_at=lambda lev: _level_nodes(own, lev, lv)[0])
-            c.agree()
             tree = _gather_order(tree, own, c)
         else:
             tree = tree_from_order(n, p["leaf_size"], perm)
@@ -207,7 +204,7 @@ def construct(src, diag, p, path, nt, comm, ph, perm=None):
             del mine
         ph.done("neighbors")
         from .distributed import _Exchange
-        x = _Exchange(comm)
+        x = _Exchange(c)
         store = _Store(tree.n_nodes)
         if path == "entries":
             inter = build_interactions(tree, None, 0.0)
@@ -247,9 +244,7 @@ def construct(src, diag, p, path, nt, comm, ph, perm=None):
     parts = local_parts(n, tree.n_levels, own, store.rank, store.skel_start,
                         skel_all, pos_all, store.proj_start, proj_all, leaf_off_full,
                         leaf_data, cpl_off, cdata)
-    c.agree()
-    truncated = [t for part in c.mpi.allgather(store.truncated) for t in part] \
-        if size > 1 else list(store.truncated)
+    truncated = [t for part in c.gather(store.truncated) for t in part]
     truncated.sort(key=lambda t: t["node"])
     local = tree.perm[own.lo:own.hi].copy()
     del tree
@@ -257,7 +252,7 @@ def construct(src, diag, p, path, nt, comm, ph, perm=None):
             "neighbor_iterations": 0 if nbrs is None else nbrs.iterations,
             "truncated_nodes": truncated}
     params = dict(p, construction=path)
-    D = DistributedHSSMatrix(comm=comm, local_indices=local, compensation=None,
+    D = DistributedHSSMatrix(comm=c, local_indices=local, compensation=None,
                              params=params, info=info, **parts)
     D._x.counts.update(x.counts)
     return D, reader, n_products
@@ -265,14 +260,7 @@ def construct(src, diag, p, path, nt, comm, ph, perm=None):
 
 def _gather_order(tree, own, c):
     """The tree with the whole order: every rank's range of ``perm`` gathered."""
-    perm = tree.perm
-    if c.size > 1:
-        from mpi4py import MPI
-        full = np.empty_like(perm)
-        counts = np.diff(own.offsets)
-        c.mpi.Allgatherv(np.ascontiguousarray(perm[own.lo:own.hi]),
-                         [full, (counts, own.offsets[:-1]), MPI.INT64_T])
-        perm = full
+    perm = c.allgatherv(tree.perm[own.lo:own.hi], np.diff(own.offsets), np.int64)
     iperm = np.empty_like(perm)
     iperm[perm] = np.arange(perm.size, dtype=np.int64)
     return ClusterTree(n=tree.n, n_levels=tree.n_levels, perm=perm, iperm=iperm,

@@ -34,24 +34,18 @@ def blas_single_thread():
 _rank_limits = None     # the threadpoolctl limits set by threads_per_rank (kept alive)
 
 
-def threads_per_rank(mpi_comm):
-    """Threads for each rank of ``mpi_comm`` (mpi4py) when the user has not chosen:
-    with OMP_NUM_THREADS unset, every rank gets (cores it may run on) // (ranks on
-    its node), at least 1, for the OpenMP kernels (OMP_NUM_THREADS is set for this
-    process) and for the BLAS and OpenMP pools already loaded (threadpoolctl).
-    Ranks x threads x BLAS threads would otherwise oversubscribe the cores many
-    times over. Returns (threads, chosen here)."""
+def threads_per_rank(comm):
+    """Threads for each rank of ``comm`` (a :class:`hsspetsc._collective.Comm`) when
+    the user has not chosen: with OMP_NUM_THREADS unset, every rank gets (cores it
+    may run on) // (ranks on its node), at least 1, for the OpenMP kernels
+    (OMP_NUM_THREADS is set for this process) and for the BLAS and OpenMP pools
+    already loaded (threadpoolctl). Ranks x threads x BLAS threads would otherwise
+    oversubscribe the cores many times over. Returns (threads, chosen here)."""
     global _rank_limits
     # rank 0 decides for all (every rank then enters the same collectives)
-    user_set = mpi_comm.bcast(bool(os.environ.get("OMP_NUM_THREADS", "").strip()), root=0)
-    if user_set:
+    if comm.bcast(bool(os.environ.get("OMP_NUM_THREADS", "").strip())):
         return effective_n_threads(), False
-    from mpi4py import MPI
-    node = mpi_comm.Split_type(MPI.COMM_TYPE_SHARED)
-    try:
-        local_ranks = node.Get_size()
-    finally:
-        node.Free()
+    local_ranks = comm.ranks_on_node()
     cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
              else (os.cpu_count() or 1))
     n = max(1, cores // local_ranks)

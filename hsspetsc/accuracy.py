@@ -86,8 +86,8 @@ def distributed_estimate(D, Z, KZ):
     rank's rows Z and K Z (unit vectors give the sampled-rows estimate). Returns
     (estimate, |K Z|_F). Collective."""
     diff = KZ - D.matvec(Z)
-    num = D._sum(float(np.sum(diff * diff)))
-    den = np.sqrt(D._sum(float(np.sum(KZ * KZ))))
+    num = D.comm.sum(float(np.sum(diff * diff)))
+    den = np.sqrt(D.comm.sum(float(np.sum(KZ * KZ))))
     return (float(np.sqrt(num) / den) if den > 0 else 0.0), float(den)
 
 
@@ -123,5 +123,5 @@ def distributed_spectral_estimate(D, Z, KZ, scale):
     rows of Z and K Z), through the p x p Gram matrix summed over the ranks: the
     figure :func:`spectral_estimate` gives for the whole block. Collective."""
     diff = KZ - D.matvec(Z)
-    return gram_estimate(np.asarray(D._sum(diff.T @ diff)), scale)
+    return gram_estimate(np.asarray(D.comm.sum(diff.T @ diff)), scale)
 

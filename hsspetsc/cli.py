@@ -399,12 +399,12 @@ def train_main(args, petsc_argv):
     petsc4py.init([sys.argv[0]] + petsc_argv)
     from petsc4py import PETSc
 
-    from .training.distributed import CollectiveError, _Comm, fail_together
-    comm = _Comm(PETSc.COMM_WORLD.tompi4py())
+    from ._collective import CollectiveError, Comm
+    comm = Comm.of(PETSc.COMM_WORLD)          # the one communicator of the command
     say = (lambda s: PETSc.Sys.Print(s))
     if comm.size > 1:
         from ._threads import threads_per_rank
-        n, chosen = threads_per_rank(comm.mpi)
+        n, chosen = threads_per_rank(comm)
         if chosen:
             say(f"threads per rank: {n} (cores // ranks on the node; set OMP_NUM_THREADS "
                 f"to choose)")
@@ -414,8 +414,8 @@ def train_main(args, petsc_argv):
         comm.check_same(repr(sorted((k, v) for k, v in vars(args).items()
                                     if k not in ("log", "plot", "checkpoint")))
                         + repr(petsc_argv), "the command line")
-        fail_together(comm, _check_train_args, args)
-        fail_together(comm, _check_outputs, args, comm.rank)
+        comm.run(_check_train_args, args)
+        comm.run(_check_outputs, args, comm.rank)
         return _train(args, comm, say, PETSc)
     except (CollectiveError, ValueError, OSError) as exc:
         # every rank says it (each exits cleanly, none is left waiting)
@@ -425,7 +425,7 @@ def train_main(args, petsc_argv):
         if isinstance(exc, CollectiveError) and comm.size > 1 and not comm.peers_leaving:
             # an agreed error: every rank is here and alive; let each one print
             # before any exits (mpiexec ends the job at the first non-zero exit)
-            comm.mpi.Barrier()
+            comm.barrier()
         return 1
     except (KeyboardInterrupt, SystemExit) as exc:
         code = exc.code if isinstance(exc, SystemExit) else 130
@@ -452,12 +452,12 @@ def _check_outputs(args, rank):
 def _train(args, comm, say, PETSc):
     from .mlp import MLP
     from .mlp.data import train_validation_split
-    from .training.distributed import ShardedProblem, fail_together
+    from .training.distributed import ShardedProblem
     from .training.run import FIRST_ORDER, OPTIMIZER_NAMES, SECOND_ORDER, Trainer, run, write_log
 
     _prefix_petsc_options(PETSc)
     n_val = int(round(args.validation * args.n))
-    X, y, Xv, yv = fail_together(comm, train_validation_split, args.data, args.n, n_val,
+    X, y, Xv, yv = comm.run(train_validation_split, args.data, args.n, n_val,
                                  clip=True)
     n_val = Xv.shape[0]              # what was left after the training samples
     if args.loss == "mse":
@@ -486,7 +486,7 @@ def _train(args, comm, say, PETSc):
                              f"must be the input size {X.shape[1]} and the last the "
                              f"output size {out} of --data {args.data} with --loss "
                              f"{args.loss}.{hint}")
-    fail_together(comm, check_net)
+    comm.run(check_net)
     if args.steps is None and args.time_budget is None and args.epochs is None:
         args.steps = 10
     all_records = []
@@ -497,7 +497,7 @@ def _train(args, comm, say, PETSc):
 
     def make_trainer(nm, lr):
         model = MLP(widths, activation=args.activation, loss=args.loss, seed=args.seed)
-        problem = ShardedProblem(model, X, Y, comm=comm.mpi if comm.size > 1 else None)
+        problem = ShardedProblem(model, X, Y, comm=comm)
         if comm.size > 1:
             problem.comm = comm          # one error state for the whole command
         newton = {"lam": args.lam, "rebuild": args.rebuild, "cg_max_it": args.cg_max_it,
@@ -510,7 +510,7 @@ def _train(args, comm, say, PETSc):
                   "hss_shift_aware": args.hss_shift_aware,
                   "memory_limit": None if args.memory_limit is None
                   else args.memory_limit * 2.0 ** 30}
-        return fail_together(comm, Trainer, problem, nm, lr=lr,
+        return comm.run(Trainer, problem, nm, lr=lr,
                              batch_size=args.batch_size, newton=newton, seed=args.seed,
                              validation=validation, eval_every=args.eval_every)
 
@@ -531,7 +531,7 @@ def _train(args, comm, say, PETSc):
         log = args.log if len(names) == 1 else None
         try:
             if args.resume:
-                fail_together(comm, tr.load, args.resume)
+                comm.run(tr.load, args.resume)
                 say(f"resumed {nm} from {args.resume} at step {tr.step_count}")
             run(tr, max_steps=args.steps, time_budget=args.time_budget, log=log,
                 checkpoint=args.checkpoint, printer=say, max_passes=args.epochs)

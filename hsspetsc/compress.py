@@ -160,7 +160,7 @@ def compress(source, leaf_size=128, max_rank=None, tol=None, neighbors=32, budge
         with c < 1, lam I + H~ preconditions lam I + K with a condition number at
         most (1 + c) / (1 - c) (derivation in :mod:`hsspetsc._params`).
         ``stats()["shift_error"]`` estimates |K - H~|_2 / lam (from the probes).
-    comm : mpi4py communicator or None
+    comm : mpi4py or PETSc communicator, hsspetsc.Comm, or None
         Build a :class:`hsspetsc.distributed.DistributedHSSMatrix` over its ranks
         (collective; every rank passes the same source and parameters, checked by
         a checksum of the diagonal): each rank computes and stores its subtree
@@ -225,7 +225,7 @@ def compress_sketch(source, samples=256, leaf_size=128, tol=None, max_rank=None,
     shift : float > 0 or None
         Shift-aware accuracy, as for :func:`compress`; ``stats()["shift_error"]``
         then estimates |K - H~|_2 / shift from the probes' products.
-    comm : mpi4py communicator or None
+    comm : mpi4py or PETSc communicator, hsspetsc.Comm, or None
         Build a distributed matrix over its ranks, as for :func:`compress`. Every
         rank computes the products K @ Omega (the source's ``matmat``) and keeps
         its rows.
@@ -359,25 +359,25 @@ def _incompressible(e, n, p, path, ph):
 
 def _construct_distributed(src, diag, p, path, verbose, nt, perm, comm):
     """compress / compress_sketch with ``comm``: see :mod:`hsspetsc._dist_build`."""
-    from ._collective import _Comm, fail_together
+    from ._collective import Comm
     from ._dist_build import construct, contract
-    c = _Comm(comm)
+    c = Comm.of(comm)
     reader_box = {}
     ph = _Phases(verbose if c.rank == 0 else False, src.n,
                  lambda: (reader_box["r"].count if "r" in reader_box else 0))
     ph.start()
 
     def build():
-        D, reader, n_products = construct(src, diag, p, path, nt, comm, ph, perm)
+        D, reader, n_products = construct(src, diag, p, path, nt, c, ph, perm)
         reader_box["r"] = reader
         ph.start()
         out = contract(D, src, diag, p, path, reader, n_products, nt, c)
         ph.done("contract")
         return D, reader, n_products, out
-    D, reader, n_products, out = fail_together(c, build)
+    D, reader, n_products, out = c.run(build)
     ph.times["total"] = sum(ph.times.values())
     n = src.n
-    read = D._sum(float(reader.count))
+    read = D.comm.sum(float(reader.count))
     info = dict(D._info, **out)
     info.update({"entries_fraction": (read + n_products[0] * n) / float(n) ** 2,
                  "entries_evaluated": int(read), "entries_evaluated_here": int(reader.count),

@@ -34,7 +34,7 @@ the serial matrix's to round-off on any number of ranks.
 import numpy as np
 
 from ._blocks import exclusive_cumsum, pointers, ranges
-from ._collective import CollectiveError, _Comm
+from ._collective import Comm
 from ._threads import blas_single_thread, effective_n_threads
 from ._validation import as_block, check_float
 from .tree import tree_layout
@@ -129,10 +129,11 @@ class _Shape:
 
 
 class _Exchange:
-    """Point-to-point swaps with a partner group, counted per operation."""
+    """Point-to-point swaps with a partner group, counted per operation (``comm``:
+    a :class:`~hsspetsc._collective.Comm`; the swaps follow an agreement)."""
 
     def __init__(self, comm):
-        self.comm = comm
+        self.mpi = comm.mpi
         self.counts = {}
 
     def swap(self, op, entry, send, recv_size):
@@ -142,8 +143,8 @@ class _Exchange:
         c = self._counter(op)
         send = np.ascontiguousarray(send, dtype=np.float64)
         tag = TAG_BASE[op] + int(parent) % 1000
-        reqs = [self.comm.Irecv(recv, source=src, tag=tag)]
-        reqs += [self.comm.Isend(send, dest=q, tag=tag) for q in dests]
+        reqs = [self.mpi.Irecv(recv, source=src, tag=tag)]
+        reqs += [self.mpi.Isend(send, dest=q, tag=tag) for q in dests]
         from mpi4py import MPI
         MPI.Request.Waitall(reqs)
         c["messages_sent"] += len(dests)
@@ -180,10 +181,8 @@ class DistributedHSSMatrix:
                  proj_ptr, proj, leaf_data, leaf_off, far_pairs, far_off, far_data,
                  local_indices, compensation, params, info):
         from .hss import _csr_from_pairs
-        self.comm = comm
-        self._c = _Comm(comm)
-        size = 1 if comm is None else comm.Get_size()
-        me = 0 if comm is None else comm.Get_rank()
+        self.comm = comm = Comm.of(comm)
+        size, me = comm.size, comm.rank
         node_off, node_size = tree_layout(n, n_levels)
         self.own = Ownership(node_off, node_size, n_levels, size, me)
         self.tree = _Shape(n, n_levels, node_off, node_size)
@@ -249,14 +248,10 @@ class DistributedHSSMatrix:
     def _compensation_tree(self):
         return np.zeros(0) if self.compensation is None else self.compensation
 
-    def _max_diagonal(self):
+    def max_diagonal(self):
         """The largest diagonal entry of H~ over every rank (collective)."""
         d = self.diagonal()
-        d = float(np.max(d)) if d.size else 0.0
-        if self.size == 1:
-            return d
-        from mpi4py import MPI
-        return self.comm.allreduce(d, op=MPI.MAX)
+        return self.comm.max(float(np.max(d)) if d.size else 0.0)
 
     def _tree_rows(self, v):
         """This rank's rows (tree order) of a user-order vector of length N."""
@@ -279,34 +274,11 @@ class DistributedHSSMatrix:
             k = X2.shape[1]
         except (ValueError, TypeError) as exc:
             err = exc
-        ks = self._agree(err, k, gather=True)
+        ks = self.comm.gather(k, err)
         if len(set(ks)) != 1:
             raise ValueError(f"{where}: the ranks pass different numbers of columns "
                              f"({ks}).")
         return X2, vec
-
-    def _agree(self, err, value=None, gather=False):
-        """Collective: raise ``err`` of any rank on every rank (the failing rank its
-        own error, marked as agreed; the others a CollectiveError); with ``gather``,
-        return ``value`` of every rank (one allgather either way). The messages are
-        those of :meth:`hsspetsc._collective._Comm.agree`, so a rank that fails
-        elsewhere and agrees there meets this call."""
-        if err is not None:
-            err._hsspetsc_agreed = True
-        if self.size == 1:
-            if err is not None:
-                raise err
-            return [value]
-        msg = None if err is None else f"{type(err).__name__}: {err}"
-        got = self.comm.allgather((msg, value) if gather else msg)
-        msgs = [g[0] if isinstance(g, tuple) else g for g in got]
-        bad = [(r, m) for r, m in enumerate(msgs) if m is not None]
-        if bad:
-            if err is not None:
-                raise err
-            r, m = bad[0]
-            raise CollectiveError(f"rank {r} of {self.size} failed: {m}")
-        return [g[1] if isinstance(g, tuple) else None for g in got]
 
     # ----------------------------------------------------------------- matvec
     def matvec(self, X, n_threads=None):
@@ -375,28 +347,14 @@ class DistributedHSSMatrix:
             lam = 0.0
             for _ in range(30):
                 w = self.matvec(v)
-                nw = np.sqrt(self._sum(float(w @ w)))
-                nv = np.sqrt(self._sum(float(v @ v)))
+                nw = np.sqrt(self.comm.sum(float(w @ w)))
+                nv = np.sqrt(self.comm.sum(float(v @ v)))
                 if nw == 0.0:
                     return 0.0
                 lam = nw / nv
                 v = w / nw
             return lam
         return self._caches.get("norm", power)
-
-    def _sum(self, x):
-        """Sum of a float (or of a float array, entry by entry) over the ranks, the
-        same bits on every rank (a reduce to rank 0 and a broadcast; an allreduce
-        may round differently per rank)."""
-        if self.size == 1:
-            return x
-        from mpi4py import MPI
-        scalar = np.ndim(x) == 0
-        a = np.ascontiguousarray(np.atleast_1d(x), dtype=np.float64)
-        out = np.empty_like(a)
-        self.comm.Reduce(a, out, op=MPI.SUM, root=0)
-        self.comm.Bcast(out, root=0)
-        return float(out[0]) if scalar else out.reshape(np.shape(x))
 
     def factorize(self, shift=0.0, relative=False, n_threads=None):
         """Factor shift*I + H~ across the ranks (collective); see
@@ -407,7 +365,7 @@ class DistributedHSSMatrix:
                 shift = check_float(shift, "shift", "factorize", lo=0.0)
             except (TypeError, ValueError) as exc:
                 err = exc
-            self._agree(err)
+            self.comm.agree(err)
             shift = shift * self.norm()
         return DistributedFactorization(self, shift=shift, n_threads=n_threads)
 
@@ -433,7 +391,7 @@ class DistributedHSSMatrix:
         ``*_received``) and ``comm_model``: the bytes one matvec with one right-hand
         side should exchange (2 r 8 per ancestor, r the ranks of the children)."""
         data, index = self._local_bytes()
-        per_rank = self._agree(None, (data + index, data), gather=True)
+        per_rank = self.comm.gather((data + index, data))
         totals = [t for t, _ in per_rank]
         rk = self.rank
         model = sum(8 * int(rk[me] * len(ent[4]) + rk[sib]) for ent in self.own.path
@@ -476,7 +434,7 @@ class DistributedFactorization:
             self.shift = check_float(shift, "shift", "factorize", lo=0.0)
         except (TypeError, ValueError) as exc:
             err, self.shift = exc, None
-        shifts = H._agree(err, self.shift, gather=True)
+        shifts = H.comm.gather(self.shift, err)
         if len(set(shifts)) != 1:
             raise ValueError(f"factorize: the ranks pass different shifts ({shifts}); "
                              f"every rank must factor the same matrix.")
@@ -509,7 +467,7 @@ class DistributedFactorization:
                 if bad is not None:
                     break
             # every rank learns of a failed pivot before any swap
-            bads = H._agree(None, bad, gather=True)
+            bads = H.comm.gather(bad)
             for entry in own.path if all(b is None for b in bads) else []:
                 a, me, sib = entry[:3]
                 zp, rk = lay.Z_ptr, lay.r
@@ -525,7 +483,7 @@ class DistributedFactorization:
                                     self.Lroot)
                 if rinfo != 0:
                     bad = 0
-            bads = H._agree(None, bad, gather=True)
+            bads = H.comm.gather(bad)
         failed = [(r, b) for r, b in enumerate(bads) if b is not None]
         if failed:
             r, a = failed[0]
@@ -542,7 +500,7 @@ class DistributedFactorization:
             if H.own.group[a][0] == H.rank_id and a > 0:
                 mine[a] = lay.red[a]
         c0 = int(lay.c[0]) if H.rank_id == 0 else 0
-        self._logdet = 2.0 * H._sum(logdet_sum(self.L_data, lay.L_ptr, mine, self.Lroot, c0))
+        self._logdet = 2.0 * H.comm.sum(logdet_sum(self.L_data, lay.L_ptr, mine, self.Lroot, c0))
 
     def solve(self, B, n_threads=None):
         """This rank's rows of (shift*I + H~)^-1 B (tree order). Collective."""
@@ -659,8 +617,8 @@ def distribute(H, comm):
     if H.params.get("budget", 0) > 0:
         raise ValueError("distribute: a near field (budget > 0) is not distributed; "
                          "compress with budget=0.")
-    size = 1 if comm is None else comm.Get_size()
-    me = 0 if comm is None else comm.Get_rank()
+    comm = Comm.of(comm)
+    size, me = comm.size, comm.rank
     tree = H.tree
     own = Ownership(tree.node_off, tree.node_size, tree.n_levels, size, me)
     cpl_off = np.zeros(tree.n_nodes, np.int64)

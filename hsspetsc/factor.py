@@ -273,7 +273,7 @@ def psd_compensation(H, support, tol, n_threads=None, guess=None, near=None):
     delta = 0 when H already factors at the floor shift; the result of an SPD source
     is then within rounding of it, otherwise delta is at most about the truncation
     error |K - H~|_2 (H~ >= K - E >= -|E| I)."""
-    scale = H._max_diagonal()
+    scale = H.max_diagonal()
     sup = H._tree_rows(np.asarray(support, dtype=np.float64))
     if scale <= 0:
         return 0.0, 0

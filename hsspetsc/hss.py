@@ -145,7 +145,7 @@ class HSSMatrix:
         return self._caches.get("compensation_tree",
                                 lambda: np.ascontiguousarray(c[self.tree.perm]))
 
-    def _max_diagonal(self):
+    def max_diagonal(self):
         """The largest diagonal entry of H~ (0 for an empty matrix)."""
         d = self.diagonal()
         return float(np.max(d)) if d.size else 0.0

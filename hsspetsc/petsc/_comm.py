@@ -1,7 +1,10 @@
-"""Collective error handling: one rank's exception is raised on every rank."""
+"""PETSc side of the collective protocol (:mod:`hsspetsc._collective`): run a
+step on every rank of a PETSc communicator, and release PETSc handles cleanly."""
 import functools
 
 from petsc4py import PETSc
+
+from .._collective import Comm
 
 
 def release_refs(method):
@@ -20,28 +23,12 @@ def release_refs(method):
 
 
 def collective(comm, fn, *args, **kwargs):
-    """Run ``fn`` on every rank of ``comm`` (a PETSc Comm). If it raises on any rank,
-    raise on all ranks (the first failing rank's message), so no rank is left
-    waiting in a later collective call."""
-    mpi = comm.tompi4py()
-    err = None
-    try:
-        result = fn(*args, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - re-raised below, on every rank
-        err = exc
-        result = None
-    if mpi.Get_size() == 1:
-        if err is not None:
-            raise err
-        return result
-    msgs = mpi.allgather(None if err is None else f"{type(err).__name__}: {err}")
-    bad = [(r, m) for r, m in enumerate(msgs) if m is not None]
-    if bad:
-        if err is not None:
-            raise err
-        rank, msg = bad[0]
-        raise RuntimeError(f"rank {rank} failed: {msg}")
-    return result
+    """Run ``fn`` on every rank of ``comm`` (a PETSc or mpi4py communicator, or a
+    :class:`hsspetsc._collective.Comm`). If it raises on any rank, every rank
+    raises the same :class:`~hsspetsc._collective.CollectiveError` (a
+    RuntimeError naming the first failing rank and its message), so no rank is
+    left waiting in a later collective call; on one rank the error as it is."""
+    return Comm.of(comm).together(fn, *args, **kwargs)
 
 
 def comm_of(obj):

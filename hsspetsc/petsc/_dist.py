@@ -14,13 +14,10 @@ from petsc4py import PETSc
 def check_comm(H, comm, where):
     """The matrix's communicator and the PETSc one must hold the same ranks in the
     same order."""
-    from mpi4py import MPI
-    mine = H.comm if H.comm is not None else MPI.COMM_SELF
-    other = comm.tompi4py()
-    if MPI.Comm.Compare(mine, other) not in (MPI.IDENT, MPI.CONGRUENT):
+    if not H.comm.same_ranks(comm):
         raise ValueError(f"{where}: the matrix was built on a communicator of "
                          f"{H.size} rank(s) that differs from the PETSc communicator "
-                         f"({other.Get_size()} rank(s), or other ranks/order); build and "
+                         f"({comm.getSize()} rank(s), or other ranks/order); build and "
                          f"use it on the same one.")
 
 
@@ -87,7 +84,7 @@ class Scatters:
         key = (v.getSizes(), v.getOwnershipRange())
         changed = self._s is None or self._s.key != key
         # (re)building the scatter is collective: every rank does it if any must
-        if any(self.H._agree(err, changed, gather=True)):
+        if any(self.H.comm.gather(changed, err)):
             if self._s is not None:
                 self._s.destroy()
             self._s = TreeScatter(self.H, v, self.native)
@@ -103,7 +100,7 @@ def memory_lines(H, F=None):
     """Per-rank memory of a distributed H~ (and its factorization), for -ksp_view.
     Collective."""
     s = H.stats()
-    fb = H._agree(None, 0 if F is None else F.nbytes, gather=True)
+    fb = H.comm.gather(0 if F is None else F.nbytes)
     lines = [f"distributed over {H.size} rank(s): stored bytes per rank (H~"
              + (", factorization)" if F is not None else ")")]
     for r, b in enumerate(s["per_rank_stored_bytes"]):
@@ -126,8 +123,7 @@ class ReplicatedRows:
         self.H = H
         counts = np.diff(H.offsets)
         self._counts = counts
-        self._perm = (np.concatenate(H.comm.allgather(H.local_indices))
-                      if H.size > 1 else H.local_indices)
+        self._perm = H.comm.allgatherv(H.local_indices, counts, np.int64)
 
     def get(self, v, where):
         err = None
@@ -135,7 +131,7 @@ class ReplicatedRows:
             err = ValueError(f"{where}: expected a sequential Vec of size {self.H.n} on "
                              f"every rank; got local {v.getLocalSize()} of "
                              f"{v.getSize()}.")
-        self.H._agree(err)
+        self.H.comm.agree(err)
         return self
 
     def to_tree(self, x):
@@ -143,13 +139,7 @@ class ReplicatedRows:
 
     def from_tree(self, rows, y):
         H = self.H
-        full = np.empty(H.n)
-        if H.size > 1:
-            from mpi4py import MPI
-            H.comm.Allgatherv(np.ascontiguousarray(rows, dtype=np.float64),
-                              [full, (self._counts, H.offsets[:-1]), MPI.DOUBLE])
-        else:
-            full[:] = rows
+        full = H.comm.allgatherv(rows, self._counts)
         out = np.empty(H.n)
         out[self._perm] = full
         y.setArray(out)

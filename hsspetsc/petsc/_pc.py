@@ -31,6 +31,7 @@ import numpy as np
 from petsc4py import PETSc
 
 from .. import _params
+from .._collective import Comm
 from .._validation import check_float, check_int
 from ..compress import compress, compress_sketch
 from ..distributed import DistributedHSSMatrix
@@ -38,7 +39,7 @@ from ..factor import FactorizationError
 from ..sources import DenseSource, EntrySource
 from ..tune import tune
 from . import _options
-from ._comm import collective, register_exit_cleanup, release_refs
+from ._comm import register_exit_cleanup, release_refs
 from ._dist import ReplicatedRows, Scatters, memory_lines
 from ._mat import HSSMatContext
 from ._vec import Gatherer, check_vec, set_local
@@ -130,8 +131,8 @@ def _assembled_source(P):
     rows = np.arange(rs, re, dtype=PETSc.IntType)
     cols = np.arange(n, dtype=PETSc.IntType)
     local = P.getValues(rows, cols).reshape(re - rs, n)
-    mpi = P.getComm().tompi4py()
-    full = np.vstack(mpi.allgather(local)) if mpi.Get_size() > 1 else local
+    comm = Comm.of(P.getComm())
+    full = np.vstack(comm.gather(local)) if comm.size > 1 else local
     return DenseSource(full)
 
 
@@ -165,14 +166,15 @@ class HSSPC:
         prefix = pc.getOptionsPrefix()
         if PETSc.Options().hasName("help"):
             _options.print_help(prefix, pc.getComm())
-        collective(pc.getComm(), _options.check_spelling, prefix, pc.getComm())
+        Comm.of(pc.getComm()).together(_options.check_spelling, prefix, pc.getComm())
         _read_options(pc)  # parse early so bad values fail at setFromOptions too
 
     @release_refs
     def setUp(self, pc):
-        collective(pc.getComm(), self._setup, pc)
+        comm = Comm.of(pc.getComm())      # the set-up's one communicator
+        comm.together(self._setup, pc, comm)
 
-    def _setup(self, pc):
+    def _setup(self, pc, comm):
         A, P = pc.getOperators()
         m, n = P.getSize()
         if m != n:
@@ -243,7 +245,7 @@ class HSSPC:
                                      f"-pc_hss_shift {extra_shift:g}); give -pc_hss_shift.")
                 params = dict(params, shift=s)
             H = compress_with_options(source, params, explicit,
-                                      comm=pc.getComm().tompi4py() if distributed else None)
+                                      comm=comm if distributed else None)
         self._native = bool(isinstance(ctx, HSSMatContext) and ctx.native
                             and isinstance(H, DistributedHSSMatrix) and H is ctx.H)
         if self._scatters is not None:
@@ -263,7 +265,7 @@ class HSSPC:
             except FactorizationError:
                 if not auto_shift or retries >= 16:
                     raise
-                shift = 10.0 * max(abs(shift), 1e-8 * H._max_diagonal())
+                shift = 10.0 * max(abs(shift), 1e-8 * H.max_diagonal())
                 retries += 1
         t2 = time.perf_counter()
         self.H, self.F = H, F

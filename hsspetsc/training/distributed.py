@@ -8,7 +8,7 @@ differently on different ranks). With one rank nothing is communicated.
 import numpy as np
 
 from .._blocks import exclusive_cumsum, fill_with_evaluator
-from .._collective import CollectiveError, _Comm, _raise_agreed, fail_together  # noqa: F401
+from .._collective import CollectiveError, Comm  # noqa: F401 - CollectiveError: re-exported
 from .._threads import effective_n_threads, threads_per_rank
 from .._validation import add_to_diagonal
 from ..mlp.gauss_newton import GaussNewton
@@ -41,7 +41,7 @@ class ShardedProblem:
     def __init__(self, model, X, Y, comm=None):
         X, Y = model.check_data(X, Y, "ShardedProblem")
         self.model = model
-        self.comm = _Comm(comm)
+        self.comm = Comm.of(comm)
         self.n_total = X.shape[0]
         if self.n_total < self.comm.size:
             raise ValueError(f"{self.n_total} samples cannot be split over "
@@ -51,7 +51,7 @@ class ShardedProblem:
         if self.comm.size > 1:
             # ranks x threads <= cores unless the user set OMP_NUM_THREADS (its
             # collectives come after check_same's agreement: no rank has failed)
-            threads_per_rank(comm)
+            threads_per_rank(self.comm)
         bounds = np.linspace(0, self.n_total, self.comm.size + 1).round().astype(int)
         lo, hi = bounds[self.comm.rank], bounds[self.comm.rank + 1]
         self.X, self.Y = X[lo:hi], Y[lo:hi]
@@ -148,7 +148,7 @@ class DistributedGN(Source):
             else:
                 return None
             return GaussNewton(problem.model, X, Y, params=theta)
-        self.local = fail_together(comm, local_gn)
+        self.local = comm.run(local_gn)
         m = 0 if self.local is None else self.local.n_samples
         self._w = m / m_total             # this rank's share of the mean
         self._diag = None
@@ -252,8 +252,7 @@ class DistributedGN(Source):
         rl = np.array([r.size for r in rows], np.int64)
         cl = np.array([c.size for c in cols], np.int64)
         cat = lambda a: np.concatenate(a) if a else np.zeros(0, np.int64)  # noqa: E731
-        comm.agree()
-        meta = comm.mpi.allgather((rl, cl, cat(rows), cat(cols)))
+        meta = comm.gather((rl, cl, cat(rows), cat(cols)))
         RL = np.concatenate([m[0] for m in meta])
         CL = np.concatenate([m[1] for m in meta])
         R = np.concatenate([m[2] for m in meta]).astype(np.int64)
@@ -269,12 +268,7 @@ class DistributedGN(Source):
                                     effective_n_threads(self.local.n_threads))
                 part *= self._w
             return part
-        try:
-            part = local()
-        except KeyboardInterrupt:
-            raise               # an interrupt reaches every rank of mpiexec
-        except BaseException as exc:  # noqa: BLE001 - agreed, raised on every rank
-            _raise_agreed(comm, exc)
+        part = comm.local(local)
         comm.agree()            # no rank failed: the reduction can start
         # a reduce to rank 0 and a scatter (not Reduce_scatter, which may add each
         # rank's segment in another order): ranks that ask for the same block (the

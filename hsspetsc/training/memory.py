@@ -29,6 +29,7 @@ import os
 import resource
 from dataclasses import dataclass, field
 
+from .._collective import Comm
 from ..mlp.gauss_newton import GaussNewton
 from ..tree import tree_depth
 
@@ -129,18 +130,6 @@ def available_memory(per_node=1):
     limit, usage = _cgroup_limit()
     node = min(_meminfo("MemAvailable") or machine_memory(), limit - usage)
     return min(node / per_node, _address_space_left())
-
-
-def ranks_on_node(mpi_comm):
-    """How many ranks of ``mpi_comm`` share this rank's node (1 without MPI)."""
-    if mpi_comm is None or mpi_comm.Get_size() == 1:
-        return 1
-    from mpi4py import MPI
-    node = mpi_comm.Split_type(MPI.COMM_TYPE_SHARED)
-    try:
-        return node.Get_size()
-    finally:
-        node.Free()
 
 
 # ----------------------------------------------------------------- estimate
@@ -298,16 +287,18 @@ class MemoryPlan:
         return line
 
 
-def memory_budget(mpi_comm=None, memory_limit=None, share=DEFAULT_SHARE):
+def memory_budget(comm=None, memory_limit=None, share=DEFAULT_SHARE):
     """(available per rank, auto target, description) in bytes, the same on every
-    rank of ``mpi_comm`` (the smallest over the ranks). The target does not depend
+    rank of ``comm`` (a :class:`hsspetsc._collective.Comm` or None; the smallest
+    over the ranks). The target does not depend
     on what happens to be free, nor on the number of ranks: ``share`` of the
     machine's memory (or ``memory_limit``), so the auto options, and the
     trajectory, are the same on any number of ranks and in a resumed run. What is
     available (free memory and cgroup room over the ranks of the node, the
     address-space limit; or ``memory_limit``, bytes per rank; inf: no check) only
     decides whether a plan is refused."""
-    per_node = ranks_on_node(mpi_comm)
+    comm = Comm.of(comm)
+    per_node = comm.ranks_on_node()
     if memory_limit is not None:
         avail = target = float(memory_limit)
         how = "the memory limit"
@@ -316,10 +307,7 @@ def memory_budget(mpi_comm=None, memory_limit=None, share=DEFAULT_SHARE):
         target = share * machine_memory()
         how = (f"available; auto options aim at {share:.0%} of the machine's "
                f"{_gb(machine_memory())}")
-    if mpi_comm is not None and mpi_comm.Get_size() > 1:
-        from mpi4py import MPI
-        avail = mpi_comm.allreduce(avail, op=MPI.MIN)
-        target = mpi_comm.allreduce(target, op=MPI.MIN)
+    avail, target = comm.min(avail), comm.min(target)
     return float(avail), float(target), how
 
 

@@ -90,7 +90,7 @@ class GNMatContext:
         self.hss_how = ""
         self.progress = None           # set: a long compression prints progress lines
         self.rebuild_from = None       # after a resume: the curvature H~ was built from
-        self.comm = None               # mpi4py: build H~ distributed over its ranks
+        self.comm = None               # a Comm: build H~ distributed over its ranks
         self.comm_required = False     # ... even when the tree has fewer leaves than ranks
         self.shift_aware = None        # c: H~ compressed to |H - H~|_2 <= c lambda
         self.track = False             # keep the last product (x, A x)
@@ -166,7 +166,7 @@ class GNMatContext:
             verbose = None if self.progress and rank == 0 else False
             comm = self.comm if sketch else None
             if comm is not None and not self.comm_required and 2 ** tree_depth(
-                    src.n, p["leaf_size"]) < comm.Get_size():
+                    src.n, p["leaf_size"]) < comm.size:
                 comm = None                    # fewer leaves than ranks: replicated
             self.hss = self.hss_built = compress_with_options(
                 src, p, explicit, order=src.neuron_order() if sketch else None,
@@ -203,8 +203,7 @@ def plan_memory(problem, name, precond, curvature_samples, hss_samples, leaf_siz
     the same plan or the same :class:`MemoryPlanError`); see
     :func:`hsspetsc.training.memory.plan_newton`."""
     model = problem.model
-    mpi = problem.comm.mpi if problem.comm.size > 1 else None
-    avail, target, how = memory_budget(mpi, memory_limit)
+    avail, target, how = memory_budget(problem.comm, memory_limit)
     data = 8 * problem.n_total * (model.widths[0] + (model.widths[-1]
                                                      if problem.Y.ndim > 1 else 1))
     return plan_newton(model.widths, model.loss_name, problem.n_total, precond=precond,
@@ -439,7 +438,7 @@ class NewtonKrylov:
         self.curvature_samples = curvature_samples
         hss_samples = chosen.get("hss_samples", 0 if hss_samples == AUTO else hss_samples)
         if distributed and hss_samples > 0:
-            self.ctx.comm = problem.comm.mpi
+            self.ctx.comm = problem.comm
             self.ctx.comm_required = pc_layout == "distributed"
         if precond == "hss":
             opts[prefix + "pc_type"] = "python"

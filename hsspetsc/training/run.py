@@ -14,7 +14,6 @@ import numpy as np
 from .._validation import check_float
 from ..io import atomic_write, write_npz_atomically
 from ..mlp.optimizers import make_optimizer
-from .distributed import fail_together
 
 CHECKPOINT_FORMAT = "hsspetsc-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -251,7 +250,7 @@ class Trainer:
             arrays["meta"] = np.array(json.dumps(meta, allow_nan=False))
             write_npz_atomically(path, arrays)
         comm = self.problem.comm
-        fail_together(comm, write)
+        comm.run(write)
         comm.agree()
 
     def load(self, path):
@@ -330,11 +329,11 @@ def run(trainer, max_steps=None, time_budget=None, log=None, checkpoint=None,
     and at the end, and never while it has no record;
     on Ctrl-C, SIGTERM or a NaN step the log (and checkpoint) hold the last good
     step, and the exception is re-raised. An error on any rank is raised on every
-    rank (see :class:`hsspetsc.training.distributed._Comm`)."""
+    rank (see :class:`hsspetsc._collective.Comm`)."""
     comm = trainer.problem.comm
 
     def write(records):
-        fail_together(comm, write_log, log if comm.rank == 0 else None, records)
+        comm.run(write_log, log if comm.rank == 0 else None, records)
         comm.agree()
 
     finished, written = False, 0
@@ -348,7 +347,7 @@ def run(trainer, max_steps=None, time_budget=None, log=None, checkpoint=None,
             if max_passes is not None and trainer.problem.passes >= max_passes:
                 break                  # the same count on every rank
             budget_left = () if time_budget is None else (time_budget - trainer.elapsed,)
-            rec = fail_together(comm, trainer.step, *budget_left)
+            rec = comm.run(trainer.step, *budget_left)
             if checkpoint:
                 trainer.save(checkpoint)
             # every step while the log is short; then every n/200 steps, so that
@@ -366,7 +365,7 @@ def run(trainer, max_steps=None, time_budget=None, log=None, checkpoint=None,
                 printer(f"{rec['optimizer']:<11} step {rec['iteration']:>4}  {loss}"
                         f"  |g| {rec['grad_norm']:.2e}{extra}  passes "
                         f"{rec['data_passes']:.1f}  {rec['time']:.2f} s")
-        final = fail_together(comm, trainer.final_record)
+        final = comm.run(trainer.final_record)
         trainer.records.append(final)
         if printer is not None:
             printer(f"{trainer.name:<11} final loss {final['loss']:.6g} after "

@@ -12,7 +12,6 @@ MatShift and so the preconditioner's shift. Always set the PC type: TAO's defaul
 """
 from petsc4py import PETSc
 
-from .distributed import fail_together
 from .newton import GNMatContext
 
 
@@ -75,7 +74,7 @@ def tao_train(problem, max_it=20, rebuild=5, curvature_samples=256, prefix="",
         tao.setMonitor(mon)
         tao.setFromOptions()
         # an error on one rank (in a callback or in TAO) is every rank's error
-        fail_together(problem.comm, tao.solve, x)
+        problem.comm.run(tao.solve, x)
         theta = x.getArray().copy()
         reason = tao.getConvergedReason()
     finally:

@@ -111,8 +111,8 @@ def test_storage_per_rank_is_about_one_pth(pair):
         # shift-aware ranks follow the data, so subtrees of equal size hold different
         # shares; the ranks together hold the serial data once, plus the shared
         # ancestors' blocks, which every rank below them keeps
-        total = D._sum(float(s["data_bytes"]))
-        assert serial <= total <= 1.05 * serial + D._sum(float(top))
+        total = D.comm.sum(float(s["data_bytes"]))
+        assert serial <= total <= 1.05 * serial + D.comm.sum(float(top))
         assert s["total_stored_bytes"] == sum(s["per_rank_stored_bytes"])
         return
     assert s["data_bytes"] <= 1.05 * share * serial + top

@@ -162,3 +162,27 @@ def test_tao_gauss_newton_entries_error_on_one_rank():
     finally:
         GaussNewton._gn_evaluator = real
     _same_error_everywhere(e, f"rank {LAST} of {COMM.Get_size()} failed: Boom")
+
+
+def test_one_communicator_object_for_a_command():
+    """The protocol of hsspetsc.Comm: a value gathered from every rank; an error of
+    one rank the same CollectiveError on every rank (the failing one too); an
+    error every rank meets alike raised as it is; and after either the ranks
+    still agree."""
+    from hsspetsc import Comm
+    c = Comm.of(PETSc.COMM_WORLD)
+    assert Comm.of(c) is c and c.size == COMM.Get_size() and c.rank == COMM.Get_rank()
+    assert c.gather(c.rank * 10) == [10 * r for r in range(c.size)]
+    if c.size > 1:
+        with pytest.raises(CollectiveError) as e:
+            c.run(_boom) if c.rank == LAST else c.agree()
+        _same_error_everywhere(e, f"rank {LAST} of {c.size} failed: Boom")
+    with pytest.raises(ValueError, match="bad everywhere"):
+        c.together(lambda: (_ for _ in ()).throw(ValueError("bad everywhere")))
+    # a step that fails on one rank ends together: no rank goes on alone
+    with pytest.raises((Boom, CollectiveError), match="injected"):
+        c.together(lambda: _boom() if c.rank == LAST else None)
+    assert c.sum(1.0) == float(c.size) and c.max(c.rank) == c.size - 1
+    counts = np.arange(1, c.size + 1)
+    got = c.allgatherv(np.full(c.rank + 1, float(c.rank)), counts)
+    assert np.array_equal(got, np.repeat(np.arange(c.size, dtype=float), counts))
