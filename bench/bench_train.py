@@ -200,16 +200,18 @@ def same_system_rows(key, X, n_dae, newton_kw, forcing=1e-2, lam_rel=(1e-1, 1e-3
 
 
 def systems_along_run(key, X, n_dae, newton_kw, newton_batch, steps, every,
-                      pcs=("none", "kfac", "hss")):
+                      pcs=("none", "kfac", "hss"), rtol=None):
     """The systems newton-hss actually solves, each solved again by every
     preconditioner. A newton-hss run (the command's options) takes ``steps``
     steps; at every ``every``-th one its parameters, damping lambda, forcing term and
     step number are kept (the step number fixes the gradient mini-batch, the CG
     sub-batch and the curvature mini-batch). Each kept system (H_cg + lambda I) p =
-    -g is then solved from zero by CG to the same forcing term (cap 1000) with no
-    preconditioner, KFAC and a freshly built H~ (the run's own settings), so the
-    counts differ only by the preconditioner. The run's own count (warm start, the
-    H~ it kept, cap 50) is reported beside them."""
+    -g is then solved from zero by CG to the relative residual ``rtol`` (None: the
+    run's forcing term; cap 1000) with no preconditioner, KFAC and a freshly built
+    H~ (the run's own settings), so the counts differ only by the preconditioner.
+    With Martens' stop the run's forcing term did not end its CG (and a warm start
+    meets it at once), so the command passes a fixed ``rtol``. The run's own count
+    (warm start, the H~ it kept, cap 50) is reported beside them."""
     tr = Trainer(ShardedProblem(make_model(key, n_dae), X, X), "newton-hss",
                  batch_size=newton_batch, newton=dict(newton_kw, cg_max_it=50),
                  eval_every=1e9)
@@ -228,9 +230,10 @@ def systems_along_run(key, X, n_dae, newton_kw, newton_batch, steps, every,
     pb = ShardedProblem(make_model(key, n_dae), X, X)
     rows = []
     for pt in kept:
-        row = {"net": key, **{k: v for k, v in pt.items() if k != "theta"}}
+        row = {"net": key, **{k: v for k, v in pt.items() if k != "theta"},
+               "rtol": pt["forcing"] if rtol is None else rtol}
         for pc in pcs:
-            nk = NewtonKrylov(pb, precond=pc, lam=pt["lambda"], forcing=pt["forcing"],
+            nk = NewtonKrylov(pb, precond=pc, lam=pt["lambda"], forcing=row["rtol"],
                               cg_max_it=1000, batch_size=newton_batch,
                               prefix=f"along_{key}_{pc}_{len(rows)}_", **kw)
             nk.it = pt["it"]                    # the same batches as the run's step
@@ -243,6 +246,7 @@ def systems_along_run(key, X, n_dae, newton_kw, newton_batch, steps, every,
                 nk.destroy()
         rows.append(row)
         print(f"  step {pt['step']:>3} lambda {pt['lambda']:.2e} forcing {pt['forcing']:.2e}"
+              f" rtol {row['rtol']:.0e}"
               f": CG its " + "  ".join(f"{pc} {row[f'cg_{pc}']} ({row[f'cg_s_{pc}']:.1f} s)"
                                        for pc in pcs)
               + f"; HSS set-up {row['setup_s_hss']:.1f} s, KFAC set-up "
@@ -418,6 +422,9 @@ def main():
     ap.add_argument("--systems-along", default=None, metavar="STEPS:EVERY",
                     help="part 1b: the systems of a newton-hss run of STEPS steps, every "
                          "EVERY-th solved again with none, KFAC and a fresh H~")
+    ap.add_argument("--systems-rtol", type=float, default=None,
+                    help="relative residual of the --systems-along solves (default: "
+                         "the run's forcing term; 1e-2 with --cg-stop martens)")
     ap.add_argument("--hss-shift-aware", type=float, default=None, metavar="C",
                     help="newton-hss: H~ accurate to C x lambda (see the trainer)")
     ap.add_argument("--no-race", action="store_true", help="skip part 2")
@@ -449,8 +456,11 @@ def main():
             steps, every = (int(v) for v in args.systems_along.split(":"))
             print(f"part 1b: the systems of {steps} newton-hss steps, every {every}-th "
                   f"solved again by each preconditioner")
+            rtol = args.systems_rtol
+            if rtol is None and args.cg_stop == "martens":
+                rtol = 1e-2          # the run's forcing term did not stop its CG
             along_rows += systems_along_run(key, X, args.dae_n, newton_kw,
-                                            args.newton_batch, steps, every)
+                                            args.newton_batch, steps, every, rtol=rtol)
         if args.no_race:
             continue
         print(f"part 2: {args.budget:.0f} s per method")
