@@ -8,12 +8,14 @@ user's index order (the tree permutation stays inside). An HSSMatrix is replicat
 on every rank (vectors are gathered, each rank keeps its rows); a
 DistributedHSSMatrix (``hsspetsc.compress(..., comm=...)``) stays distributed and
 Vecs are scattered to its rows and back (``-pc_hss_distributed`` makes HSSPC
-compress that way).
+compress that way). A python Mat whose context is an :class:`HSSProvider`
+hands HSSPC its own H~ (the trainer's Gauss-Newton operator does).
 """
-from ._comm import collective
+from ._comm import collective, release_refs
 from ._mat import HSSMatContext, as_petsc_mat
-from ._pc import HSSPC
+from ._pc import HSSPC, compress_with_options
 from ._validate import format_rank_table, validate_ranks
+from .provider import HSSProvider
 
-__all__ = ["as_petsc_mat", "HSSMatContext", "HSSPC", "validate_ranks",
-           "format_rank_table", "collective"]
+__all__ = ["as_petsc_mat", "HSSMatContext", "HSSPC", "HSSProvider", "validate_ranks",
+           "format_rank_table", "collective", "compress_with_options", "release_refs"]

@@ -36,6 +36,7 @@ from .._validation import check_float, check_int
 from ..compress import compress, compress_sketch
 from ..distributed import DistributedHSSMatrix
 from ..factor import FactorizationError
+from ..hss import HSSMatrix
 from ..sources import DenseSource, EntrySource
 from ..tune import tune
 from . import _options
@@ -43,6 +44,7 @@ from ._comm import register_exit_cleanup, release_refs
 from ._dist import ReplicatedRows, Scatters, memory_lines
 from ._mat import HSSMatContext
 from ._vec import Gatherer, check_vec, set_local
+from .provider import HSSProvider
 
 
 def _read_options(pc):
@@ -91,7 +93,7 @@ def compress_with_options(source, params, explicit=(), order=None, verbose=False
     max_rank only when given explicitly, else the sketch's samples // 2). A missed
     tol is not warned about (H~ is a preconditioner): the PC's view shows the error
     estimate and the capped nodes. ``verbose`` as for ``compress`` (progress lines
-    of a long compression). ``comm`` (mpi4py): build a DistributedHSSMatrix over
+    of a long compression). ``comm`` (a communicator or Comm): build a DistributedHSSMatrix over
     its ranks."""
     p = dict(params)
     samples = p.pop("samples", 0)
@@ -213,13 +215,19 @@ class HSSPC:
                 raise ValueError("HSSPC: the operator has a near field (budget > 0) and "
                                  "no source; pass source= to as_petsc_mat so the PC can "
                                  "compress with budget 0.")
-        elif ctx is not None and callable(getattr(ctx, "hss_matrix", None)):
+        elif isinstance(ctx, HSSProvider):
             if params["shift_aware"]:
                 raise ValueError("HSSPC: -pc_hss_shift_aware is not available for an "
-                                 "operator that owns its compression (the trainer's "
-                                 "Gauss-Newton Mat); drop it.")
+                                 "operator that owns its compression (an HSSProvider, "
+                                 "e.g. the trainer's Gauss-Newton Mat); drop it.")
             # the Mat's context owns a compression (and when to redo it)
             H, base_shift = ctx.hss_matrix(params, explicit)
+            if not isinstance(H, (HSSMatrix, DistributedHSSMatrix)):
+                raise TypeError(f"HSSPC: {type(ctx).__name__}.hss_matrix returned "
+                                f"{type(H).__name__}, not an HSSMatrix or a "
+                                f"DistributedHSSMatrix.")
+            base_shift = check_float(base_shift, "shift", f"{type(ctx).__name__}"
+                                     f".hss_matrix")
             how = ctx.hss_how
         elif ctx is not None and callable(getattr(ctx, "entries", None)) and callable(
                 getattr(ctx, "diagonal", None)):

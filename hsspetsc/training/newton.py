@@ -47,17 +47,16 @@ import numpy as np
 from petsc4py import PETSc
 
 from ..compress import refresh
-from ..petsc._comm import release_refs
-from ..petsc._pc import compress_with_options
+from ..petsc import HSSProvider, compress_with_options, release_refs
 from ..tree import tree_depth
 from .distributed import DistributedGN
 from .memory import AUTO, CURVATURE_LADDER, memory_budget, plan_newton
 
 
-class GNMatContext:
+class GNMatContext(HSSProvider):
     """python Mat context: y = (H + diag_shift I) x, H a (distributed) Gauss-Newton
     matrix; it also gives the preconditioners their curvature: HSSPC the compressed
-    matrix through ``hss_matrix``, the HF and KFAC PCs ``curvature`` itself.
+    matrix as an :class:`~hsspetsc.petsc.HSSProvider` (``hss_matrix``), the HF and KFAC PCs ``curvature`` itself.
 
     ``gn`` is the operator's Gauss-Newton matrix (all samples); ``curvature`` is
     the one the preconditioner is built from (a mini-batch of samples, or ``gn``).

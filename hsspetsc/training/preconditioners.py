@@ -14,7 +14,7 @@ import numpy as np
 from petsc4py import PETSc
 
 from .._blocks import exclusive_cumsum
-from ..petsc._comm import release_refs
+from ..petsc import release_refs
 
 
 def _operator_context(pc):
