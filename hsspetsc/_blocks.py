@@ -127,6 +127,7 @@ class BlockReader:
         self.n_threads = effective_n_threads(n_threads)
         self.count = 0          # entries read
         self.calls = 0          # rounds (batched reads)
+        self.products = 0       # columns of K @ V taken from the source (sketch, probes)
 
     def read(self, row_start, row_len, row_idx, col_start, col_len, col_idx):
         """Return (data, offsets): block b is data[offsets[b]:][:row_len[b] * col_len[b]]

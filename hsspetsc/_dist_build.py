@@ -172,12 +172,11 @@ def construct(src, diag, p, path, nt, c, ph, perm=None):
         # the default memory budget is the machine's: every rank takes the smallest,
         # so all of them cap the shared nodes alike
         p = dict(p, memory=c.min(p["memory"]))
-    n_products = [0]
     if path == "sketch":
         rng = np.random.default_rng(phase_key(p["seed"], PHASE_SKETCH))
         Omega = rng.standard_normal((n, p["samples"]))
         Y = products(src, Omega, where)
-        n_products[0] += p["samples"]
+        reader.products += p["samples"]
         ph.done("products")
     with blas_single_thread():
         nbrs = None
@@ -255,7 +254,7 @@ def construct(src, diag, p, path, nt, c, ph, perm=None):
     D = DistributedHSSMatrix(comm=c, local_indices=local, compensation=None,
                              params=params, info=info, **parts)
     D._x.counts.update(x.counts)
-    return D, reader, n_products
+    return D, reader
 
 
 def _gather_order(tree, own, c):
@@ -411,7 +410,7 @@ def _sketch_skeletons(tree, reader, Yt, Ot, p, own, x, store, c):
 
 
 
-def contract(D, src, diag, p, path, reader, n_products, nt, c):
+def contract(D, src, diag, p, path, reader, nt, c):
     """The contract of a freshly built DistributedHSSMatrix: the leaf-minor check,
     the error estimate (``probes``) and the PSD compensation (``spd``), as in
     :func:`hsspetsc.compress._contract`, with every figure summed over the ranks."""
@@ -454,7 +453,7 @@ def contract(D, src, diag, p, path, reader, n_products, nt, c):
         rng = np.random.default_rng(phase_key(p["seed"], PHASE_SKETCH, 1))
         Z = rng.standard_normal((n, p["probes"]))
         KZ = products(src, Z, where)
-        n_products[0] += p["probes"]
+        reader.products += p["probes"]
         probe = (np.ascontiguousarray(Z[local]), np.ascontiguousarray(KZ[local]))
         del Z, KZ
         est0, den = distributed_estimate(D, *probe)

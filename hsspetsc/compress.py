@@ -261,8 +261,7 @@ def _construct(src, diag, p, path, verbose, nt, perm=None, comm=None):
     n = src.n
     # the work cap: the construction reads at most N^2 entries-equivalents in all
     reader = BlockReader(src, nt, limit=max(float(n) ** 2, WORK_FLOOR))
-    n_products = [0]
-    ph = _Phases(verbose, n, lambda: reader.count + n_products[0] * n)
+    ph = _Phases(verbose, n, lambda: reader.count + reader.products * n)
     ph.start()
     sketch = None
     if path == "sketch":         # products first, with the source's own BLAS threads
@@ -271,8 +270,8 @@ def _construct(src, diag, p, path, verbose, nt, perm=None, comm=None):
         # a list _build empties as it permutes: at most three N x s arrays at once
         sketch = [products(src, Omega, "compress_sketch"), Omega]
         del Omega
-        n_products[0] += p["samples"]
-        reader.limit -= float(n_products[0]) * n
+        reader.products += p["samples"]
+        reader.limit -= float(reader.products) * n
         ph.done("products")
     try:
         tree, nbrs, bases, near, far, couplings = _build(src, diag, p, path, nt, reader,
@@ -288,7 +287,7 @@ def _construct(src, diag, p, path, verbose, nt, perm=None, comm=None):
     H = HSSMatrix(tree=tree, bases=bases, near=near, far=far, couplings=couplings,
                   params=params, info=info)
     where = "compress" if path == "entries" else "compress_sketch"
-    H = _finish(H, src, diag, p, path, reader, n_products, nt, ph, where, stacklevel=5)
+    H = _finish(H, src, diag, p, path, reader, nt, ph, where, stacklevel=5)
     if verbose or (verbose is None and ph.times["total"] > _Phases.AUTO_PROGRESS_S):
         print(repr(H), flush=True)
     return H
@@ -368,20 +367,20 @@ def _construct_distributed(src, diag, p, path, verbose, nt, perm, comm):
     ph.start()
 
     def build():
-        D, reader, n_products = construct(src, diag, p, path, nt, c, ph, perm)
+        D, reader = construct(src, diag, p, path, nt, c, ph, perm)
         reader_box["r"] = reader
         ph.start()
-        out = contract(D, src, diag, p, path, reader, n_products, nt, c)
+        out = contract(D, src, diag, p, path, reader, nt, c)
         ph.done("contract")
-        return D, reader, n_products, out
-    D, reader, n_products, out = c.run(build)
+        return D, reader, out
+    D, reader, out = c.run(build)
     ph.times["total"] = sum(ph.times.values())
     n = src.n
     read = D.comm.sum(float(reader.count))
     info = dict(D._info, **out)
-    info.update({"entries_fraction": (read + n_products[0] * n) / float(n) ** 2,
+    info.update({"entries_fraction": (read + reader.products * n) / float(n) ** 2,
                  "entries_evaluated": int(read), "entries_evaluated_here": int(reader.count),
-                 "products": n_products[0], "source_calls": reader.calls,
+                 "products": reader.products, "source_calls": reader.calls,
                  "time": dict(ph.times)})
     D._info = info
     D.truncated = list(info["truncated_nodes"])
@@ -390,7 +389,7 @@ def _construct_distributed(src, diag, p, path, verbose, nt, perm, comm):
     return D
 
 
-def _finish(H, src, diag, p, path, reader, n_products, nt, ph, where, near=None,
+def _finish(H, src, diag, p, path, reader, nt, ph, where, near=None,
             stacklevel=4):
     """What every new H~ goes through: the leaf-minor check (spd), the contract
     (error estimate, PSD compensation; ``near`` as for psd_compensation), the
@@ -398,13 +397,13 @@ def _finish(H, src, diag, p, path, reader, n_products, nt, ph, where, near=None,
     if p["spd"]:
         _check_leaf_minors(H, where)
     ph.start()
-    H, contract = _contract(H, src, diag, p, path, reader, n_products, nt, near=near)
+    H, contract = _contract(H, src, diag, p, path, reader, nt, near=near)
     ph.done("contract")
     info = dict(H._info, **contract)
     ph.times["total"] = sum(ph.times.values())
     n = src.n
-    info.update({"entries_fraction": (reader.count + n_products[0] * n) / float(n) ** 2,
-                 "entries_evaluated": int(reader.count), "products": n_products[0],
+    info.update({"entries_fraction": (reader.count + reader.products * n) / float(n) ** 2,
+                 "entries_evaluated": int(reader.count), "products": reader.products,
                  "source_calls": reader.calls, "time": dict(ph.times)})
     H = H.with_info(info)
     _warn_misses(H, p, path, where, stacklevel + 1)
@@ -443,8 +442,7 @@ def refresh(H, source, verbose=None, n_threads=None):
     path = p["construction"]
     nt = effective_n_threads(n_threads, where)
     reader = BlockReader(src, nt)
-    n_products = [0]
-    ph = _Phases(verbose, src.n, lambda: reader.count + n_products[0] * src.n)
+    ph = _Phases(verbose, src.n, lambda: reader.count + reader.products * src.n)
     ph.start()
     tree, bases = H._parts["tree"], H._parts["bases"]
     with blas_single_thread():
@@ -457,11 +455,11 @@ def refresh(H, source, verbose=None, n_threads=None):
     H1 = HSSMatrix(tree=tree, bases=bases, near=near, far=far, couplings=couplings,
                    params=p, info=info)
     # the compensation H needed is the first guess for the refreshed blocks
-    return _finish(H1, src, diag, p, path, reader, n_products, nt, ph, where,
+    return _finish(H1, src, diag, p, path, reader, nt, ph, where,
                    near=H._info.get("compensation") or None)
 
 
-def _contract(H0, src, diag, p, path, reader, n_products, nt, near=None):
+def _contract(H0, src, diag, p, path, reader, nt, near=None):
     """The error estimate (``probes``) and the positive semi-definite compensation
     (``spd``) of a freshly built H0; returns (H, info entries)."""
     n = H0.n
@@ -487,7 +485,7 @@ def _contract(H0, src, diag, p, path, reader, n_products, nt, near=None):
         rng = np.random.default_rng(phase_key(p["seed"], PHASE_SKETCH, 1))
         Z = rng.standard_normal((n, p["probes"]))
         KZ = products(src, Z, "compress_sketch")
-        n_products[0] += p["probes"]
+        reader.products += p["probes"]
         est0 = products_estimate(H0, KZ, Z)
         err_fro = est0 * np.linalg.norm(KZ) / np.sqrt(p["probes"])
 
