@@ -25,7 +25,7 @@ class Comm:
     Protocol: every collective starts with an agreement, one allgather of a pair
     (error message or None, value). A rank whose local work raises agrees on it
     exactly once, from :meth:`run` (the top-level handler) or from the collective
-    whose local part failed (:meth:`local`, :meth:`sum`), and stops. The other
+    whose local part failed (:meth:`sum`), and stops. The other
     ranks are, by construction, either in the agreement of their next collective,
     which matches it, or computing towards it; they all get the error there and
     raise the same :class:`CollectiveError`, the failing rank too. An error that
@@ -97,21 +97,17 @@ class Comm:
         """Collective: raise the first failing rank's error on every rank."""
         self.gather(None, error)
 
-    def local(self, fn, *args, **kwargs):
-        """``fn(*args)``, this rank's part of a collective: an exception is agreed
-        with the other ranks (which meet it at their next agreement) and raised on
-        every rank. A KeyboardInterrupt is not agreed (it reaches every rank)."""
+    def run(self, fn, *args, **kwargs):
+        """``fn(*args)``: a step of a command, or this rank's part of a collective.
+        An exception is agreed with the other ranks (which meet it at their next
+        agreement) unless it already was, and raised on every rank. A
+        KeyboardInterrupt is not agreed (it reaches every rank)."""
         try:
             return fn(*args, **kwargs)
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # noqa: BLE001 - agreed, raised on every rank
             self._raise_agreed(exc)
-
-    def run(self, fn, *args, **kwargs):
-        """Run ``fn`` (a whole step of a command): an exception on this rank is
-        agreed with the others unless it already was. Same as :meth:`local`."""
-        return self.local(fn, *args, **kwargs)
 
     def together(self, fn, *args, **kwargs):
         """:meth:`run` ``fn`` and agree on its outcome: every rank returns, or every
@@ -142,10 +138,10 @@ class Comm:
         """Sum over ranks of ``local(*args)`` (a scalar or ndarray), identical on
         every rank (a reduce to rank 0 and a broadcast: an allreduce may associate
         differently on different ranks). ``local`` may be a value instead of a
-        callable; an exception in it is agreed (:meth:`local`). ``out``: a float64
+        callable; an exception in it is agreed (:meth:`run`). ``out``: a float64
         array of the result's shape to receive the sum (not ``local``'s own buffer;
         one process returns ``local``'s value as it is)."""
-        x = self.local(local, *args) if callable(local) else local
+        x = self.run(local, *args) if callable(local) else local
         self.agree()
         if self.size == 1:
             return x

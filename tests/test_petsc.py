@@ -389,5 +389,7 @@ def test_hss_provider_returning_no_hss_matrix_is_a_clear_error():
 
 
 def test_a_provider_must_implement_hss_matrix():
-    with pytest.raises(NotImplementedError, match="hss_matrix"):
-        hp.HSSProvider().hss_matrix({})
+    class NoMatrix(hp.HSSProvider):
+        pass
+    with pytest.raises(TypeError, match="hss_matrix"):
+        NoMatrix()

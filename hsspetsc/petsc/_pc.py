@@ -126,14 +126,14 @@ def compress_with_options(source, params, explicit=(), order=None, verbose=False
                                shift=p.get("shift"), **kw)
 
 
-def _assembled_source(P):
-    """Entries of an assembled Mat (dense or AIJ), gathered on every rank."""
+def _assembled_source(P, comm):
+    """Entries of an assembled Mat (dense or AIJ), gathered on every rank of
+    ``comm`` (the set-up's Comm)."""
     m, n = P.getSize()
     rs, re = P.getOwnershipRange()
     rows = np.arange(rs, re, dtype=PETSc.IntType)
     cols = np.arange(n, dtype=PETSc.IntType)
     local = P.getValues(rows, cols).reshape(re - rs, n)
-    comm = Comm.of(P.getComm())
     full = np.vstack(comm.gather(local)) if comm.size > 1 else local
     return DenseSource(full)
 
@@ -236,7 +236,7 @@ class HSSPC:
                 source = ctx
             how = f"compressed the entries of a python Mat ({type(ctx).__name__})"
         elif ctx is None:
-            source = _assembled_source(P)
+            source = _assembled_source(P, comm)
             how = f"compressed an assembled Mat ({P.getType()})"
         else:
             raise TypeError(f"HSSPC: cannot read entries of the python Mat context "

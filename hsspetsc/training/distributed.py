@@ -268,7 +268,7 @@ class DistributedGN(Source):
                                     effective_n_threads(self.local.n_threads))
                 part *= self._w
             return part
-        part = comm.local(local)
+        part = comm.run(local)
         comm.agree()            # no rank failed: the reduction can start
         # a reduce to rank 0 and a scatter (not Reduce_scatter, which may add each
         # rank's segment in another order): ranks that ask for the same block (the
