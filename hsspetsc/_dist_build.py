@@ -24,9 +24,10 @@ import numpy as np
 
 from ._blocks import BlockReader, exclusive_cumsum
 from ._threads import blas_single_thread
-from .distributed import DistributedHSSMatrix, Ownership, local_parts
+from .distributed import DistributedHSSMatrix, local_parts
 from .interactions import build_interactions
 from .neighbors import approximate_neighbors
+from .ownership import Exchange, Ownership
 from .skeleton import LevelSampler, RankBudget
 from .sketch import products, sketch_level
 from .tree import (
@@ -202,8 +203,7 @@ def construct(src, diag, p, path, nt, c, ph, perm=None):
                                          p["seed"], mine=mine, total=c.sum)
             del mine
         ph.done("neighbors")
-        from .distributed import _Exchange
-        x = _Exchange(c)
+        x = Exchange(c)
         store = _Store(tree.n_nodes)
         if path == "entries":
             inter = build_interactions(tree, None, 0.0)
@@ -478,7 +478,7 @@ def contract(D, src, diag, p, path, reader, nt, c):
         out["spd_certified"] = True
         out["compensation"] = delta
         if delta > 0:
-            D.compensation = delta * D._tree_rows(support.astype(np.float64))
+            D.compensation = delta * D.tree_rows(support.astype(np.float64))
             D._caches = type(D._caches)()
     if p["probes"]:
         out["error_estimate_uncompensated"] = est0

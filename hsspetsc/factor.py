@@ -17,7 +17,7 @@ import numpy as np
 
 from ._blocks import exclusive_cumsum, pointers
 from ._threads import blas_single_thread, effective_n_threads
-from ._validation import as_block, check_float, check_result
+from ._validation import check_float
 
 
 class FactorizationError(ValueError):
@@ -84,8 +84,6 @@ class _Layout:
             par = ((pairs[sib, 0] - 1) // 2).astype(np.int64)
             gather_B(par, np.ascontiguousarray(offsets[sib], dtype=np.int64), data,
                      H.rank, self.B_ptr, self.B_data, nt)
-        self.levels = [tree.level_nodes(lev).astype(np.int64)
-                       for lev in range(tree.n_levels + 1)]
 
     def work(self, nodes, per_node):
         sizes = per_node[nodes]
@@ -109,62 +107,118 @@ class _Layout:
 
 
 class HSSFactorization:
-    """Factorization of ``shift*I + H~`` (HSS part). Built by
-    :meth:`HSSMatrix.factorize`; ``solve(B)``, ``logdet()``, ``as_linear_operator()``.
+    """Factorization of ``shift*I + H~`` (HSS part). Built by ``H.factorize``;
+    ``solve(B)``, ``logdet()``, ``as_linear_operator()`` (one process).
+
+    One algorithm for one process and for P ranks (``H.own``): the levels of the
+    rank's subtree are eliminated bottom-up, a group of nodes at a time; then each
+    shared ancestor, by every rank of its group after swapping the children's Schur
+    complements (r x r); the root's block is factored by everyone. A failed pivot is
+    known to every rank before any swap. ``solve(B)`` takes and returns vectors laid
+    out as ``H @`` does (user order with one process, this rank's rows of the tree
+    order with P ranks). Collective.
     """
 
-    def __init__(self, H, shift=0.0, n_threads=None, _dshift=None):
+    def __init__(self, H, shift=0.0, n_threads=None, diagonal=None):
+        """``diagonal``: the diagonal added to H~'s HSS part in this rank's rows of
+        the tree order, in place of its compensation (the search for the
+        compensation, :func:`psd_compensation`); an empty array for none."""
         from ._factor import factor_level, factor_root, logdet_sum
         self.H = H
         self.n = H.n
-        self.shift = check_float(shift, "shift", "factorize", lo=0.0)
-        dshift = H._compensation_tree() if _dshift is None else _dshift
+        err = None
+        try:
+            self.shift = check_float(shift, "shift", "factorize", lo=0.0)
+        except (TypeError, ValueError) as exc:
+            err, self.shift = exc, None
+        shifts = H.comm.gather(self.shift, err)
+        if len(set(shifts)) != 1:
+            raise ValueError(f"factorize: the ranks pass different shifts ({shifts}); "
+                             f"every rank must factor the same matrix.")
+        if diagonal is None:
+            diagonal = H.compensation_rows(factored=True)
+        dshift = np.zeros(0) if diagonal is None else diagonal
         nt = effective_n_threads(n_threads)
         t0 = time.perf_counter()
         lay = self._lay = H._caches.get("factor_layout", lambda: _Layout(H, nt))
         t1 = time.perf_counter()
-        self.L_data = np.empty(int(lay.L_ptr[-1]))
-        self.G_data = np.empty(int(lay.G_ptr[-1]))
-        Z_data = np.empty(int(lay.Z_ptr[-1]))
-        tree = H.tree
-        L = tree.n_levels
-        info = np.zeros(tree.n_nodes, dtype=np.int64)
+        own, L = H.own, H.n_levels
+        # (one double more than the nodes need: a rank may hold none of a kind)
+        self.L_data = np.empty(int(lay.L_ptr[-1]) + 1)
+        self.G_data = np.empty(int(lay.G_ptr[-1]) + 1)
+        Z = np.empty(int(lay.Z_ptr[-1]) + 1)
+        info = np.zeros(H.tree.n_nodes, dtype=np.int64)
+        off = H.node_off_local
+
+        def level(nodes, leaf):
+            """Eliminate ``nodes`` (one level); the first failed node or None."""
+            for part, wptr, work in lay.work_chunks(nodes,
+                                                    lay.c * lay.c + lay.red * lay.red):
+                factor_level(part, leaf, self.shift, dshift, off, lay.c, lay.r, lay.red,
+                             lay.sk_ptr, lay.sk_pos, lay.rd_ptr, lay.rd_pos, lay.T_ptr,
+                             lay.T_data, H.near_data, lay.diag_off, lay.B_ptr, lay.B_data,
+                             lay.L_ptr, self.L_data, lay.G_ptr, self.G_data, lay.Z_ptr, Z,
+                             wptr, work, info, nt)
+            b = nodes[info[nodes] != 0]
+            return None if b.size == 0 else int(b[0])
+
+        bad = None
+        H._x.call("factorize")
         with blas_single_thread():
-            for lev in range(L, 0, -1):
-                nodes = lay.levels[lev]
-                for part, wptr, work in lay.work_chunks(nodes,
-                                                        lay.c * lay.c + lay.red * lay.red):
-                    factor_level(part, lev == L, self.shift, dshift, tree.node_off,
-                                 lay.c, lay.r, lay.red, lay.sk_ptr, lay.sk_pos, lay.rd_ptr,
-                                 lay.rd_pos, lay.T_ptr, lay.T_data, H.near_data,
-                                 lay.diag_off, lay.B_ptr, lay.B_data, lay.L_ptr,
-                                 self.L_data, lay.G_ptr, self.G_data, lay.Z_ptr, Z_data,
-                                 wptr, work, info, nt)
-                bad = np.flatnonzero(info[nodes] != 0)
-                if bad.size:
-                    a = int(nodes[bad[0]])
-                    raise FactorizationError(
-                        f"factorize: the pivot block of node {a} (level {lev}) is not "
-                        f"positive definite for shift = {self.shift:g}: shift*I + H~ is "
-                        f"not SPD{self._advice()}.", a, lev, self.shift)
+            for lev in range(L, max(own.sub_level, 1) - 1, -1):
+                bad = level(H.levels[lev], lev == L)
+                if bad is not None:
+                    break
+            # every rank learns of a failed pivot before any swap
+            bads = H.comm.gather(bad)
+            for entry in own.path if all(b is None for b in bads) else []:
+                a, me, sib = entry[:3]
+                zp, rk = lay.Z_ptr, lay.r
+                Z[zp[sib]:zp[sib] + rk[sib] ** 2] = H._x.swap(
+                    "factorize", entry, Z[zp[me]:zp[me] + rk[me] ** 2], int(rk[sib]) ** 2)
+                if a > 0 and bad is None:
+                    bad = level(np.array([a], np.int64), False)
             self.Lroot = np.empty(max(int(lay.c[0]) ** 2, 1))
-            rinfo = factor_root(L == 0, self.shift, dshift, lay.c, lay.r, H.near_data,
-                                lay.diag_off, lay.Z_ptr, Z_data, lay.B_ptr, lay.B_data,
-                                self.Lroot)
-        if rinfo != 0:
-            raise FactorizationError(
-                f"factorize: the root block is not positive definite for shift = "
-                f"{self.shift:g}: shift*I + H~ is not SPD{self._advice()}.", 0, 0,
-                self.shift)
-        self._logdet = 2.0 * logdet_sum(self.L_data, lay.L_ptr, lay.red, self.Lroot,
-                                        int(lay.c[0]))
+            if bad is None and all(b is None for b in bads):
+                rinfo = factor_root(L == 0, self.shift, dshift, lay.c, lay.r, H.near_data,
+                                    lay.diag_off, lay.Z_ptr, Z, lay.B_ptr, lay.B_data,
+                                    self.Lroot)
+                if rinfo != 0:
+                    bad = 0
+            bads = H.comm.gather(bad)
+        failed = [(r, b) for r, b in enumerate(bads) if b is not None]
+        if failed:
+            self._raise_failed(*failed[0])
+        # log det: each node counted once (a shared node by the first rank of its group)
+        mine = np.zeros(H.tree.n_nodes, dtype=np.int64)
+        for lev in range(max(own.sub_level, 1), L + 1):
+            mine[H.levels[lev]] = lay.red[H.levels[lev]]
+        for a in own.ancestors:
+            if own.group[a][0] == H.rank_id and a > 0:
+                mine[a] = lay.red[a]
+        c0 = int(lay.c[0]) if H.rank_id == 0 else 0
+        self._logdet = 2.0 * H.comm.sum(logdet_sum(self.L_data, lay.L_ptr, mine,
+                                                   self.Lroot, c0))
         t2 = time.perf_counter()
         self.times = {"layout": t1 - t0, "factor": t2 - t1}
+
+    def _raise_failed(self, rank, a):
+        """The FactorizationError of node ``a`` (failed on ``rank``), on every rank."""
+        lev = int(np.floor(np.log2(a + 1)))
+        on = f", on rank {rank}" if self.H.size > 1 else ""
+        if a == 0:
+            what = "the root block" + (f" (on rank {rank})" if on else "")
+        else:
+            what = f"the pivot block of node {a} (level {lev}{on})"
+        raise FactorizationError(
+            f"factorize: {what} is not positive definite for shift = {self.shift:g}: "
+            f"shift*I + H~ is not SPD{self._advice()}.", a, lev, self.shift)
 
     def _advice(self):
         """What to do, given how H was built (the shift is absolute)."""
         H = self.H
-        diag = float(np.max(np.abs(H.diagonal()))) if H.n else 0.0
+        d = H._diagonal_rows()
+        diag = H.comm.max(float(np.max(np.abs(d))) if d.size else 0.0)
         out = (f" (the shift is absolute, added to the diagonal, whose largest entry is "
                f"{diag:.3g}; factorize(shift, relative=True) scales it by |H~|_2)")
         if H.params.get("spd", False):
@@ -185,38 +239,48 @@ class HSSFactorization:
 
     # ------------------------------------------------------------------ solve
     def solve(self, B, n_threads=None):
-        """X = (shift*I + H~)^-1 B for B of shape (N,) or (N, k), user order."""
+        """X = (shift*I + H~)^-1 B for B laid out as for ``H @`` (one process: shape
+        (N,) or (N, k), user order). Collective."""
         from ._factor import solve_down_level, solve_root, solve_up_level
-        B, B2, vec = as_block(B, self.n, "B", "HSSFactorization.solve")
+        H = self.H
+        B2, finish = H._rows_in(B, "B", f"{type(self).__name__}.solve")
         k = B2.shape[1]
+        X = np.empty_like(B2)
         if k == 0:
-            return np.zeros_like(B)
+            return finish(X)
         nt = effective_n_threads(n_threads)
-        lay = self._lay
-        tree = self.H.tree
-        L = tree.n_levels
-        Bt = np.ascontiguousarray(B2[tree.perm])
-        Xt = np.empty_like(Bt)
+        lay, own, L = self._lay, H.own, H.n_levels
         bhat = np.empty(int(lay.sk_ptr[-1]) * k + 1)
         wbuf = np.empty(int(lay.rd_ptr[-1]) * k + 1)
-        args = (tree.node_off, lay.c, lay.r, lay.red, lay.sk_ptr, lay.sk_pos, lay.rd_ptr,
-                lay.rd_pos, lay.T_ptr, lay.T_data, lay.L_ptr, self.L_data, lay.G_ptr,
-                self.G_data)
+        args = (H.node_off_local, lay.c, lay.r, lay.red, lay.sk_ptr, lay.sk_pos,
+                lay.rd_ptr, lay.rd_pos, lay.T_ptr, lay.T_data, lay.L_ptr, self.L_data,
+                lay.G_ptr, self.G_data)
+        lo_lev = max(own.sub_level, 1)
+
+        def up(nodes, leaf):
+            wptr, work = lay.work(nodes, lay.c * k)
+            solve_up_level(nodes, leaf, k, B2, *args, bhat, wbuf, wptr, work, nt)
+
+        def down(nodes, leaf):
+            wptr, work = lay.work(nodes, lay.c * k + lay.r * k)
+            solve_down_level(nodes, leaf, k, X, *args, bhat, wbuf, wptr, work, nt)
+
+        H._x.call("solve")
         with blas_single_thread():
-            for lev in range(L, 0, -1):
-                nodes = lay.levels[lev]
-                wptr, work = lay.work(nodes, lay.c * k)
-                solve_up_level(nodes, lev == L, k, Bt, *args, bhat, wbuf, wptr, work, nt)
-            solve_root(L == 0, k, Bt, Xt, tree.node_off, lay.c, lay.r, lay.sk_ptr, bhat, self.Lroot,
-                       np.empty(int(lay.c[0]) * k + 1))
-            for lev in range(1, L + 1):
-                nodes = lay.levels[lev]
-                wptr, work = lay.work(nodes, lay.c * k + lay.r * k)
-                solve_down_level(nodes, lev == L, k, Xt, *args, bhat, wbuf, wptr, work, nt)
-        X = np.empty_like(Xt)
-        X[tree.perm] = Xt
-        check_result(X, B2, "HSSFactorization.solve")
-        return X[:, 0] if vec else X
+            for lev in range(L, lo_lev - 1, -1):
+                up(H.levels[lev], lev == L)
+            for entry in own.path:
+                H._swap_rows("solve", entry, bhat, lay.sk_ptr, lay.r, k)
+                if entry[0] > 0:
+                    up(np.array([entry[0]], np.int64), False)
+            solve_root(L == 0, k, B2, X, H.node_off_local, lay.c, lay.r, lay.sk_ptr, bhat,
+                       self.Lroot, np.empty(int(lay.c[0]) * k + 1))
+            for entry in reversed(own.path):
+                if entry[0] > 0:
+                    down(np.array([entry[0]], np.int64), False)
+            for lev in range(lo_lev, L + 1):
+                down(H.levels[lev], lev == L)
+        return finish(X)
 
     def save(self, path):
         """Write the factored matrix and its shift to ``path`` (see
@@ -229,8 +293,12 @@ class HSSFactorization:
         return self._logdet
 
     def as_linear_operator(self):
-        """The inverse as a scipy LinearOperator (e.g. a preconditioner for cg)."""
+        """The inverse as a scipy LinearOperator (e.g. a preconditioner for cg); one
+        process only (scipy's operators hold whole vectors)."""
         from scipy.sparse.linalg import LinearOperator
+        if self.H.size > 1:
+            raise TypeError("as_linear_operator: a factorization across ranks takes "
+                            "each rank's rows; use solve, or hsspetsc.petsc's HSSPC.")
         return LinearOperator((self.n, self.n), matvec=self.solve, rmatvec=self.solve,
                               matmat=self.solve, rmatmat=self.solve, dtype=np.float64)
 
@@ -274,7 +342,7 @@ def psd_compensation(H, support, tol, n_threads=None, guess=None, near=None):
     is then within rounding of it, otherwise delta is at most about the truncation
     error |K - H~|_2 (H~ >= K - E >= -|E| I)."""
     scale = H.max_diagonal()
-    sup = H._tree_rows(np.asarray(support, dtype=np.float64))
+    sup = H.tree_rows(np.asarray(support, dtype=np.float64))
     if scale <= 0:
         return 0.0, 0
     floor = SPD_FLOOR * scale
@@ -283,7 +351,7 @@ def psd_compensation(H, support, tol, n_threads=None, guess=None, near=None):
     def factors(delta):
         tried[0] += 1
         try:
-            H._factorize_with(floor, delta * sup, n_threads)
+            HSSFactorization(H, floor, n_threads, diagonal=delta * sup)
             return True
         except FactorizationError:
             return False

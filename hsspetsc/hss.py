@@ -1,15 +1,26 @@
-"""HSSMatrix: the compressed matrix, immutable, stored as flat arrays.
+"""The compressed matrix, immutable, stored as flat arrays.
 
-Construction lives in :mod:`hsspetsc.compress`; this module holds the storage, the
-matvec (Cython kernels in :mod:`hsspetsc._matvec`) and the figures a user looks at.
+:class:`HSSBase` is the one implementation: the arrays of the nodes one rank holds
+(its subtree over an :class:`~hsspetsc.ownership.Ownership`, its ancestors and their
+other children), the matvec passes (Cython kernels in :mod:`hsspetsc._matvec`) with a
+swap per shared ancestor, the factorization and solve (:mod:`hsspetsc.factor`), the
+diagonal and the norm. :class:`HSSMatrix` is the case of one process (P = 1: the
+subtree is the whole tree, there is nothing to swap) with vectors in the user's
+index order and the figures a user looks at;
+:class:`~hsspetsc.distributed.DistributedHSSMatrix` is the case of P ranks, vectors
+being each rank's rows of the tree order. Construction lives in
+:mod:`hsspetsc.compress`.
 """
 from dataclasses import dataclass
 
 import numpy as np
 
 from ._blocks import pointers
+from ._collective import Comm
 from ._threads import blas_single_thread, effective_n_threads
 from ._validation import as_block, check_float, check_result
+from .factor import HSSFactorization
+from .ownership import Exchange, Ownership
 
 
 @dataclass(frozen=True)
@@ -60,7 +71,215 @@ class _Caches:
         return self._items[name]
 
 
-class HSSMatrix:
+class HSSBase:
+    """What the serial and the distributed HSS matrix share: the arrays of the nodes
+    this rank holds and one implementation of the matvec, the factorization (with
+    its solve and log-determinant), the diagonal and the norm.
+
+    Vectors inside are this rank's rows of the tree order (``tree_rows``); a
+    subclass says how its users' vectors map to them (:meth:`_rows_in`) and where the
+    compensation lives (:meth:`compensation_rows`). Every method is collective over
+    ``comm`` (with one process, nothing is communicated).
+    """
+
+    _operand = "X"             # the name of a matvec's operand in error messages
+
+    def _set_core(self, *, tree, own, comm, local_indices, rank, ncols, skel_ptr,
+                  skel_idx, skel_pos, proj_ptr, proj, near, far, couplings):
+        """Store the arrays and derive the passes. ``near``/``far``/``couplings``:
+        :class:`BlockSet` (near: the leaf blocks this rank holds; far: the far pairs
+        it applies; couplings: sibling blocks that are not far pairs)."""
+        n_nodes = tree.n_nodes
+        self.tree = tree
+        self.n, self.n_levels = int(tree.n), int(tree.n_levels)
+        self.own, self.comm = own, comm
+        self.size, self.rank_id = comm.size, comm.rank
+        self.local_indices = np.ascontiguousarray(local_indices, dtype=np.int64)
+        self.n_local = own.hi - own.lo
+        self.node_off_local = (tree.node_off - own.lo).astype(np.int64)
+        self.rank, self.ncols = rank, ncols
+        self.skel_ptr, self.skel_idx, self.skel_pos = skel_ptr, skel_idx, skel_pos
+        self.proj_ptr, self.proj = proj_ptr, proj
+        self.near_pairs = near.pairs
+        self.near_data = near.data
+        self.far_pairs = far.pairs
+        self.far_data = far.data
+        self.far_pair_off = far.offsets      # block offset of each far pair
+        self.sib_pairs, self.sib_data, self.sib_off = (couplings.pairs, couplings.data,
+                                                      couplings.offsets)
+        (self.near_ptr, self.near_src, self.near_blk,
+         self.near_trans) = _csr_from_pairs(near.pairs, near.offsets, n_nodes)
+        (self.far_ptr, self.far_src, self.far_blk,
+         self.far_trans) = _csr_from_pairs(far.pairs, far.offsets, n_nodes)
+        # offset of every leaf's diagonal block K(leaf, leaf) in near_data
+        self.diag_blk = np.zeros(n_nodes, dtype=np.int64)
+        on_diag = near.pairs[:, 0] == near.pairs[:, 1]
+        self.diag_blk[near.pairs[on_diag, 0]] = near.offsets[on_diag]
+        # this rank's subtree level by level (the root's level only with P = 1)
+        self.levels = own.subtree_levels(self.n_levels)
+        self.leaves = self.levels[self.n_levels]
+        # the passes: the subtree's non-root nodes bottom-up and top-down, with the
+        # bounds of their levels (a kernel runs each level in turn)
+        levs = [lev for lev in sorted(self.levels) if lev > 0]
+        down = np.concatenate([self.levels[lev] for lev in levs]
+                              + [np.zeros(0, np.int64)]).astype(np.int64)
+        up = np.concatenate([self.levels[lev] for lev in levs[::-1]]
+                            + [np.zeros(0, np.int64)]).astype(np.int64)
+        self._passes = (up, pointers([self.levels[lev].size for lev in levs[::-1]]),
+                        down, pointers([self.levels[lev].size for lev in levs]))
+        # the nodes whose far field this rank applies: its subtree's and its
+        # ancestors' (every node but the root has a basis)
+        held = np.concatenate([down, np.asarray(own.ancestors, np.int64)])
+        self._with_basis = np.unique(held[held > 0]).astype(np.int64)
+        self._x = Exchange(comm)
+        self._caches = _Caches()
+
+    # ------------------------------------------------------------------ shape
+    @property
+    def shape(self):
+        return (self.n, self.n)
+
+    @property
+    def dtype(self):
+        return np.dtype(np.float64)
+
+    def tree_rows(self, v):
+        """This rank's rows (tree order) of a user-order vector of length N (all of
+        them, permuted, with one process)."""
+        return np.ascontiguousarray(v[self.local_indices])
+
+    def compensation_rows(self, factored=False):
+        """The diagonal compensation in this rank's rows (tree order), or None: the
+        one of the matvec, or with ``factored`` the one the factorization adds (they
+        differ only with a near field; see :func:`hsspetsc.compress`'s ``spd``)."""
+        raise TypeError(f"{type(self).__name__} does not say where its compensation "
+                        f"is stored.")
+
+    def _operand_of(self, v):
+        """A user-order vector of length N laid out as ``matvec`` takes it."""
+        return self.tree_rows(v)
+
+    def _rows_in(self, X, what, where):
+        """(X as this rank's rows, C-contiguous (n_local, k); a function that turns
+        rows of the result into what the user gets back)."""
+        raise TypeError(f"{type(self).__name__} does not say how its vectors are laid "
+                        f"out.")
+
+    # ----------------------------------------------------------------- matvec
+    def matvec(self, X, n_threads=None):
+        """H~ X (see the class docstring of the subclass for the layout of X)."""
+        X2, finish = self._rows_in(X, self._operand, f"{type(self).__name__}.matvec")
+        if X2.shape[1] == 0:
+            return finish(np.empty_like(X2))
+        U = self._apply_rows(X2, effective_n_threads(n_threads))
+        c = self.compensation_rows()
+        if c is not None:
+            U += c[:, None] * X2
+        return finish(U)
+
+    def __matmul__(self, X):
+        return self.matvec(X)
+
+    def _apply_rows(self, X2, nt):
+        """The hierarchical part of H~ times this rank's rows X2 (tree order): near
+        field (L2L), upward pass (N2S) in the subtree and then one shared ancestor
+        at a time after swapping the children's skeleton weights, far field (S2S),
+        downward pass (S2N) from the ancestors into the subtree. One kernel call per
+        pass and level group (:mod:`hsspetsc._matvec`)."""
+        from ._matvec import l2l_nodes, n2s_nodes, s2n_nodes, s2s_nodes
+        k = X2.shape[1]
+        U = np.empty_like(X2)
+        nskel = int(self.skel_ptr[-1])
+        What = np.zeros(nskel * k + 1)
+        Uhat = np.zeros(nskel * k + 1)
+        off, size = self.node_off_local, self.tree.node_size
+        basis = (off, size, self.rank, self.skel_ptr, self.proj_ptr, self.proj)
+        up, up_seg, down, down_seg = self._passes
+        fl = self.tree.first_leaf
+        one = np.array([0, 1], np.int64)
+        self._x.call("matvec")
+        with blas_single_thread():
+            l2l_nodes(self.leaves, X2, U, off, size, self.near_ptr, self.near_src,
+                      self.near_blk, self.near_trans, self.near_data, nt)
+            if self.size == 1 and (self.n_levels == 0 or nskel == 0):
+                return U
+            n2s_nodes(up, up_seg, fl, X2, What, k, *basis, nt)
+            for entry in self.own.path:
+                a = entry[0]
+                self._swap_rows("matvec", entry, What, self.skel_ptr, self.rank, k)
+                if a > 0:
+                    n2s_nodes(np.array([a], np.int64), one, fl, X2, What, k, *basis, nt)
+            s2s_nodes(self._with_basis, What, Uhat, k, self.rank, self.skel_ptr,
+                      self.far_ptr, self.far_src, self.far_blk, self.far_trans,
+                      self.far_data, nt)
+            for entry in reversed(self.own.path):
+                if entry[0] > 0:
+                    s2n_nodes(np.array([entry[0]], np.int64), one, fl, U, Uhat, k,
+                              *basis, nt)
+            s2n_nodes(down, down_seg, fl, U, Uhat, k, *basis, nt)
+        return U
+
+    def _swap_rows(self, op, entry, buf, ptr, rank, k):
+        """Send my child's rows (``rank`` x k at ``ptr`` * k in the flat ``buf``) to
+        the entry's partners and put the sibling's in place."""
+        _, me, sib = entry[:3]
+        buf[ptr[sib] * k:(ptr[sib] + rank[sib]) * k] = self._x.swap(
+            op, entry, buf[ptr[me] * k:(ptr[me] + rank[me]) * k], int(rank[sib]) * k)
+
+    # ------------------------------------------------------------ factorize
+    def factorize(self, shift=0.0, relative=False, n_threads=None):
+        """Factor ``shift*I + H~`` (its HSS part; see :mod:`hsspetsc.factor`).
+
+        ``shift`` >= 0 is absolute (added to the diagonal), or with ``relative=True``
+        a multiple of |H~|_2 (see :meth:`norm`). O(N s^2), no new entries: call
+        again with another shift to re-factor. H~ from ``compress(..., spd=True)``
+        (the default) of a PSD source factors for every shift >= 1e-12 x its
+        largest diagonal entry. Otherwise raises :class:`hsspetsc.FactorizationError`
+        (naming the node and the shift, and what to do) when shift*I + H~ is not
+        positive definite."""
+        if relative:
+            err = None
+            try:
+                shift = check_float(shift, "shift", "factorize", lo=0.0)
+            except (TypeError, ValueError) as exc:
+                err = exc
+            self.comm.agree(err)
+            shift = shift * self.norm()
+        return HSSFactorization(self, shift=shift, n_threads=n_threads)
+
+    # ---------------------------------------------------------------- figures
+    def _diagonal_rows(self):
+        """This rank's rows of the diagonal of H~ (tree order)."""
+        m = self.tree.node_size[self.leaves]
+        i = np.arange(self.n_local) - np.repeat(self.node_off_local[self.leaves], m)
+        d = self.near_data[np.repeat(self.diag_blk[self.leaves], m) + i * (np.repeat(m, m) + 1)]
+        c = self.compensation_rows()
+        return d if c is None else d + c
+
+    def max_diagonal(self):
+        """The largest diagonal entry of H~ over every rank (0 for an empty matrix)."""
+        d = self._diagonal_rows()
+        return self.comm.max(float(np.max(d)) if d.size else 0.0)
+
+    def norm(self):
+        """|H~|_2, estimated by 30 power iterations (relative accuracy ~1e-3 on
+        typical spectra); computed once and kept."""
+        def power():
+            v = self._operand_of(np.random.default_rng(12345).standard_normal(self.n))
+            lam = 0.0
+            for _ in range(30):
+                w = self.matvec(v)
+                nw = float(np.sqrt(self.comm.sum(float(w @ w))))
+                nv = float(np.sqrt(self.comm.sum(float(v @ v))))
+                if nw == 0.0:
+                    return 0.0
+                lam = nw / nv
+                v = w / nw
+            return lam
+        return self._caches.get("norm", power)
+
+
+class HSSMatrix(HSSBase):
     """A hierarchically compressed symmetric matrix K~ ~= K.
 
     Built by :func:`hsspetsc.compress` or :func:`hsspetsc.compress_sketch`. Apply it
@@ -76,28 +295,25 @@ class HSSMatrix:
     are not far pairs, for the factorization; empty for budget 0), ``compensation``
     (None, or an (N,) diagonal added to the hierarchical part so that H~ is positive
     semi-definite: see :func:`hsspetsc.compress`'s ``spd``), ``params`` and ``info``.
-    It is immutable: nothing writes into it after construction.
+    It is immutable: nothing writes into it after construction. It is the
+    one-process case of :class:`HSSBase` (one rank owning the whole tree).
     """
+
+    _operand = "W"
 
     def __init__(self, *, tree, bases, near, far, couplings, params, info,
                  compensation=None, factor_compensation=None):
-        n_nodes = tree.n_nodes
-        self.tree = tree
-        self.n = tree.n
-        self.n_levels = tree.n_levels
-        self.rank = bases.rank
-        self.skel_ptr = bases.skel_ptr
-        self.skel_idx = bases.skel_idx
-        self.skel_pos = bases.skel_pos
-        self.proj_ptr = bases.proj_ptr
-        self.proj = bases.proj
-        self.near_pairs = near.pairs
-        self.near_data = near.data
-        self.far_pairs = far.pairs
-        self.far_data = far.data
-        self.far_pair_off = far.offsets      # block offset of each far pair
-        self.sib_pairs, self.sib_data, self.sib_off = (couplings.pairs, couplings.data,
-                                                      couplings.offsets)
+        # columns of each node's interpolation matrix: its size at a leaf, the
+        # children's ranks above
+        fl = tree.first_leaf
+        ncols = tree.node_size.astype(np.int64).copy()
+        ncols[:fl] = bases.rank[2 * np.arange(fl) + 1] + bases.rank[2 * np.arange(fl) + 2]
+        self._set_core(tree=tree, own=Ownership(tree.node_off, tree.node_size,
+                                                tree.n_levels, 1, 0),
+                       comm=Comm(None), local_indices=tree.perm, rank=bases.rank,
+                       ncols=ncols, skel_ptr=bases.skel_ptr, skel_idx=bases.skel_idx,
+                       skel_pos=bases.skel_pos, proj_ptr=bases.proj_ptr, proj=bases.proj,
+                       near=near, far=far, couplings=couplings)
         self.compensation = (None if compensation is None
                              else np.ascontiguousarray(compensation, dtype=np.float64))
         # with a near field only the factored HSS part is compensated (the matvec
@@ -107,23 +323,9 @@ class HSSMatrix:
         self._parts = {"tree": tree, "bases": bases, "near": near, "far": far,
                        "couplings": couplings, "compensation": self.compensation,
                        "factor_compensation": self.factor_compensation}
-        (self.near_ptr, self.near_src, self.near_blk,
-         self.near_trans) = _csr_from_pairs(near.pairs, near.offsets, n_nodes)
-        (self.far_ptr, self.far_src, self.far_blk,
-         self.far_trans) = _csr_from_pairs(far.pairs, far.offsets, n_nodes)
-        # columns of each node's interpolation matrix: its size at a leaf, the
-        # children's ranks above
-        fl = tree.first_leaf
-        self.ncols = tree.node_size.astype(np.int64).copy()
-        self.ncols[:fl] = self.rank[2 * np.arange(fl) + 1] + self.rank[2 * np.arange(fl) + 2]
-        # offset of every leaf's diagonal block K(leaf, leaf) in near_data
-        self.diag_blk = np.zeros(n_nodes, dtype=np.int64)
-        on_diag = near.pairs[:, 0] == near.pairs[:, 1]
-        self.diag_blk[near.pairs[on_diag, 0]] = near.offsets[on_diag]
         self.truncated = list(bases.truncated)
         self.params = dict(params)
         self._info = dict(info)
-        self._caches = _Caches()
 
     def with_info(self, info):
         """The same matrix (arrays shared) with ``info`` in place of its info."""
@@ -136,100 +338,31 @@ class HSSMatrix:
         parts = dict(self._parts, **{key: compensation})
         return HSSMatrix(**parts, params=self.params, info=info)
 
-    def _compensation_tree(self):
-        """The diagonal the factorization adds, in tree order (empty when none)."""
-        c = self.factor_compensation if self.factor_compensation is not None \
-            else self.compensation
-        if c is None:
-            return np.zeros(0)
-        return self._caches.get("compensation_tree",
-                                lambda: np.ascontiguousarray(c[self.tree.perm]))
+    def compensation_rows(self, factored=False):
+        key = ("factor_compensation" if factored and self.factor_compensation is not None
+               else "compensation")
+        c = getattr(self, key)
+        return None if c is None else self._caches.get(key, lambda: self.tree_rows(c))
 
-    def max_diagonal(self):
-        """The largest diagonal entry of H~ (0 for an empty matrix)."""
-        d = self.diagonal()
-        return float(np.max(d)) if d.size else 0.0
+    def _operand_of(self, v):
+        return v
 
-    def _tree_rows(self, v):
-        """A user-order vector in the tree order of this matrix's rows."""
-        return np.ascontiguousarray(v[self.tree.perm])
+    def _rows_in(self, X, what, where):
+        X, X2, vec = as_block(X, self.n, what, where)
+        perm = self.tree.perm
 
-    def _factorize_with(self, shift, dshift, n_threads=None):
-        """The factorization of shift*I + diag(dshift) + H~ (dshift in tree order)."""
-        from .factor import HSSFactorization
-        return HSSFactorization(self, shift=shift, n_threads=n_threads, _dshift=dshift)
+        def finish(U):
+            out = np.empty_like(U)
+            out[perm] = U
+            check_result(out, X2, where)
+            return out[:, 0] if vec else out
+        return np.ascontiguousarray(X2[perm]), finish
 
     # ------------------------------------------------------------------ shape
-    @property
-    def shape(self):
-        return (self.n, self.n)
-
-    @property
-    def dtype(self):
-        return np.dtype(np.float64)
-
     @property
     def perm(self):
         """Tree order: ``perm[t]`` is the original index at tree position t."""
         return self.tree.perm
-
-    # ----------------------------------------------------------------- matvec
-    def matvec(self, W, n_threads=None):
-        """Return K~ W for W of shape (N,) or (N, k), in the user's index order."""
-        W, W2, vec = as_block(W, self.n, "W", "HSSMatrix.matvec")
-        k = W2.shape[1]
-        if k == 0:
-            return np.zeros_like(W)
-        nt = effective_n_threads(n_threads)
-        Wt = np.ascontiguousarray(W2[self.tree.perm])
-        U = self._apply_tree(Wt, nt)
-        out = np.empty_like(U)
-        out[self.tree.perm] = U
-        if self.compensation is not None:
-            out += self.compensation[:, None] * W2
-        check_result(out, W2, "HSSMatrix.matvec")
-        return out[:, 0] if vec else out
-
-    def _apply_tree(self, Wt, nt):
-        """K~ (hierarchical part) times Wt, both in tree order: near field (L2L),
-        upward pass (N2S), far field (S2S), downward pass (S2N); one kernel call per
-        pass (:mod:`hsspetsc._matvec`), its levels in order inside."""
-        from ._matvec import l2l_nodes, n2s_nodes, s2n_nodes, s2s_nodes
-        k = Wt.shape[1]
-        tree, L = self.tree, self.n_levels
-        U = np.empty_like(Wt)
-        nskel = int(self.skel_ptr[-1])
-        What = np.empty(nskel * k + 1)
-        Uhat = np.empty(nskel * k + 1)
-        up, up_seg, down, down_seg = self._caches.get("passes", self._passes)
-        basis = (tree.node_off, tree.node_size, self.rank, self.skel_ptr, self.proj_ptr,
-                 self.proj)
-        fl = tree.first_leaf
-        with blas_single_thread():
-            l2l_nodes(np.arange(fl, tree.n_nodes, dtype=np.int64), Wt, U, tree.node_off,
-                      tree.node_size, self.near_ptr, self.near_src, self.near_blk,
-                      self.near_trans, self.near_data, nt)
-            if L == 0 or nskel == 0:
-                return U
-            n2s_nodes(up, up_seg, fl, Wt, What, k, *basis, nt)
-            s2s_nodes(down, What, Uhat, k, self.rank, self.skel_ptr, self.far_ptr,
-                      self.far_src, self.far_blk, self.far_trans, self.far_data, nt)
-            s2n_nodes(down, down_seg, fl, U, Uhat, k, *basis, nt)
-        return U
-
-    def _passes(self):
-        """Non-root nodes level by level, bottom-up (with segment bounds) and
-        top-down: the order of the upward and downward passes."""
-        L = self.n_levels
-        down = np.arange(1, self.tree.n_nodes, dtype=np.int64)
-        down_seg = np.r_[0, 2 ** np.arange(2, L + 2) - 2].astype(np.int64)
-        up = np.concatenate([self.tree.level_nodes(lev) for lev in range(L, 0, -1)]
-                            + [np.zeros(0, np.int64)]).astype(np.int64)
-        up_seg = pointers([2 ** lev for lev in range(L, 0, -1)])
-        return up, up_seg, down, down_seg
-
-    def __matmul__(self, W):
-        return self.matvec(W)
 
     def as_linear_operator(self):
         """The matrix as a ``scipy.sparse.linalg.LinearOperator`` (symmetric)."""
@@ -242,21 +375,6 @@ class HSSMatrix:
         if self.n > max_n:
             raise ValueError(f"to_dense: N = {self.n} is larger than max_n = {max_n}.")
         return self.matvec(np.eye(self.n))
-
-    def factorize(self, shift=0.0, relative=False, n_threads=None):
-        """Factor ``shift*I + H~`` (its HSS part; see :mod:`hsspetsc.factor`).
-
-        ``shift`` >= 0 is absolute (added to the diagonal), or with ``relative=True``
-        a multiple of |H~|_2 (see :meth:`norm`). O(N s^2), no new entries: call
-        again with another shift to re-factor. H~ from ``compress(..., spd=True)``
-        (the default) of a PSD source factors for every shift >= 1e-12 x its
-        largest diagonal entry. Otherwise raises :class:`hsspetsc.FactorizationError`
-        (naming the node and the shift, and what to do) when shift*I + H~ is not
-        positive definite."""
-        from .factor import HSSFactorization
-        if relative:
-            shift = check_float(shift, "shift", "factorize", lo=0.0) * self.norm()
-        return HSSFactorization(self, shift=shift, n_threads=n_threads)
 
     def plot(self, path=None, ax=None, title=None):
         """Draw the block structure in tree order, as hierarchical-matrix toolboxes
@@ -313,35 +431,12 @@ class HSSMatrix:
         from .io import save
         return save(self, path)
 
-    def norm(self):
-        """|H~|_2, estimated by 30 power iterations (relative accuracy ~1e-3 on
-        typical spectra); computed once and kept."""
-        def power():
-            v = np.random.default_rng(12345).standard_normal(self.n)
-            lam = 0.0
-            for _ in range(30):
-                w = self.matvec(v)
-                nrm = float(np.linalg.norm(w))
-                if nrm == 0.0:
-                    return 0.0
-                lam = nrm / float(np.linalg.norm(v))
-                v = w / nrm
-            return lam
-        return self._caches.get("norm", power)
-
     # ---------------------------------------------------------------- figures
     def diagonal(self):
         """The diagonal of K~ (exact: the leaf blocks are kept), user order."""
-        tree = self.tree
-        leaves = np.arange(tree.first_leaf, tree.n_nodes)
-        m = tree.node_size[leaves]
-        # position of entry (i, i) of each leaf block, for every i of every leaf
-        i = np.arange(self.n) - np.repeat(tree.node_off[leaves], m)
-        d = self.near_data[np.repeat(self.diag_blk[leaves], m) + i * (np.repeat(m, m) + 1)]
+        d = self._diagonal_rows()
         out = np.empty_like(d)
-        out[tree.perm] = d
-        if self.compensation is not None:
-            out += self.compensation
+        out[self.tree.perm] = d
         return out
 
     def _level_rows(self):

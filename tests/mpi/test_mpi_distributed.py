@@ -87,6 +87,19 @@ def test_solve_and_logdet_equal_serial(pair):
     assert _rel(D.matvec(X) + shift * X, B[loc]) < 1e-8
 
 
+def test_scipy_operator_of_the_factorization_needs_one_process(pair):
+    """The one factorization class serves both matrices; scipy's operator holds
+    whole vectors, so with P ranks it is refused with a clear error."""
+    _, H, D = pair
+    FD = D.factorize(1e-3 * H.max_diagonal())
+    B = np.random.default_rng(5).standard_normal(D.n_local)
+    if SIZE == 1:
+        assert np.array_equal(FD.as_linear_operator() @ B, FD.solve(B))
+    else:
+        with pytest.raises(TypeError, match="each rank's rows"):
+            FD.as_linear_operator()
+
+
 def test_contract_equals_serial(pair):
     _, H, D = pair
     s, hs = D.stats(), H.stats()
