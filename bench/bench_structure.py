@@ -1,10 +1,12 @@
 """What one matrix class costs: this tree against a checkout of an earlier commit,
 side by side (not a test).
 
-    .venv/bin/python bench/bench_structure.py --before DIR [--rounds 3] [--quick]
+    .venv/bin/python bench/bench_structure.py --before DIR [--after DIR] [--rounds 3]
+        [--quick]
 
 ``DIR`` is a built checkout of the commit to compare with (``git worktree add DIR
-REV`` and ``python setup.py build_ext --inplace`` there). For each case (K02 from
+REV`` and ``python setup.py build_ext --inplace`` there); ``--after`` (default this
+tree) another, so that this tree may change while the benchmark runs. For each case (K02 from
 the test suite, N = 16384, tol 1e-6; gauss3d, the Gaussian kernel with h = 0.2 on N =
 65536 uniform points in the unit cube, tol 1e-5, max_rank 128) and each layout (one
 process with 2 threads; ``mpiexec -n 2`` with one thread per rank), a fresh process
@@ -115,6 +117,8 @@ def lines_of_code(tree):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--before", help="a built checkout of the commit to compare with")
+    ap.add_argument("--after", default=ROOT, help="the checkout to measure (default: "
+                    "this one)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     ap.add_argument("--worker", nargs=2, metavar=("CASE", "N"), help=argparse.SUPPRESS)
@@ -123,9 +127,12 @@ def main():
     a = ap.parse_args()
     if a.worker:
         return worker(a.worker[0], int(a.worker[1]), a.mpi)
-    if not a.before or not os.path.isdir(os.path.join(a.before, "hsspetsc")):
-        ap.error("--before must name a built checkout (a folder with hsspetsc/ in it)")
-    trees = {"before": os.path.abspath(a.before), "after": ROOT}
+    for name in ("before", "after"):
+        folder = getattr(a, name)
+        if not folder or not os.path.isdir(os.path.join(folder, "hsspetsc")):
+            ap.error(f"--{name} must name a built checkout (a folder with hsspetsc/ "
+                     f"in it)")
+    trees = {"before": os.path.abspath(a.before), "after": os.path.abspath(a.after)}
     results = []
     for case, (n, _) in CASES.items():
         n = QUICK[case] if a.quick else n
@@ -146,7 +153,7 @@ def main():
     loc = {name: lines_of_code(t) for name, t in trees.items()}
     rev = subprocess.run(["git", "-C", trees["before"], "rev-parse", "--short", "HEAD"],
                          capture_output=True, text=True).stdout.strip()
-    head = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+    head = subprocess.run(["git", "-C", trees["after"], "rev-parse", "--short", "HEAD"],
                           capture_output=True, text=True).stdout.strip()
     print(f"\nlines of code below hsspetsc/: before {loc['before']}, after {loc['after']}")
     print("| case | N | ranks | " + " | ".join(f"{op} before / after (s) | ratio"

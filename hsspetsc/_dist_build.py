@@ -145,25 +145,32 @@ def _swap_skeleton(x, entry, store, extra=None, nbr=None):
     return out
 
 
-def construct(src, diag, p, path, nt, c, ph, perm=None):
-    """The distributed back end of compress / compress_sketch (parameters checked;
-    ``c``: the command's :class:`~hsspetsc._collective.Comm`)."""
-    where = "compress" if path == "entries" else "compress_sketch"
-    if p.get("budget", 0.0) > 0:
-        raise ValueError(f"{where}(comm=...): a near field (budget > 0) is not "
-                         f"distributed; use budget=0 (plain HSS).")
-    n = src.n
+def distributed_reader(src, path, where, nt):
+    """The BlockReader of a distributed construction: a source whose entries are
+    sums over the ranks (DistributedGN) is read through its collective batch."""
     if getattr(src, "collective", False):
-        # entries summed over the ranks (DistributedGN): each rank asks for its own
-        # blocks in one collective call per round, which the sketch path keeps in
-        # step on every rank (one round per level); the entries path does not
+        # entries summed over the ranks: each rank asks for its own blocks in one
+        # collective call per round, which the sketch path keeps in step on every
+        # rank (one round per level); the entries path does not
         if path == "entries":
             raise ValueError(f"{where}(comm=...): a source whose entries are sums over "
                              f"the ranks (e.g. DistributedGN) is compressed with "
                              f"compress_sketch(comm=...), not from entries.")
-        reader = BlockReader(_OwnBlocks(src), nt)
-    else:
-        reader = BlockReader(src, nt)
+        return BlockReader(_OwnBlocks(src), nt)
+    return BlockReader(src, nt)
+
+
+def construct(ctx, perm=None):
+    """The distributed back end of compress / compress_sketch (parameters checked;
+    ``ctx``: the :class:`~hsspetsc.construction.Construction`, its ``comm`` the
+    command's)."""
+    src, diag, p, path, nt = (ctx.source, ctx.diagonal, ctx.params, ctx.path,
+                              ctx.n_threads)
+    c, ph, reader, where = ctx.comm, ctx.phases, ctx.reader, ctx.where
+    if p.get("budget", 0.0) > 0:
+        raise ValueError(f"{where}(comm=...): a near field (budget > 0) is not "
+                         f"distributed; use budget=0 (plain HSS).")
+    n = src.n
     # every rank must hold the same source and parameters: compare checksums
     c.check_same(_digest(src, diag, p, reader),
                  f"the source (its diagonal and sampled entries) and the parameters of "
@@ -254,7 +261,7 @@ def construct(src, diag, p, path, nt, c, ph, perm=None):
     D = DistributedHSSMatrix(comm=c, local_indices=local, compensation=None,
                              params=params, info=info, **parts)
     D._x.counts.update(x.counts)
-    return D, reader
+    return D
 
 
 def _gather_order(tree, own, c):
@@ -407,85 +414,3 @@ def _sketch_skeletons(tree, reader, Yt, Ot, p, own, x, store, c):
         cpl_parts.append(blk)
         n_cpl += blk.size
     return D, leaf_off_full, (cpl_off, np.concatenate(cpl_parts) if cpl_parts else np.zeros(0))
-
-
-
-def contract(D, src, diag, p, path, reader, nt, c):
-    """The contract of a freshly built DistributedHSSMatrix: the leaf-minor check,
-    the error estimate (``probes``) and the PSD compensation (``spd``), as in
-    :func:`hsspetsc.compress._contract`, with every figure summed over the ranks."""
-    from .accuracy import (
-        distributed_estimate,
-        distributed_spectral_estimate,
-        spread_bounds,
-    )
-    from .compress import _check_leaf_minors
-    from .factor import psd_compensation
-    where = "compress" if path == "entries" else "compress_sketch"
-    n = D.n
-    local = D.local_indices
-    out = {"compensation": 0.0, "spd_factorizations": 0, "spd_certified": False,
-           "error_estimate": None, "error_estimate_uncompensated": None,
-           "indefinite_source": False}
-    if p["spd"]:
-        err = None
-        try:
-            _check_leaf_minors(D, where, D.leaves, lambda a: D.local_indices[
-                D.node_off_local[a]:D.node_off_local[a] + D.tree.node_size[a]])
-        except ValueError as exc:
-            err = exc
-        c.agree(err)
-    err_fro = None
-    if p["probes"] and path == "entries":
-        check = np.random.default_rng(phase_key(p["seed"], PHASE_CHECK, 1))
-        rows = np.sort(check.choice(n, min(n, p["probes"]), replace=False))
-        exact, _ = reader.read([0], [rows.size], rows.astype(np.int64), [0], [local.size],
-                               local)
-        exact = exact.reshape(rows.size, local.size).T
-        E = np.zeros((local.size, rows.size))
-        hit = np.flatnonzero(np.isin(local, rows))
-        E[hit, np.searchsorted(rows, local[hit])] = 1.0
-        probe = (E, exact)
-        est0, den = distributed_estimate(D, E, exact)
-        err_fro = est0 * den * np.sqrt(n / rows.size)
-        scale = np.sqrt(n / rows.size)
-    elif p["probes"]:
-        rng = np.random.default_rng(phase_key(p["seed"], PHASE_SKETCH, 1))
-        Z = rng.standard_normal((n, p["probes"]))
-        KZ = products(src, Z, where)
-        reader.products += p["probes"]
-        probe = (np.ascontiguousarray(Z[local]), np.ascontiguousarray(KZ[local]))
-        del Z, KZ
-        est0, den = distributed_estimate(D, *probe)
-        err_fro = est0 * den / np.sqrt(p["probes"])
-        scale = 1.0 / np.sqrt(p["probes"])
-    guess = None if err_fro is None else 2 * err_fro
-    shift = p.get("shift")
-    if shift and p["probes"]:
-        # as the serial contract: the spectral estimate is the tighter guess
-        err2_0 = distributed_spectral_estimate(D, *probe, scale)
-        guess = 2 * err2_0 if err2_0 > 0 else guess
-    delta = 0.0
-    if p["spd"]:
-        support = diag > 0
-        delta, out["spd_factorizations"] = psd_compensation(
-            D, support, p["tol"], nt, guess=guess)
-        if delta is None:
-            raise ValueError(
-                f"{where}: no diagonal compensation up to 1e6 x the largest diagonal "
-                f"entry makes H~ positive definite: the source is not positive "
-                f"semi-definite. Compress with spd=False to keep it as it is.")
-        out["spd_certified"] = True
-        out["compensation"] = delta
-        if delta > 0:
-            D.compensation = delta * D.tree_rows(support.astype(np.float64))
-            D._caches = type(D._caches)()
-    if p["probes"]:
-        out["error_estimate_uncompensated"] = est0
-        out["error_estimate"] = est0 if delta == 0 else distributed_estimate(D, *probe)[0]
-        out["indefinite_source"] = bool(delta > 3.0 * err_fro)
-        if shift:
-            e2 = err2_0 if delta == 0 else distributed_spectral_estimate(D, *probe, scale)
-            out["shift_error"] = e2 / shift
-            out["shift_spread"] = spread_bounds(out["shift_error"])
-    return out

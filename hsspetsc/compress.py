@@ -14,16 +14,15 @@ parts; ``stats()["params"]["construction"]`` says which path made it. Every phas
 a loop over tree levels in Python around Cython ``prange`` kernels over the
 level's nodes; BLAS is held to one thread meanwhile.
 """
-import time
-import warnings
-
 import numpy as np
 
 from . import _params
 from ._blocks import BlockReader, IncompressibleError, WorkCapReached
+from ._collective import Comm
+from ._dist_build import construct, distributed_reader
 from ._threads import blas_single_thread, effective_n_threads
-from .accuracy import products_estimate, rows_estimate, spectral_estimate, spread_bounds
-from .factor import psd_compensation
+from .construction import Construction, Phases
+from .contract import finish, warn_misses
 from .hss import BlockSet, HSSMatrix
 from .interactions import build_interactions
 from .neighbors import approximate_neighbors
@@ -31,7 +30,6 @@ from .skeleton import skeletonize
 from .sketch import products, sketch_bases
 from .sources import as_source
 from .tree import (
-    PHASE_CHECK,
     PHASE_SKETCH,
     Metric,
     build_tree,
@@ -42,33 +40,6 @@ from .tree import (
 # Below this many entries (N <= 8192) the work cap does not apply: reading them all
 # costs seconds at most, and small tight-tolerance compressions stay possible.
 WORK_FLOOR = float(2 ** 26)
-
-
-class _Phases:
-    """Wall time per phase, and a progress line per phase when ``verbose`` (True),
-    or, by default (None), once the compression has run for AUTO_PROGRESS_S."""
-
-    AUTO_PROGRESS_S = 10.0
-
-    def __init__(self, verbose, n, work):
-        self.verbose = verbose
-        self.n = n
-        self.work = work              # callable: entries-equivalents read so far
-        self.times = {}
-        self._t0 = None
-        self._begin = time.perf_counter()
-
-    def start(self):
-        self._t0 = time.perf_counter()
-
-    def done(self, name):
-        t = time.perf_counter()
-        self.times[name] = self.times.get(name, 0.0) + t - self._t0
-        self._t0 = t
-        if self.verbose or (self.verbose is None
-                            and t - self._begin > self.AUTO_PROGRESS_S):
-            print(f"[hsspetsc] {name:<12} {self.times[name]:8.3f} s  (work so far "
-                  f"{100 * self.work() / self.n ** 2:.2f}% of N^2)", flush=True)
 
 
 def _source_and_diagonal(source, where):
@@ -261,8 +232,7 @@ def _construct(src, diag, p, path, verbose, nt, perm=None, comm=None):
     n = src.n
     # the work cap: the construction reads at most N^2 entries-equivalents in all
     reader = BlockReader(src, nt, limit=max(float(n) ** 2, WORK_FLOOR))
-    ph = _Phases(verbose, n, lambda: reader.count + reader.products * n)
-    ph.start()
+    ctx = Construction.start(src, diag, p, path, nt, reader, verbose)
     sketch = None
     if path == "sketch":         # products first, with the source's own BLAS threads
         rng = np.random.default_rng(phase_key(p["seed"], PHASE_SKETCH))
@@ -272,12 +242,11 @@ def _construct(src, diag, p, path, verbose, nt, perm=None, comm=None):
         del Omega
         reader.products += p["samples"]
         reader.limit -= float(reader.products) * n
-        ph.done("products")
+        ctx.phases.done("products")
     try:
-        tree, nbrs, bases, near, far, couplings = _build(src, diag, p, path, nt, reader,
-                                                         ph, perm, sketch)
+        tree, nbrs, bases, near, far, couplings = _build(ctx, perm, sketch)
     except WorkCapReached as e:
-        raise _incompressible(e, n, p, path, ph) from None
+        raise _incompressible(e, ctx) from None
     sketch = None
     reader.limit = None        # the error-estimate probes come on top (probes x N)
     params = dict(p, construction=path)
@@ -286,33 +255,34 @@ def _construct(src, diag, p, path, verbose, nt, perm=None, comm=None):
             "truncated_nodes": list(bases.truncated)}
     H = HSSMatrix(tree=tree, bases=bases, near=near, far=far, couplings=couplings,
                   params=params, info=info)
-    where = "compress" if path == "entries" else "compress_sketch"
-    H = _finish(H, src, diag, p, path, reader, nt, ph, where, stacklevel=5)
-    if verbose or (verbose is None and ph.times["total"] > _Phases.AUTO_PROGRESS_S):
+    H = finish(H, ctx)
+    warn_misses(H, ctx, stacklevel=3)
+    if verbose or (verbose is None and ctx.phases.times["total"] > Phases.AUTO_PROGRESS_S):
         print(repr(H), flush=True)
     return H
 
 
-def _build(src, diag, p, path, nt, reader, ph, perm, sketch):
+def _build(ctx, perm, sketch):
     """Tree, neighbours, interactions, bases and stored blocks (BLAS on one thread).
     ``sketch``: [Y, Omega] of the sketch path (emptied here), or None."""
+    src, p, reader, nt, ph = ctx.source, ctx.params, ctx.reader, ctx.n_threads, ctx.phases
     n = src.n
     with blas_single_thread():
         metric = None
         if p["distance"] in ("angle", "kernel", "geometric"):
-            metric = Metric(src, p["distance"], diag, reader, nt)
+            metric = Metric(src, p["distance"], ctx.diagonal, reader, nt)
             tree = build_tree(n, metric, p["leaf_size"], p["seed"])
         else:                                   # natural / given order
             tree = tree_from_order(n, p["leaf_size"], perm)
         ph.done("tree")
         nbrs = None
-        if path == "entries" and p["neighbors"] > 0:
+        if ctx.path == "entries" and p["neighbors"] > 0:
             nbrs = approximate_neighbors(n, metric, p["neighbors"], p["leaf_size"],
                                          p["seed"])
         ph.done("neighbors")
         inter = build_interactions(tree, nbrs, p["budget"])
         ph.done("interactions")
-        if path == "entries":
+        if ctx.path == "entries":
             bases = skeletonize(tree, reader, nbrs, inter, p["tol"], p["max_rank"],
                                 p["memory"], p["seed"], nt, p["shift"])
             ph.done("skeletons")
@@ -340,8 +310,9 @@ _NEXT_PHASE = {"": "tree", "products": "tree", "tree": "neighbors",
                "skeletons": "blocks"}
 
 
-def _incompressible(e, n, p, path, ph):
+def _incompressible(e, ctx):
     """The IncompressibleError of a read that would cross the work cap."""
+    n, p, path, ph = ctx.n, ctx.params, ctx.path, ctx.phases
     phase = _NEXT_PHASE.get(list(ph.times)[-1] if ph.times else "", "blocks")
     read = e.count + (p["samples"] * n if path == "sketch" else 0)
     how = (f"a larger tol (now {p['tol']:g}, the share of the shift)" if p.get("shift")
@@ -358,56 +329,14 @@ def _incompressible(e, n, p, path, ph):
 
 def _construct_distributed(src, diag, p, path, verbose, nt, perm, comm):
     """compress / compress_sketch with ``comm``: see :mod:`hsspetsc._dist_build`."""
-    from ._collective import Comm
-    from ._dist_build import construct, contract
     c = Comm.of(comm)
-    reader_box = {}
-    ph = _Phases(verbose if c.rank == 0 else False, src.n,
-                 lambda: (reader_box["r"].count if "r" in reader_box else 0))
-    ph.start()
-
-    def build():
-        D, reader = construct(src, diag, p, path, nt, c, ph, perm)
-        reader_box["r"] = reader
-        ph.start()
-        out = contract(D, src, diag, p, path, reader, nt, c)
-        ph.done("contract")
-        return D, reader, out
-    D, reader, out = c.run(build)
-    ph.times["total"] = sum(ph.times.values())
-    n = src.n
-    read = D.comm.sum(float(reader.count))
-    info = dict(D._info, **out)
-    info.update({"entries_fraction": (read + reader.products * n) / float(n) ** 2,
-                 "entries_evaluated": int(read), "entries_evaluated_here": int(reader.count),
-                 "products": reader.products, "source_calls": reader.calls,
-                 "time": dict(ph.times)})
-    D._info = info
-    D.truncated = list(info["truncated_nodes"])
-    if c.rank == 0:
-        _warn_misses(D, p, path, stacklevel=5)
+    where = "compress" if path == "entries" else "compress_sketch"
+    # (a source whose entries are summed over the ranks is read collectively)
+    reader = c.run(distributed_reader, src, path, where, nt)
+    ctx = Construction.start(src, diag, p, path, nt, reader, verbose, comm=c)
+    D = c.run(lambda: finish(construct(ctx, perm), ctx))
+    warn_misses(D, ctx, stacklevel=4)
     return D
-
-
-def _finish(H, src, diag, p, path, reader, nt, ph, where, near=None,
-            stacklevel=4):
-    """What every new H~ goes through: the leaf-minor check (spd), the contract
-    (error estimate, PSD compensation; ``near`` as for psd_compensation), the
-    figures of its info, and the warning when tol is missed."""
-    if p["spd"]:
-        _check_leaf_minors(H, where)
-    ph.start()
-    H, contract = _contract(H, src, diag, p, path, reader, nt, near=near)
-    ph.done("contract")
-    info = dict(H._info, **contract)
-    ph.times["total"] = sum(ph.times.values())
-    n = src.n
-    info.update({"entries_fraction": (reader.count + reader.products * n) / float(n) ** 2,
-                 "entries_evaluated": int(reader.count), "products": reader.products,
-                 "source_calls": reader.calls, "time": dict(ph.times)})
-    H = H.with_info(info)
-    _warn_misses(H, p, path, where, stacklevel + 1)
-    return H
 
 
 def refresh(H, source, verbose=None, n_threads=None):
@@ -439,195 +368,24 @@ def refresh(H, source, verbose=None, n_threads=None):
         raise ValueError(f"{where}: the source has order {src.n}, H has order {H.n}; "
                          f"refresh needs the same index set.")
     p = dict(H.params)
-    path = p["construction"]
     nt = effective_n_threads(n_threads, where)
     reader = BlockReader(src, nt)
-    ph = _Phases(verbose, src.n, lambda: reader.count + reader.products * src.n)
-    ph.start()
+    ctx = Construction.start(src, diag, p, p["construction"], nt, reader, verbose,
+                             where=where)
     tree, bases = H._parts["tree"], H._parts["bases"]
     with blas_single_thread():
         near, far, couplings = _stored_blocks(tree, reader, bases, H.near_pairs,
                                               H.far_pairs, H.sib_pairs.reshape(-1, 2))
-    ph.done("blocks")
+    ctx.phases.done("blocks")
     info = {k: H._info[k] for k in ("neighbor_recall", "neighbor_iterations",
                                     "truncated_nodes") if k in H._info}
     info["refreshed"] = True
     H1 = HSSMatrix(tree=tree, bases=bases, near=near, far=far, couplings=couplings,
                    params=p, info=info)
     # the compensation H needed is the first guess for the refreshed blocks
-    return _finish(H1, src, diag, p, path, reader, nt, ph, where,
-                   near=H._info.get("compensation") or None)
-
-
-def _contract(H0, src, diag, p, path, reader, nt, near=None):
-    """The error estimate (``probes``) and the positive semi-definite compensation
-    (``spd``) of a freshly built H0; returns (H, info entries)."""
-    n = H0.n
-    out = {"compensation": 0.0, "spd_factorizations": 0, "spd_certified": False,
-           "error_estimate": None, "error_estimate_uncompensated": None,
-           "indefinite_source": False}
-    support = diag > 0
-    factor_only = p["budget"] > 0          # the near field is not factored: see spd
-    err_fro = None                         # estimated |K - H0|_F
-    shift = p.get("shift")
-    if p["probes"] and path == "entries":
-        check = np.random.default_rng(phase_key(p["seed"], PHASE_CHECK, 1))
-        rows = np.sort(check.choice(n, min(n, p["probes"]), replace=False))
-        est0, exact, approx0 = rows_estimate(H0, reader, rows)
-        den = np.linalg.norm(exact)
-        err_fro = est0 * den * np.sqrt(n / rows.size)
-
-        def error_2(H, approx=None):       # the estimated |K - H|_2
-            if approx is None:
-                approx = rows_estimate(H, None, rows, exact)[2]
-            return spectral_estimate(approx - exact, np.sqrt(n / rows.size))
-    elif p["probes"]:
-        rng = np.random.default_rng(phase_key(p["seed"], PHASE_SKETCH, 1))
-        Z = rng.standard_normal((n, p["probes"]))
-        KZ = products(src, Z, "compress_sketch")
-        reader.products += p["probes"]
-        est0 = products_estimate(H0, KZ, Z)
-        err_fro = est0 * np.linalg.norm(KZ) / np.sqrt(p["probes"])
-
-        def error_2(H, approx=None):
-            return spectral_estimate(KZ - H.matvec(Z), 1.0 / np.sqrt(p["probes"]))
-    guess = None if err_fro is None else 2 * err_fro
-    if shift and p["probes"]:
-        # an SPD source needs at most |E|_2: the spectral estimate is the tighter guess
-        err2_0 = error_2(H0, approx0 if path == "entries" else None)
-        guess = 2 * err2_0 if err2_0 > 0 else guess
-    delta = 0.0
-    H = H0
-    if p["spd"]:
-        delta, out["spd_factorizations"] = psd_compensation(
-            H0, support, p["tol"], nt, guess=guess, near=near)
-        if delta is None and not factor_only:
-            where = "compress" if path == "entries" else "compress_sketch"
-            raise ValueError(
-                f"{where}: no diagonal compensation up to 1e6 x the largest diagonal "
-                f"entry makes H~ positive definite: the source is not positive "
-                f"semi-definite (a negative eigenvalue, or a zero diagonal entry in a "
-                f"nonzero row). Compress with spd=False to keep it as it is.")
-        # with a near field the HSS part alone may be too coarse to certify at all:
-        # then H~ is kept as it is and the factorization may need a larger shift
-        out["spd_certified"] = delta is not None
-        delta = delta or 0.0
-        out["compensation"] = delta
-        if delta > 0:
-            # with a near field only the factored HSS part (the preconditioner) can
-            # be certified, so only it is compensated
-            H = H0.with_compensation(delta * support, H0._info, factor_only)
-    if not p["probes"]:
-        return H, out
-    if shift:
-        out["shift_error"] = (err2_0 if H is H0 else error_2(H)) / shift
-        out["shift_spread"] = spread_bounds(out["shift_error"])
-    out["error_estimate_uncompensated"] = est0
-    if H is H0 or factor_only:
-        out["error_estimate"] = est0
-    elif path == "entries":
-        out["error_estimate"] = rows_estimate(H, None, rows, exact)[0]
-    else:
-        out["error_estimate"] = products_estimate(H, KZ, Z)
-    # an SPD source needs a compensation of at most about |E|_2 <= |E|_F
-    out["indefinite_source"] = bool(not factor_only and delta > 3.0 * err_fro)
-    return H, out
-
-
-def _check_leaf_minors(H, where, leaves=None, indices=None):
-    """A PSD matrix has K_ij^2 <= K_ii K_jj (2 x 2 principal minors); check it on the
-    leaf blocks, read exactly anyway (a zero diagonal entry in a nonzero row fails).
-    ``leaves`` (default all) and ``indices(leaf)`` (their original indices; default
-    the tree's): a distributed matrix checks its own leaves."""
-    tree = H.tree
-    if leaves is None:
-        leaves = np.arange(tree.first_leaf, tree.n_nodes)
-        indices = tree.indices
-    for m, sel in ((m, leaves[tree.node_size[leaves] == m]) for m in
-                   np.unique(tree.node_size[leaves])):
-        # leaves in groups of about 2^20 entries: the temporaries stay small next to
-        # the leaf blocks themselves
-        step = max(1, (1 << 20) // (int(m) * int(m)))
-        for sel in (sel[c:c + step] for c in range(0, sel.size, step)):
-            _check_minors_of(H, where, sel, m, indices)
-
-
-def _check_minors_of(H, where, sel, m, indices):
-    """_check_leaf_minors on the leaves ``sel``, all of size m."""
-    idx = H.diag_blk[sel][:, None] + np.arange(m * m)[None, :]
-    D = H.near_data[idx].reshape(-1, m, m)
-    d = np.einsum("bii->bi", D)
-    bound = np.abs(d[:, :, None] * d[:, None, :])
-    bad = D * D > bound * (1 + 1e-8) + 1e-300
-    if bad.any():
-        b, i, j = (int(x[0]) for x in np.nonzero(bad))
-        I = indices(sel[b])
-        raise ValueError(
-            f"{where}: the source is not positive semi-definite: "
-            f"K[{I[i]}, {I[j]}]^2 = {D[b, i, j] ** 2:.3g} > K[{I[i]}, {I[i]}] "
-            f"K[{I[j]}, {I[j]}] = {bound[b, i, j]:.3g}. Compress with spd=False to "
-            f"keep it as it is.")
-
-
-def _warn_misses(H, p, path, where=None, stacklevel=3):
-    """One RuntimeWarning when tol is missed (capped nodes, or the estimate above
-    10 tol) or the source looks indefinite, naming the remedy that applies."""
-    s = H._info
-    where = where or ("compress" if path == "entries" else "compress_sketch")
-    msgs = []
-    capped = s["truncated_nodes"]
-    if capped:
-        cause = capped[0].get("cause", "max_rank")
-        worst = max(t["achieved"] for t in capped)
-        remedy = {"max_rank": f"raise max_rank (now {p['max_rank']}) or pass "
-                              f"max_rank=None",
-                  "memory": f"raise memory (now {p.get('memory', 0) / 2 ** 30:.3g} GiB)",
-                  "samples": f"raise samples (now {p.get('samples')}; a rank within 10 "
-                             f"of it is not certified) and max_rank"}[cause]
-        if p.get("shift"):
-            what = (f"tol = {p['tol']:.3g} x shift, dropping up to {worst / p['tol']:.3g} "
-                    f"times their threshold")
-        else:
-            what = f"tol = {p['tol']:.1e}, dropping up to {worst:.1e} of their block"
-        msgs.append(f"{len(capped)} node(s) stopped at their rank cap ({cause}) before "
-                    f"{what}; {remedy}, or accept")
-    est = s.get("error_estimate")
-    shift_est = s.get("shift_error")
-    if p.get("shift"):
-        est = None                  # the relative Frobenius error is not the target
-        if shift_est is not None and shift_est > 10 * p["tol"]:
-            msgs.append(f"the estimated |K - H~|_2 / shift = {shift_est:.3g} is above "
-                        f"10 x tol = {10 * p['tol']:.3g}: "
-                        + ("raise the ranks (see above)" if capped else
-                           "compress again (the kept skeletons no longer fit)"
-                           if where == "refresh" else "add a near field (budget > 0) "
-                           "or more neighbors" if path == "entries" else "raise samples")
-                        + ", or accept")
-    if est is not None and est > 10 * p["tol"]:
-        remedy = ("the skeletons kept from another matrix no longer fit it: compress "
-                  "again" if where == "refresh" else
-                  "raise the ranks (see above)" if capped else
-                  "the sampled rows missed part of the off-diagonal blocks: add a near "
-                  "field (budget > 0) or more neighbors" if path == "entries" else
-                  "raise samples")
-        msgs.append(f"the estimated relative error {est:.1e} is above 10 x tol = "
-                    f"{10 * p['tol']:.1e}: {remedy}, or accept")
-    # the distributed sizes are collective: checked on one rank only for the serial H~
-    sizes = H.stats() if isinstance(H, HSSMatrix) else {}
-    stored, dense = sizes.get("stored_bytes"), sizes.get("dense_bytes")
-    if stored is not None and dense and stored > dense:
-        msgs.append(f"H~ stores {stored / 2 ** 20:.1f} MB, more than the dense matrix "
-                    f"({dense / 2 ** 20:.1f} MB): at this accuracy the dense matrix is "
-                    f"the better answer (hsspetsc.solve(..., method='dense')), or pass "
-                    + ("a larger tol" if p.get("shift") else "shift=lam or a larger tol"))
-    if s.get("indefinite_source"):
-        msgs.append(f"H~ needed a diagonal compensation of {s['compensation']:.3g}, more "
-                    f"than its compression error explains: the source is probably not "
-                    f"positive semi-definite")
-    if msgs:
-        # stacklevel: the user's call of compress / compress_sketch / refresh
-        warnings.warn(f"{where}: " + "; ".join(msgs) + ".", RuntimeWarning,
-                      stacklevel=stacklevel)
+    H1 = finish(H1, ctx, near=H._info.get("compensation") or None)
+    warn_misses(H1, ctx, stacklevel=2)
+    return H1
 
 
 def pack_blocks(reader, pairs, rows, cols):

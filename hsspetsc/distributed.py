@@ -33,13 +33,15 @@ P = 1 (no ancestors to share). The arithmetic per node is therefore the serial o
 in the same order: matvec and solve equal the serial matrix's to round-off on any
 number of ranks.
 """
+import copy
+
 import numpy as np
 
 from ._blocks import exclusive_cumsum, pointers, ranges
 from ._collective import Comm
 from ._validation import as_block
 from .factor import HSSFactorization
-from .hss import BlockSet, HSSBase
+from .hss import BlockSet, HSSBase, _Caches
 from .ownership import Ownership
 from .tree import tree_layout
 
@@ -109,6 +111,24 @@ class DistributedHSSMatrix(HSSBase):
 
     def compensation_rows(self, factored=False):
         return self.compensation            # stored as this rank's rows
+
+    def with_info(self, info):
+        """The same matrix (arrays and message counts shared) with ``info``."""
+        out = copy.copy(self)
+        out._info = dict(info)
+        out.truncated = list(out._info.get("truncated_nodes", []))
+        return out
+
+    def with_compensation(self, compensation, info, factor_only=False):
+        """A new matrix: this one plus diag(``compensation``) (a user-order vector
+        of length N, the same on every rank; arrays shared)."""
+        if factor_only:
+            raise ValueError("with_compensation: a distributed matrix has no near "
+                             "field, so there is no factored part of its own.")
+        out = self.with_info(info)
+        out.compensation = self.tree_rows(np.asarray(compensation, dtype=np.float64))
+        out._caches = _Caches()              # its norm is another
+        return out
 
     def _rows_in(self, X, what, where):
         """X as a C-contiguous (n_local, k) block (this rank's share of the tree

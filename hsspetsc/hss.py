@@ -190,8 +190,11 @@ class HSSBase:
         k = X2.shape[1]
         U = np.empty_like(X2)
         nskel = int(self.skel_ptr[-1])
-        What = np.zeros(nskel * k + 1)
-        Uhat = np.zeros(nskel * k + 1)
+        # every entry read is written first; with P ranks the buffers start at zero
+        # all the same (a halo node's rows arrive by a swap)
+        alloc = np.empty if self.size == 1 else np.zeros
+        What = alloc(nskel * k + 1)
+        Uhat = alloc(nskel * k + 1)
         off, size = self.node_off_local, self.tree.node_size
         basis = (off, size, self.rank, self.skel_ptr, self.proj_ptr, self.proj)
         up, up_seg, down, down_seg = self._passes

@@ -113,3 +113,23 @@ def test_same_seed_is_bitwise_identical(k05):
     assert np.array_equal(H1 @ x, H2 @ x)
     H3 = hsspetsc.compress(k05, leaf_size=64, tol=1e-5, seed=8)
     assert not np.array_equal(H1.perm, H3.perm)
+
+
+def test_a_missed_tol_is_reported_at_the_users_call():
+    """The warning of a missed tol names the line that called compress, refresh or
+    compress_sketch (it pointed past the user's frame before)."""
+    import warnings
+    K = hsspetsc.gallery.testsuite("K02", 1024)
+    calls = {"compress": lambda: hsspetsc.compress(K, tol=1e-5, leaf_size=32, max_rank=2),
+             "compress_sketch": lambda: hsspetsc.compress_sketch(
+                 K, samples=40, tol=1e-5, leaf_size=32, max_rank=2)}
+    for name, call in calls.items():
+        with warnings.catch_warnings(record=True) as got:
+            warnings.simplefilter("always")
+            H = call()
+            hsspetsc.refresh(H, K)
+        mine = [w for w in got if issubclass(w.category, RuntimeWarning)]
+        assert len(mine) == 2, (name, [str(w.message) for w in got])
+        assert str(mine[0].message).startswith(f"{name}: ")
+        assert str(mine[1].message).startswith("refresh: ")
+        assert all(w.filename == __file__ for w in mine), [w.filename for w in mine]
