@@ -28,17 +28,15 @@ modules above do not.
 from . import baselines, gallery, mlp
 from ._blocks import IncompressibleError
 from ._collective import CollectiveError, Comm
+from ._version import __version__
 from .accuracy import relative_error
 from .compress import compress, compress_sketch, refresh
 from .distributed import DistributedHSSMatrix, distribute
 from .factor import FactorizationError, HSSFactorization
-from .hss import HSSMatrix
-from .io import load
+from .hss import HSSMatrix, load
 from .krylov import SolveInfo, solve
 from .sources import DenseSource, EntrySource, KernelSource, Source
 from .tune import TunedParams, tune
-
-__version__ = "0.2.0"
 
 
 def validate_ranks(H, source, nodes=8, **kwargs):

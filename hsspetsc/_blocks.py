@@ -16,6 +16,7 @@ row-major in one float64 buffer at ``offsets[b]``.
 """
 import numpy as np
 
+from ._entries import fill_blocks
 from ._threads import effective_n_threads
 
 TASK_ENTRIES = 65536      # about 512 KB of output per parallel task
@@ -82,7 +83,6 @@ def fill_tasks(row_len, col_len):
 def fill_with_evaluator(ev, row_start, row_len, row_idx, col_start, col_len, col_idx,
                         offsets, out, n_threads):
     """Evaluate a block list with a nogil evaluator into ``out`` (in parallel)."""
-    from ._entries import fill_blocks
     blk, r0, r1, c0, c1 = fill_tasks(row_len, col_len)
     fill_blocks(ev, _i64(row_start), _i64(row_idx), _i64(col_start), _i64(col_len),
                 _i64(col_idx), _i64(offsets), blk, r0, r1, c0, c1, out, n_threads)

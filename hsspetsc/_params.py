@@ -43,6 +43,7 @@ eigenvalue's scale, c from 0.1 to 3). Measured, |K - H~|_2 /
 lam stays below c on the kernels of the tests; ``stats()["shift_error"]`` reports
 the estimate on every H~ built with a shift, and a miss is warned about.
 """
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -115,7 +116,6 @@ def default_memory(n=None):
     """A quarter of the machine's physical memory in bytes (1 GiB if unknown), and
     never more than twice the dense matrix (16 N^2, or 64 MiB for small N): past
     that compression has failed (full-rank nodes store their columns about twice)."""
-    import os
     try:
         mem = 0.25 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):

@@ -1,6 +1,8 @@
 """Thread counts for the OpenMP kernels, and BLAS held to one thread around them."""
 import os
 
+from threadpoolctl import ThreadpoolController, threadpool_limits
+
 from ._validation import check_int
 
 _controller = None
@@ -26,7 +28,6 @@ def blas_single_thread():
     OpenBLAS threads on top of OpenMP threads would oversubscribe the cores."""
     global _controller
     if _controller is None:
-        from threadpoolctl import ThreadpoolController
         _controller = ThreadpoolController()
     return _controller.limit(limits=1, user_api="blas")
 
@@ -50,6 +51,5 @@ def threads_per_rank(comm):
              else (os.cpu_count() or 1))
     n = max(1, cores // local_ranks)
     os.environ["OMP_NUM_THREADS"] = str(n)
-    from threadpoolctl import threadpool_limits
     _rank_limits = threadpool_limits(limits=n)
     return n, True

@@ -13,14 +13,34 @@ PETSc. Without a prefix, -ksp_* and -pc_hss_* options apply to the Newton solver
 """
 import argparse
 import os
+import signal
 import sys
+import time
 
 import numpy as np
 
+from . import compress, gallery, relative_error, tune
+from ._collective import CollectiveError, Comm
+from ._params import SPEC
+from ._threads import threads_per_rank
+from ._validation import check_float, check_int, check_writable
+from ._version import __version__
+from .mlp import MLP
+from .mlp.data import train_validation_split
+from .training.distributed import ShardedProblem
+from .training.run import (
+    FIRST_ORDER,
+    OPTIMIZER_NAMES,
+    SECOND_ORDER,
+    TIME_SPLIT,
+    Trainer,
+    choose_learning_rate,
+    run,
+    write_log,
+)
+
 
 def _parser():
-    from . import __version__
-    from ._params import SPEC
     p = argparse.ArgumentParser(prog="python -m hsspetsc", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"hsspetsc {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
@@ -217,15 +237,15 @@ def first_to_reach(records, n_levels=4):
     # from just below the start to the best final loss; the level every run reached
     # (the worst final loss) is included so the table is never empty
     # and the runner-up's final loss: who got there first, and how much sooner
-    finals = sorted(run[-1][1] for run in runs.values() if run)
+    finals = sorted(trace[-1][1] for trace in runs.values() if trace)
     levels = sorted({best + (start - best) * f for f in
                      np.geomspace(0.5, 1e-3, n_levels)} | {worst_final, finals[1]},
                     reverse=True)
     lines = ["first to reach (optimizer time):"]
     for level in levels:
         times = {}
-        for n, run in runs.items():
-            hit = [t for t, l in run if l <= level]
+        for n, trace in runs.items():
+            hit = [t for t, l in trace if l <= level]
             times[n] = hit[0] if hit else None
         reached = {n: t for n, t in times.items() if t is not None}
         if not reached:
@@ -242,7 +262,6 @@ def summary_table(records):
     """One line per optimizer: steps, final loss (and validation loss/accuracy when
     logged), data passes, time, mean CG iterations, and the time split of the
     Newton steps."""
-    from .training.run import TIME_SPLIT
     names = list(dict.fromkeys(r["optimizer"] for r in records))
     has_val = any(r.get("val_loss") is not None for r in records)
     has_acc = any(r.get("val_accuracy") is not None for r in records)
@@ -283,11 +302,8 @@ def _prefix_petsc_options(PETSc):
 
 def compress_main(args):
     """Compress, report, save and draw (no PETSc)."""
-    import time
 
-    import numpy as np
 
-    from . import compress, gallery, relative_error, tune
     if args.matrix:
         src = gallery.testsuite(args.matrix, args.n)
     elif args.npy:
@@ -346,7 +362,6 @@ _TRAIN_NUMBERS = (("n", int, 1, False), ("steps", int, 1, False),
 def _check_train_args(args):
     """Every number of the training command in its range (the library's message
     template), the layers parseable, before anything runs."""
-    from ._validation import check_float, check_int
     where = "python -m hsspetsc train"
     for name, kind, lo, lo_open in _TRAIN_NUMBERS:
         value = getattr(args, name)
@@ -386,7 +401,6 @@ def _parse_lr_grid(text, where):
 def _install_signal_handlers():
     """SIGTERM (what mpiexec sends on Ctrl-C) ends the run like Ctrl-C does: the
     log is written, then the process exits."""
-    import signal
 
     def handler(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
@@ -399,11 +413,9 @@ def train_main(args, petsc_argv):
     petsc4py.init([sys.argv[0]] + petsc_argv)
     from petsc4py import PETSc
 
-    from ._collective import CollectiveError, Comm
     comm = Comm.of(PETSc.COMM_WORLD)          # the one communicator of the command
     say = (lambda s: PETSc.Sys.Print(s))
     if comm.size > 1:
-        from ._threads import threads_per_rank
         n, chosen = threads_per_rank(comm)
         if chosen:
             say(f"threads per rank: {n} (cores // ranks on the node; set OMP_NUM_THREADS "
@@ -440,7 +452,6 @@ def train_main(args, petsc_argv):
 
 
 def _check_outputs(args, rank):
-    from ._validation import check_writable
     if rank == 0:
         check_writable(args.log, "--log")
         check_writable(args.plot, "--plot")
@@ -450,10 +461,6 @@ def _check_outputs(args, rank):
 
 
 def _train(args, comm, say, PETSc):
-    from .mlp import MLP
-    from .mlp.data import train_validation_split
-    from .training.distributed import ShardedProblem
-    from .training.run import FIRST_ORDER, OPTIMIZER_NAMES, SECOND_ORDER, Trainer, run, write_log
 
     _prefix_petsc_options(PETSc)
     n_val = int(round(args.validation * args.n))
@@ -564,7 +571,6 @@ def _train(args, comm, say, PETSc):
 def _choose_lr(name, args, make_trainer, say):
     """The learning rate of ``args.lr_grid`` with the lowest training loss after a
     trial of a tenth of the run (budget, steps or epochs; 10 steps when none)."""
-    from .training.run import choose_learning_rate
     trial = {"time_budget": None if args.time_budget is None else args.time_budget / 10,
              "max_steps": None if args.steps is None else max(1, args.steps // 10),
              "max_passes": None if args.epochs is None else args.epochs / 10}
@@ -609,7 +615,6 @@ def main(argv=None):
         if petsc_argv:
             _parser().error(f"compress takes no PETSc options: {' '.join(petsc_argv)}")
         try:
-            from ._validation import check_writable
             check_writable(args.out, "--out")
             check_writable(args.plot, "--plot")
             return compress_main(args)

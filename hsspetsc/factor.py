@@ -14,8 +14,20 @@ full matrix.
 import time
 
 import numpy as np
+from scipy.sparse.linalg import LinearOperator
 
+from . import io
 from ._blocks import exclusive_cumsum, pointers
+from ._factor import (
+    factor_level,
+    factor_root,
+    gather_B,
+    gather_T,
+    logdet_sum,
+    solve_down_level,
+    solve_root,
+    solve_up_level,
+)
 from ._threads import blas_single_thread, effective_n_threads
 from ._validation import check_float
 
@@ -39,7 +51,6 @@ class _Layout:
     """Shift-independent arrays of the factorization, built once per HSSMatrix."""
 
     def __init__(self, H, nt=1):
-        from ._factor import gather_B, gather_T
         tree = H.tree
         n_nodes = tree.n_nodes
         fl = tree.first_leaf
@@ -123,7 +134,6 @@ class HSSFactorization:
         """``diagonal``: the diagonal added to H~'s HSS part in this rank's rows of
         the tree order, in place of its compensation (the search for the
         compensation, :func:`psd_compensation`); an empty array for none."""
-        from ._factor import factor_level, factor_root, logdet_sum
         self.H = H
         self.n = H.n
         err = None
@@ -241,7 +251,6 @@ class HSSFactorization:
     def solve(self, B, n_threads=None):
         """X = (shift*I + H~)^-1 B for B laid out as for ``H @`` (one process: shape
         (N,) or (N, k), user order). Collective."""
-        from ._factor import solve_down_level, solve_root, solve_up_level
         H = self.H
         B2, finish = H._rows_in(B, "B", f"{type(self).__name__}.solve")
         k = B2.shape[1]
@@ -284,9 +293,15 @@ class HSSFactorization:
 
     def save(self, path):
         """Write the factored matrix and its shift to ``path`` (see
-        :mod:`hsspetsc.io`); ``hsspetsc.load(path)`` factors it again."""
-        from .io import save
-        return save(self, path)
+        :mod:`hsspetsc.io`); ``hsspetsc.load(path)`` factors it again. One process
+        only."""
+        return io.save(self, path)
+
+    def _archive(self):
+        if self.H.size > 1:
+            raise TypeError("save: a factorization across ranks has no file format; "
+                            "save the serial matrix of the same source instead.")
+        return self.H._archive("factorization", {"shift": np.float64(self.shift)})
 
     def logdet(self):
         """log det(shift*I + H~) = sum of 2 log diag of all Cholesky factors."""
@@ -295,7 +310,6 @@ class HSSFactorization:
     def as_linear_operator(self):
         """The inverse as a scipy LinearOperator (e.g. a preconditioner for cg); one
         process only (scipy's operators hold whole vectors)."""
-        from scipy.sparse.linalg import LinearOperator
         if self.H.size > 1:
             raise TypeError("as_linear_operator: a factorization across ranks takes "
                             "each rank's rows; use solve, or hsspetsc.petsc's HSSPC.")

@@ -29,10 +29,12 @@ import time
 
 import numpy as np
 import scipy.linalg
+from scipy.optimize import minimize
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ._validation import check_choice, check_float, check_int
+from .compress import compress
 from .kernel_ridge import (
     _validate_data,
     check_kernel_params,
@@ -66,8 +68,7 @@ class _Fit:
                     f"definite at noise = {noise:g}") from None
             self.logdet = 2.0 * float(np.sum(np.log(np.diag(self._cf[0]))))
         else:
-            import hsspetsc
-            H = hsspetsc.compress(src, shift=noise, tol=est.tol if est.tol else 0.1,
+            H = compress(src, shift=noise, tol=est.tol if est.tol else 0.1,
                                   leaf_size=min(est.leaf_size, n), seed=est.seed,
                                   n_threads=est.n_threads)
             self._F = H.factorize(shift=noise, n_threads=est.n_threads)
@@ -167,7 +168,6 @@ class GaussianProcessRegressor(RegressorMixin, BaseEstimator):
         theta = np.log([float(self.bandwidth), float(self.amplitude), float(self.noise)])
         t = time.perf_counter()
         if self.optimizer == "nelder-mead":
-            from scipy.optimize import minimize
             res = minimize(neg_lml, theta, method="Nelder-Mead",
                            options={"maxfev": int(self.max_iter), "xatol": 1e-3,
                                     "fatol": 1e-6 * max(1.0, abs(neg_lml(theta)))})

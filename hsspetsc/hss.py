@@ -11,16 +11,23 @@ index order and the figures a user looks at;
 being each rank's rows of the tree order. Construction lives in
 :mod:`hsspetsc.compress`.
 """
+import json
+import os
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.sparse.linalg import LinearOperator
 
+from . import io
 from ._blocks import pointers
 from ._collective import Comm
+from ._matvec import l2l_nodes, n2s_nodes, s2n_nodes, s2s_nodes
 from ._threads import blas_single_thread, effective_n_threads
 from ._validation import as_block, check_float, check_result
 from .factor import HSSFactorization
 from .ownership import Exchange, Ownership
+from .skeleton import Bases
+from .tree import ClusterTree
 
 
 @dataclass(frozen=True)
@@ -186,7 +193,6 @@ class HSSBase:
         at a time after swapping the children's skeleton weights, far field (S2S),
         downward pass (S2N) from the ancestors into the subtree. One kernel call per
         pass and level group (:mod:`hsspetsc._matvec`)."""
-        from ._matvec import l2l_nodes, n2s_nodes, s2n_nodes, s2s_nodes
         k = X2.shape[1]
         U = np.empty_like(X2)
         nskel = int(self.skel_ptr[-1])
@@ -369,7 +375,6 @@ class HSSMatrix(HSSBase):
 
     def as_linear_operator(self):
         """The matrix as a ``scipy.sparse.linalg.LinearOperator`` (symmetric)."""
-        from scipy.sparse.linalg import LinearOperator
         return LinearOperator(self.shape, matvec=self.matvec, rmatvec=self.matvec,
                               matmat=self.matvec, rmatmat=self.matvec, dtype=np.float64)
 
@@ -431,8 +436,30 @@ class HSSMatrix(HSSBase):
     def save(self, path):
         """Write this matrix to ``path`` (.npz, versioned, no pickle; see
         :mod:`hsspetsc.io`); ``hsspetsc.load(path)`` reads it back."""
-        from .io import save
-        return save(self, path)
+        return io.save(self, path)
+
+    def _archive(self, kind="matrix", extra=None):
+        """The arrays of this matrix's file (:mod:`hsspetsc.io`)."""
+        parts = self._parts
+        tree, bases = parts["tree"], parts["bases"]
+        arrays = {"kind": np.array(kind),
+                  "n": np.int64(tree.n), "n_levels": np.int64(tree.n_levels),
+                  "perm": tree.perm, "iperm": tree.iperm, "node_off": tree.node_off,
+                  "node_size": tree.node_size, "rank": bases.rank,
+                  "skel_ptr": bases.skel_ptr, "skel_idx": bases.skel_idx,
+                  "skel_pos": bases.skel_pos, "proj_ptr": bases.proj_ptr,
+                  "proj": bases.proj, "truncated": io.json_text(list(bases.truncated)),
+                  "params": io.json_text(self.params), "info": io.json_text(self._info)}
+        for name in ("near", "far", "couplings"):
+            b = parts[name]
+            arrays[f"{name}_pairs"] = b.pairs
+            arrays[f"{name}_offsets"] = b.offsets
+            arrays[f"{name}_data"] = b.data
+        for name in ("compensation", "factor_compensation"):
+            c = parts[name]
+            arrays[name] = np.zeros(0) if c is None else c
+        arrays.update(extra or {})
+        return arrays
 
     # ---------------------------------------------------------------- figures
     def diagonal(self):
@@ -522,3 +549,29 @@ class HSSMatrix(HSSBase):
                      f"{len(self.truncated)} node(s) capped; PSD compensation "
                      f"{s.get('compensation', 0.0):.3g}")
         return "\n".join(lines)
+
+
+def load(path, n_threads=None):
+    """Read what :func:`hsspetsc.io.save` wrote: an HSSMatrix, or an
+    HSSFactorization (factored again at its saved shift). Clear errors for a
+    missing, foreign, truncated or newer file."""
+    path = os.fspath(path)
+    a = io.read_archive(path)
+    try:
+        tree = ClusterTree(n=int(a["n"]), n_levels=int(a["n_levels"]), perm=a["perm"],
+                           iperm=a["iperm"], node_off=a["node_off"],
+                           node_size=a["node_size"])
+        bases = Bases(rank=a["rank"], skel_ptr=a["skel_ptr"], skel_idx=a["skel_idx"],
+                      skel_pos=a["skel_pos"], proj_ptr=a["proj_ptr"], proj=a["proj"],
+                      truncated=tuple(json.loads(str(a["truncated"]))))
+        blocks = {name: BlockSet(a[f"{name}_pairs"].reshape(-1, 2), a[f"{name}_offsets"],
+                                 a[f"{name}_data"]) for name in ("near", "far", "couplings")}
+        comp = {name: (a[name] if a[name].size else None)
+                for name in ("compensation", "factor_compensation")}
+        H = HSSMatrix(tree=tree, bases=bases, **blocks, **comp,
+                      params=json.loads(str(a["params"])), info=json.loads(str(a["info"])))
+    except KeyError as e:
+        raise ValueError(f"load: {path} lacks the entry {e}; it is incomplete.") from None
+    if str(a["kind"]) == "factorization":
+        return H.factorize(float(a["shift"]), n_threads=n_threads)
+    return H

@@ -16,7 +16,9 @@ pickled objects, loaded with ``allow_pickle=False``) holding every named part of
   entries; bitwise the same solve, the factorization being deterministic).
 
 All integers are little-endian int64 and all reals float64, so a file moves between
-machines. A distributed matrix (``compress(comm=...)``: each rank holds its subtree)
+machines. This module holds the format and the one atomic writer of the package;
+the matrices say what goes into a file (``_archive``) and
+:func:`hsspetsc.load` (in :mod:`hsspetsc.hss`) builds one from it. A distributed matrix (``compress(comm=...)``: each rank holds its subtree)
 has no file format yet; save the serial matrix of the same source instead.
 """
 import json
@@ -25,6 +27,9 @@ import zipfile
 import zlib
 
 import numpy as np
+
+from ._validation import check_writable
+from ._version import __version__
 
 FORMAT = "hsspetsc-hss"
 VERSION = 1
@@ -46,46 +51,27 @@ def save(obj, path):
     """Write an HSSMatrix or HSSFactorization to ``path`` (.npz added if missing);
     returns the path written. The file is written to a temporary name first and
     renamed, so an interrupted save never leaves a truncated file behind."""
-    from . import __version__
-    from .factor import HSSFactorization
-    from .hss import HSSMatrix
-    if isinstance(obj, HSSFactorization):
-        H, kind, extra = obj.H, "factorization", {"shift": np.float64(obj.shift)}
-    elif isinstance(obj, HSSMatrix):
-        H, kind, extra = obj, "matrix", {}
-    else:
+    archive = getattr(obj, "_archive", None)
+    if not callable(archive):
         raise TypeError(f"save: expected an HSSMatrix or an HSSFactorization. Got "
                         f"{type(obj).__name__}.")
     path = os.fspath(path)
     if not path.endswith(".npz"):
         path += ".npz"
-    parts = H._parts
-    tree, bases = parts["tree"], parts["bases"]
     arrays = {"format": np.array(FORMAT), "version": np.int64(VERSION),
-              "kind": np.array(kind), "library": np.array(__version__),
-              "n": np.int64(tree.n), "n_levels": np.int64(tree.n_levels),
-              "perm": tree.perm, "iperm": tree.iperm, "node_off": tree.node_off,
-              "node_size": tree.node_size, "rank": bases.rank,
-              "skel_ptr": bases.skel_ptr, "skel_idx": bases.skel_idx,
-              "skel_pos": bases.skel_pos, "proj_ptr": bases.proj_ptr,
-              "proj": bases.proj, "truncated": np.array(_json(list(bases.truncated))),
-              "params": np.array(_json(H.params)), "info": np.array(_json(H._info))}
-    for name in ("near", "far", "couplings"):
-        b = parts[name]
-        arrays[f"{name}_pairs"] = b.pairs
-        arrays[f"{name}_offsets"] = b.offsets
-        arrays[f"{name}_data"] = b.data
-    for name in ("compensation", "factor_compensation"):
-        c = parts[name]
-        arrays[name] = np.zeros(0) if c is None else c
-    arrays.update(extra)
+              "library": np.array(__version__)}
+    arrays.update(archive())
     arrays = {k: (np.ascontiguousarray(v, dtype=v.dtype.newbyteorder("<"))
                   if isinstance(v, np.ndarray) and v.dtype.kind in "if" else v)
               for k, v in arrays.items()}
-    from ._validation import check_writable
     check_writable(path, "save")
     write_npz_atomically(path, arrays)
     return path
+
+
+def json_text(obj):
+    """``obj`` (params, info) as a JSON text array for an archive."""
+    return np.array(_json(obj))
 
 
 def atomic_write(path, write):
@@ -108,13 +94,9 @@ def write_npz_atomically(path, arrays):
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
-def load(path, n_threads=None):
-    """Read what :func:`save` wrote: an HSSMatrix, or an HSSFactorization (factored
-    again at its saved shift). Clear errors for a missing, foreign, truncated or
-    newer file."""
-    from .hss import BlockSet, HSSMatrix
-    from .skeleton import Bases
-    from .tree import ClusterTree
+def read_archive(path):
+    """The arrays of a file :func:`save` wrote (a dict), after checking that it is
+    one: clear errors for a missing, foreign, truncated or newer file."""
     path = os.fspath(path)
     try:
         z = np.load(path, allow_pickle=False)
@@ -136,24 +118,6 @@ def load(path, n_threads=None):
             raise ValueError(f"load: {path} has format version {version}; this hsspetsc "
                              f"reads up to {VERSION}: upgrade hsspetsc.")
         try:
-            a = {k: z[k] for k in z.files}
+            return {k: z[k] for k in z.files}
         except _UNREADABLE as e:
             raise ValueError(f"load: {path} is truncated or damaged ({e}).") from None
-    try:
-        tree = ClusterTree(n=int(a["n"]), n_levels=int(a["n_levels"]), perm=a["perm"],
-                           iperm=a["iperm"], node_off=a["node_off"],
-                           node_size=a["node_size"])
-        bases = Bases(rank=a["rank"], skel_ptr=a["skel_ptr"], skel_idx=a["skel_idx"],
-                      skel_pos=a["skel_pos"], proj_ptr=a["proj_ptr"], proj=a["proj"],
-                      truncated=tuple(json.loads(str(a["truncated"]))))
-        blocks = {name: BlockSet(a[f"{name}_pairs"].reshape(-1, 2), a[f"{name}_offsets"],
-                                 a[f"{name}_data"]) for name in ("near", "far", "couplings")}
-        comp = {name: (a[name] if a[name].size else None)
-                for name in ("compensation", "factor_compensation")}
-        H = HSSMatrix(tree=tree, bases=bases, **blocks, **comp,
-                      params=json.loads(str(a["params"])), info=json.loads(str(a["info"])))
-    except KeyError as e:
-        raise ValueError(f"load: {path} lacks the entry {e}; it is incomplete.") from None
-    if str(a["kind"]) == "factorization":
-        return H.factorize(float(a["shift"]), n_threads=n_threads)
-    return H

@@ -34,11 +34,13 @@ import time
 import warnings
 
 import numpy as np
+import scipy.linalg
 
 from ._blocks import IncompressibleError
 from ._params import default_memory
 from ._threads import effective_n_threads
 from ._validation import as_float_array, check_choice, check_float, check_int
+from .compress import compress
 from .sources import DenseSource, as_source
 
 METHODS = ("auto", "dense", "hss", "pcg")
@@ -148,7 +150,6 @@ def _check_inputs(source, y, shift, tol, method, where):
 
 
 def _dense_solve(src, Y, shift, memory, times):
-    import scipy.linalg
     n = src.n
     if 8.0 * n ** 2 > memory:
         raise MemoryError(f"solve(method='dense'): the dense matrix needs "
@@ -244,7 +245,6 @@ def solve(source, y, shift, tol=1e-6, method="auto", precond_tol=None, max_iter=
         X = _dense_solve(src, Y2, shift, memory, times)
         _residual(info, src, shift, X, Y2, check_rows, seed, times)
         return (X[:, 0] if vec else X), info
-    import hsspetsc
     c = precond_tol if precond_tol is not None else (0.5 if method == "hss" else 3.0)
     op, csrc = None, src
     if method == "pcg":
@@ -261,7 +261,7 @@ def solve(source, y, shift, tol=1e-6, method="auto", precond_tol=None, max_iter=
             # the preconditioner may miss its share: CG makes up for it
             if method == "pcg":
                 warnings.simplefilter("ignore", RuntimeWarning)
-            H = hsspetsc.compress(csrc, shift=shift, tol=c, seed=seed, n_threads=nt,
+            H = compress(csrc, shift=shift, tol=c, seed=seed, n_threads=nt,
                                   verbose=verbose, **compress_options)
     except IncompressibleError as e:
         if 8.0 * n ** 2 > memory:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._blocks import chunks
+from ._build import merge_leaf_neighbors
 from .tree import PHASE_ANN, PHASE_CHECK, build_tree, phase_key
 
 CHUNK_BYTES = 256 * 2 ** 20      # distances held at once by the leaf search
@@ -45,7 +46,6 @@ def approximate_neighbors(n, metric, k, leaf_size, seed=0, target_recall=0.8,
     bit; the other rows stay incomplete. The recall is then measured on the sampled
     indices in ``mine`` and summed over the callers by ``total`` (a callable
     summing a float array over the ranks), so every rank stops alike."""
-    from ._build import merge_leaf_neighbors
     k = min(k, n - 1)
     idx = np.full((n, k), -1, dtype=np.int64)
     dist = np.full((n, k), np.inf)

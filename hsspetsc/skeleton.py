@@ -22,6 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._blocks import chunks, exclusive_cumsum, pointers, ranges
+from ._build import column_ids, node_keys, sample_rows
 from ._params import shift_thresholds
 from .tree import PHASE_ROWS, level_leaf_range, phase_key
 
@@ -177,7 +178,6 @@ class LevelSampler:
     def ids(self, lev, nodes, cols_ptr, cols_idx, cap):
         """LevelIDs of ``nodes`` (of level ``lev``), whose columns are
         ``cols_idx[cols_ptr[t]:cols_ptr[t+1]]``, ranks capped at ``cap``."""
-        from ._build import column_ids, node_keys, sample_rows
         tree, reader, n = self.tree, self.reader, self.tree.n
         nn = nodes.size
         ncols = np.diff(cols_ptr)

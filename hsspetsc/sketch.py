@@ -28,6 +28,7 @@ from ._blocks import exclusive_cumsum
 from ._params import shift_thresholds
 
 OVERSAMPLING = 10       # a rank above samples - 10 is not certified by the sketch
+from ._build import sketch_ids
 from .skeleton import LevelIDs, assemble_bases, check_alloc
 
 
@@ -56,7 +57,6 @@ def sketch_level(lev, leaf, Yt, Ot, s, node_lo, blk, blk_off, ncols, rank_l, ran
     2t and 2t+1 of node t. ``shift``, ``levels``: shift-aware thresholds
     (:func:`hsspetsc._params.shift_thresholds`). Returns (LevelIDs, Yh, Oh, offsets)
     of the level."""
-    from ._build import sketch_ids
     nn = ncols.size
     cap = np.minimum(np.minimum(ncols, s), max_rank).astype(np.int64)
     pos_off, proj_off = exclusive_cumsum(cap), exclusive_cumsum(cap * ncols)

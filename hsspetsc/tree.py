@@ -19,7 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._blocks import BlockReader, pointers
+from ._blocks import BlockReader, pointers, ranges
+from ._build import node_keys, pick_columns, reorder_level, row_sum_argmax, to_distance
+from ._kernels import KernelEvaluator
 from ._threads import effective_n_threads
 
 DISTANCES = ("angle", "kernel", "geometric")
@@ -51,7 +53,6 @@ class Metric:
         self.diag = np.ascontiguousarray(diag, dtype=np.float64)
         self.n = source.n
         if kind == "geometric":
-            from ._kernels import KernelEvaluator
             pts = np.ascontiguousarray(source.points, dtype=np.float64)
             ev = KernelEvaluator(pts, SQDIST, 1.0, 0.0, 1.0, np.zeros(0))
             self.reader = BlockReader(evaluator=ev, n_threads=n_threads)
@@ -64,7 +65,6 @@ class Metric:
         data, off = self.reader.read(row_start, row_len, row_idx, col_start, col_len,
                                      col_idx)
         if self.kind != "geometric" and data.size:
-            from ._build import to_distance
             to_distance(data, off, _i64(row_start), _i64(row_len), _i64(row_idx),
                         _i64(col_start), _i64(col_len), _i64(col_idx), self.diag,
                         0 if self.kind == "angle" else 1, self.n_threads)
@@ -168,7 +168,6 @@ def build_tree(n, metric, leaf_size, seed=0, n_samples=8, randomized=False, key=
     ``nodes_at(level)``: split only these nodes of each level (a rank of a
     distributed construction: its ancestors and its subtree); ``perm`` is then final
     on their ranges only, and equal there to the full tree's."""
-    from ._build import node_keys, pick_columns, reorder_level, row_sum_argmax
     n_levels = tree_depth(n, leaf_size)
     off, size = tree_layout(n, n_levels)
     perm = np.arange(n, dtype=np.int64)
@@ -187,7 +186,6 @@ def build_tree(n, metric, leaf_size, seed=0, n_samples=8, randomized=False, key=
             kernels read them; a whole level already is."""
             if nodes_at is None:
                 return x
-            from ._blocks import ranges
             full = np.zeros(n)
             full[ranges(lo, sz)] = x
             return full

@@ -191,3 +191,89 @@ def test_one_writer_and_one_offset_helper_in_the_package():
                        for _ in re.findall(pat, text)]
     assert replace == [os.path.join("hsspetsc", "io.py")]
     assert cumsum == [], cumsum
+
+
+# dependencies a module may import inside a function (they may be missing); an
+# hsspetsc module that needs one of them at import time may be imported there too
+OPTIONAL = {"mpi4py", "petsc4py", "slepc4py", "matplotlib", "sklearn", "torch"}
+
+
+def _package_imports():
+    """{module: ([targets at module level], [(line, target) in function bodies])}
+    for every .py module of hsspetsc; a target is a module name (``from m import
+    x`` gives m.x when that is a module of the package, else m)."""
+    import ast
+    pkg = os.path.join(ROOT, "hsspetsc")
+    paths, is_pkg = {}, {}
+    for dirpath, _, files in os.walk(pkg):
+        for name in files:
+            if name.endswith((".py", ".pyx")):
+                rel = os.path.relpath(os.path.join(dirpath, name), ROOT)
+                mod = rel.rsplit(".", 1)[0].replace(os.sep, ".")
+                init = mod.endswith(".__init__")
+                mod = mod[:-len(".__init__")] if init else mod
+                is_pkg[mod] = init
+                if name.endswith(".py"):
+                    paths[mod] = os.path.join(dirpath, name)
+    out = {}
+    for mod, path in paths.items():
+        tree = ast.parse(open(path).read())
+        in_body = {id(sub) for node in ast.walk(tree)
+                   if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+                   for sub in ast.walk(node)}
+        top, body = [], []
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = mod.split(".") if is_pkg[mod] else mod.split(".")[:-1]
+                    parts = parts[:len(parts) - node.level + 1]
+                    base = ".".join(parts + ([node.module] if node.module else []))
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in is_pkg else base
+                           for a in node.names]
+            else:
+                continue
+            if id(node) in in_body:
+                body += [(node.lineno, t) for t in targets]
+            else:
+                top += targets
+        out[mod] = (sorted(set(top)), body)
+    return out
+
+
+def test_imports_run_one_way():
+    """No import inside a function body but of an optional dependency (or of a
+    module of ours that needs one), and no circle among the package's modules: a
+    reader sees every dependency at the top of a file, and they run one way."""
+    imports = _package_imports()
+
+    def needs_optional(mod, seen):
+        if mod in seen or mod not in imports:
+            return False
+        seen.add(mod)
+        return any(t.split(".")[0] in OPTIONAL or needs_optional(t, seen)
+                   for t in imports[mod][0])
+
+    hidden = [(mod, line, t) for mod, (_, body) in imports.items() for line, t in body
+              if t.split(".")[0] not in OPTIONAL and not needs_optional(t, set())]
+    assert hidden == [], hidden
+    # a circle is a module that reaches itself along module-level imports
+    graph = {m: [t for t in top if t in imports and t != m]
+             for m, (top, _) in imports.items()}
+    circles = []
+    state = {}
+
+    def visit(m, path):
+        state[m] = "open"
+        for t in graph[m]:
+            if state.get(t) == "open":
+                circles.append(path[path.index(t):] + [t])
+            elif t not in state:
+                visit(t, path + [t])
+        state[m] = "done"
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+    assert circles == [], circles

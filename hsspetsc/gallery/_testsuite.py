@@ -24,6 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from .._kernels import kernel_offdiag_rowsum
 from .._threads import effective_n_threads
 from .._validation import check_choice, check_int
 from ..io import atomic_write
@@ -250,7 +251,6 @@ def _kernel_testsuite(name, N, seed, use_cache, n_threads):
         z = np.load(path)
         diag, scale = z["diag"], float(z["scale"])
     else:
-        from .._kernels import kernel_offdiag_rowsum
         nt = effective_n_threads(n_threads)
         rowsum = np.empty(N)
         kernel_offdiag_rowsum(X, {"gaussian": 0, "imq": 3, "polynomial": 4,

@@ -16,10 +16,12 @@ G_i = I (MSE) or diag(p_i) - p_i p_i^T (softmax cross-entropy).
 It is a :class:`hsspetsc.Source`, so ``hsspetsc.compress(GaussNewton(...))`` works.
 """
 import numpy as np
+from scipy.sparse.linalg import LinearOperator
 
 from .._blocks import exclusive_cumsum
+from .._gn import GNEvaluator
 from .._validation import as_float_array, check_finite, check_float, check_int
-from ..sources import Source
+from ..sources import Source, evaluate_block
 from .model import act_deriv, softmax
 
 
@@ -191,13 +193,11 @@ class GaussNewton(Source):
         return self._gn_evaluator()
 
     def _gn_evaluator(self):
-        from .._gn import GNEvaluator
         return GNEvaluator(self._layer, self._pidx, self._qidx, self._Xbuf, self._xoff,
                            self._Gbuf, self._goff, self._outs, self._m,
                            self.model.n_layers, self.diag_last, 1.0 / self._m, self.damping)
 
     def _block(self, I, J):
-        from ..sources import evaluate_block
         return evaluate_block(self._gn_evaluator(), I, J, self.n_threads)
 
     def diagonal(self):
@@ -315,7 +315,6 @@ class GaussNewton(Source):
         return self.matvec(V) if V.ndim == 1 else self.matmat(V)
 
     def as_linear_operator(self):
-        from scipy.sparse.linalg import LinearOperator
         return LinearOperator((self.n, self.n), matvec=self.matvec, rmatvec=self.matvec,
                               matmat=self.matmat, dtype=np.float64)
 

@@ -1,6 +1,8 @@
 """PETSc side of the collective protocol (:mod:`hsspetsc._collective`): run a
 step on every rank of a PETSc communicator, and release PETSc handles cleanly."""
+import atexit
 import functools
+import gc
 
 from petsc4py import PETSc
 
@@ -50,7 +52,6 @@ def register_exit_cleanup():
     global _CLEANUP_REGISTERED
     if _CLEANUP_REGISTERED:
         return
-    import atexit
     atexit.register(_destroy_live_handles)
     _CLEANUP_REGISTERED = True
 
@@ -73,7 +74,6 @@ def _ours(obj, HSSPC, HSSMatContext):
 
 
 def _destroy_live_handles():
-    import gc
 
     from ._mat import HSSMatContext
     from ._pc import HSSPC

@@ -20,6 +20,8 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from .._blocks import fill_with_evaluator
+from .._entries import DenseEvaluator, SubsetEvaluator
+from .._kernels import GEMM_MIN_DIM, KernelEvaluator, kernel_from_gram_lower
 from .._threads import effective_n_threads
 from .._validation import (
     as_float_array,
@@ -147,7 +149,6 @@ class DenseSource(Source):
     def evaluator(self):
         if not _own_block(self, DenseSource):
             return None
-        from .._entries import DenseEvaluator
         return DenseEvaluator(self.A)
 
     def matmat(self, V):
@@ -281,7 +282,6 @@ class KernelSource(Source):
         self._diag = np.ascontiguousarray(diag, dtype=np.float64)
 
     def _eval(self, I, J, diag):
-        from .._kernels import KernelEvaluator
         ev = KernelEvaluator(self.points, self._code, self.bandwidth, self.param,
                              1.0 if diag is None else self.scale,
                              np.zeros(0) if diag is None else diag, self._sq)
@@ -294,7 +294,6 @@ class KernelSource(Source):
     def evaluator(self):
         if not _own_block(self, KernelSource):
             return None
-        from .._kernels import KernelEvaluator
         return KernelEvaluator(self.points, self._code, self.bandwidth, self.param,
                                self.scale, self._diag, self._sq)
 
@@ -307,7 +306,6 @@ class KernelSource(Source):
         triangle only, by GEMM tiles of GRAM_TILE rows (fixed: the values do not
         depend on the thread count), the kernel applied and mirrored in place --
         about half the work of reading every entry."""
-        from .._kernels import GEMM_MIN_DIM, kernel_from_gram_lower
         if self.points.shape[1] < GEMM_MIN_DIM or not _own_block(self, KernelSource):
             return super().to_dense(max_n)
         if self.n > max_n:
@@ -373,7 +371,6 @@ class SubsetSource(Source):
         ev = self.inner.evaluator()
         if ev is None:
             return None
-        from .._entries import SubsetEvaluator
         return SubsetEvaluator(ev, self.S)
 
     def diagonal(self):

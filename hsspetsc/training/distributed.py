@@ -5,6 +5,8 @@ each rank sums over its shard and the sums are combined by a reduce to rank 0 an
 broadcast, so every rank holds bitwise the same numbers (an allreduce may associate
 differently on different ranks). With one rank nothing is communicated.
 """
+import hashlib
+
 import numpy as np
 
 from .._blocks import exclusive_cumsum, fill_with_evaluator
@@ -18,7 +20,6 @@ from ..sources import Source
 def _digest(model, X, Y):
     """A checksum of what every rank must hold the same: the widths, activations,
     loss, parameters and data."""
-    import hashlib
     h = hashlib.sha256()
     h.update(repr((list(model.widths), list(model.activations), model.loss_name)).encode())
     for a in (model.params, X, Y):

@@ -46,6 +46,7 @@ import warnings
 import numpy as np
 from petsc4py import PETSc
 
+from .._validation import check_float, check_int
 from ..compress import refresh
 from ..petsc import HSSProvider, compress_with_options, release_refs
 from ..tree import tree_depth
@@ -320,7 +321,6 @@ class NewtonKrylov:
                  batch_size=None, batch_growth=1.0, cg_batch=None, cg_warm_start=0.0,
                  cg_backtrack=False, hss_shift_aware=None, memory_limit=None,
                  cg_stop="forcing"):
-        from .._validation import check_float, check_int
         where = "NewtonKrylov"
         if precond not in PRECONDITIONERS:
             raise ValueError(f"The 'precond' parameter must be one of "

@@ -14,6 +14,7 @@ import numpy as np
 from petsc4py import PETSc
 
 from .._blocks import exclusive_cumsum
+from ..baselines import KFAC
 from ..petsc import release_refs
 
 
@@ -63,7 +64,6 @@ def kfac_factors(gn):
     """Per layer (A_l, G_l) of the Gauss-Newton matrix ``gn`` (a DistributedGN or a
     GaussNewton): means over the curvature samples of every rank (one reduction; a
     rank without samples contributes zeros)."""
-    from ..baselines import KFAC
     local = getattr(gn, "local", gn)
     problem = getattr(gn, "problem", None)
     model = gn.model if problem is None else problem.model

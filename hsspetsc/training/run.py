@@ -14,6 +14,7 @@ import numpy as np
 from .._validation import check_float
 from ..io import atomic_write, write_npz_atomically
 from ..mlp.optimizers import make_optimizer
+from .lbfgs import LBFGS
 
 CHECKPOINT_FORMAT = "hsspetsc-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -96,7 +97,6 @@ class Trainer:
             Xv, Yv = problem.model.check_data(*validation, where="Trainer validation")
             self.validation = (Xv, Yv)
         if optimizer in QUASI_NEWTON:
-            from .lbfgs import LBFGS
             self.nk = LBFGS(problem)
         elif optimizer in SECOND_ORDER:
             from .newton import NewtonKrylov
