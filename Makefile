@@ -5,7 +5,7 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 SETUP   := $(VENV)/.setup-stamp
 BUILD   := $(VENV)/.build-stamp
-PYX     := $(wildcard hsspetsc/*.pyx hsspetsc/*.pxd)
+PYX     := $(wildcard hsspetsc/kernels/*.pyx hsspetsc/kernels/*.pxd)
 
 # OpenMPI as root, more ranks than cores, no core binding (it would silently turn
 # prange into one thread); ranks x threads <= cores.

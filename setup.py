@@ -14,9 +14,10 @@ flags = ["-O3", "-fopenmp"] if openmp else ["-O3"]
 link = ["-fopenmp"] if openmp else []
 
 extensions = [
-    Extension(f"hsspetsc.{name}", [f"hsspetsc/{name}.pyx"],
+    Extension(f"hsspetsc.kernels.{name}", [f"hsspetsc/kernels/{name}.pyx"],
               extra_compile_args=flags, extra_link_args=link)
-    for name in ("_entries", "_kernels", "_matvec", "_factor", "_gn", "_build")
+    for name in ("entries", "kernel_matrix", "matvec", "factor", "gauss_newton",
+                 "compression")
 ]
 
 setup(

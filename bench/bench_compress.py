@@ -24,7 +24,7 @@ import numpy as np
 from _results import write_results
 
 import hsspetsc
-from hsspetsc._timing import median_time
+from hsspetsc.util.timing import median_time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # construction alone, like for like with the figures: the rank cap of the

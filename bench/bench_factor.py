@@ -22,7 +22,7 @@ import scipy.linalg as sla
 from _results import write_results
 
 import hsspetsc
-from hsspetsc._timing import median_time
+from hsspetsc.util.timing import median_time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -11,15 +11,18 @@ the test suite, N = 16384, tol 1e-6; gauss3d, the Gaussian kernel with h = 0.2 o
 65536 uniform points in the unit cube, tol 1e-5, max_rank 128) and each layout (one
 process with 2 threads; ``mpiexec -n 2`` with one thread per rank), a fresh process
 per tree compresses the matrix (the defaults otherwise, PSD compensation included)
-and times a matvec and a solve with 16 right-hand sides (median of 5) and the
-factorization at shift 1e-4 x max diagonal (median of 3); with 2 ranks each figure
+and times a matvec and a solve with 16 right-hand sides (median of 15) and the
+factorization at shift 1e-4 x max diagonal (median of 7); with 2 ranks each figure
 is the slowest rank's. The two trees alternate, ``--rounds`` times; the table
 gives the medians over the rounds and the ratio after / before. Also: the lines of
-code below hsspetsc/ in each tree. Writes bench_structure.json next to this file.
+code below hsspetsc/ in each tree and, where the ``duplicates`` tool is installed,
+the pairs of places it finds repeated there. Writes bench_structure.json next to
+this file.
 """
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -81,9 +84,9 @@ def worker(case, n, distributed):
     shift = 1e-4 * H.max_diagonal()
     F = H.factorize(shift)
     out = {"case": case, "N": n, "ranks": size, "compress": t_compress,
-           "matvec": timed(lambda: H.matvec(W), 5),
-           "factor": timed(lambda: H.factorize(shift), 3),
-           "solve": timed(lambda: F.solve(W), 5)}
+           "matvec": timed(lambda: H.matvec(W), 15),
+           "factor": timed(lambda: H.factorize(shift), 7),
+           "solve": timed(lambda: F.solve(W), 15)}
     if comm is None or comm.Get_rank() == 0:
         print("RESULT " + json.dumps(out), flush=True)
 
@@ -112,6 +115,20 @@ def lines_of_code(tree):
                 with open(os.path.join(folder, f)) as fh:
                     total += sum(1 for _ in fh)
     return total
+
+
+def duplicate_pairs(tree):
+    """The pairs of repeated places ``duplicates`` finds below hsspetsc/ (None
+    without the tool)."""
+    tool = shutil.which("duplicates")
+    if tool is None:
+        return None
+    p = subprocess.run([tool, "--repo", os.path.join(tree, "hsspetsc"), "--seconds", "120"],
+                       capture_output=True, text=True)
+    first = (p.stdout.splitlines() or [""])[0]
+    if first.startswith("no duplicates"):
+        return 0
+    return int(first.split()[0]) if first.split() and first.split()[0].isdigit() else None
 
 
 def main():
@@ -151,11 +168,13 @@ def main():
                 f"{op} {row[op]['before']:.4g}/{row[op]['after']:.4g} s "
                 f"({row[op]['ratio']:.3f})" for op in OPS), flush=True)
     loc = {name: lines_of_code(t) for name, t in trees.items()}
+    dups = {name: duplicate_pairs(t) for name, t in trees.items()}
     rev = subprocess.run(["git", "-C", trees["before"], "rev-parse", "--short", "HEAD"],
                          capture_output=True, text=True).stdout.strip()
     head = subprocess.run(["git", "-C", trees["after"], "rev-parse", "--short", "HEAD"],
                           capture_output=True, text=True).stdout.strip()
-    print(f"\nlines of code below hsspetsc/: before {loc['before']}, after {loc['after']}")
+    print(f"\nlines of code below hsspetsc/: before {loc['before']}, after {loc['after']}; "
+          f"duplicates pairs: before {dups['before']}, after {dups['after']}")
     print("| case | N | ranks | " + " | ".join(f"{op} before / after (s) | ratio"
                                                 for op in OPS) + " |")
     print("|---|---|---|" + "---|---|" * len(OPS))
@@ -166,7 +185,7 @@ def main():
     with open(a.out, "w") as f:
         json.dump({"command": " ".join(["python"] + sys.argv), "before": rev,
                    "after": head, "rounds": a.rounds, "rows": results,
-                   "lines_of_code": loc}, f, indent=1)
+                   "lines_of_code": loc, "duplicate_pairs": dups}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -607,6 +607,26 @@ def demo_practice_section(d):
     return out
 
 
+def layout_section(d):
+    ops = ("compress", "matvec", "factor", "solve")
+    out = ["## One matrix class: before and after (`bench/bench_structure.py`)", "",
+           f"Command: `{d['command']}` (before: {d['before']}, after: {d['after']}; "
+           f"{d['rounds']} rounds, the two trees alternating, a fresh process each).",
+           "Seconds, medians over the rounds; ratio = after / before. One process: 2",
+           "threads; 2 ranks: one thread each, the slowest rank's time.", "",
+           "| case | N | ranks | " + " | ".join(f"{op} before / after | ratio" for op in ops)
+           + " |", "|---|---|---|" + "---|---|" * len(ops)]
+    for r in d["rows"]:
+        out.append(f"| {r['case']} | {r['N']} | {r['ranks']} | " + " | ".join(
+            f"{r[op]['before']:.4g} / {r[op]['after']:.4g} | {r[op]['ratio']:.3f}"
+            for op in ops) + " |")
+    loc, dup = d["lines_of_code"], d.get("duplicate_pairs") or {}
+    out += ["", f"Lines of code below hsspetsc/ (.py, .pyx, .pxd): {loc['before']} before, "
+            f"{loc['after']} after. Pairs of repeated places (`duplicates`, six or more "
+            f"lines): {dup.get('before', '–')} before, {dup.get('after', '–')} after.", ""]
+    return out
+
+
 def main():
     lines = ["# Benchmark results", "",
              "Machine: 2 cores, OpenBLAS 0.3.21 (Debian 12), `OMP_NUM_THREADS=2`. Every",
@@ -626,7 +646,8 @@ def main():
                           ("bench_demo_practice.json", demo_practice_section),
                           ("bench_scaling.json", scaling_section),
                           ("bench_krr.json", krr_section),
-                          ("bench_memory.json", memory_section)):
+                          ("bench_memory.json", memory_section),
+                          ("bench_structure.json", layout_section)):
         d = load(name)
         if d is not None:
             lines += section(d)

@@ -11,7 +11,7 @@ import time
 import numpy as np
 
 import hsspetsc
-from hsspetsc._timing import median_time
+from hsspetsc.util.timing import median_time
 
 
 def show(title, name, src, **kw):

@@ -26,17 +26,17 @@ in ``hsspetsc.training`` / ``python -m hsspetsc train``; both import petsc4py, t
 modules above do not.
 """
 from . import baselines, gallery, mlp
-from ._blocks import IncompressibleError
-from ._collective import CollectiveError, Comm
-from ._version import __version__
-from .accuracy import relative_error
-from .compress import compress, compress_sketch, refresh
-from .distributed import DistributedHSSMatrix, distribute
-from .factor import FactorizationError, HSSFactorization
-from .hss import HSSMatrix, load
+from .compression.compress import compress, compress_sketch, refresh
+from .compression.tune import TunedParams, tune
 from .krylov import SolveInfo, solve
+from .matrix.accuracy import relative_error
+from .matrix.distributed import DistributedHSSMatrix, distribute
+from .matrix.factor import FactorizationError, HSSFactorization
+from .matrix.hss import HSSMatrix, load
+from .mpi.comm import CollectiveError, Comm
 from .sources import DenseSource, EntrySource, KernelSource, Source
-from .tune import TunedParams, tune
+from .util.blocks import IncompressibleError
+from .version import __version__
 
 
 def validate_ranks(H, source, nodes=8, **kwargs):

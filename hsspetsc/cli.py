@@ -20,13 +20,10 @@ import time
 import numpy as np
 
 from . import compress, gallery, relative_error, tune
-from ._collective import CollectiveError, Comm
-from ._params import SPEC
-from ._threads import threads_per_rank
-from ._validation import check_float, check_int, check_writable
-from ._version import __version__
+from .compression.params import SPEC
 from .mlp import MLP
 from .mlp.data import train_validation_split
+from .mpi.comm import CollectiveError, Comm
 from .training.distributed import ShardedProblem
 from .training.run import (
     FIRST_ORDER,
@@ -38,6 +35,9 @@ from .training.run import (
     run,
     write_log,
 )
+from .util.threads import threads_per_rank
+from .util.validation import check_float, check_int, check_writable
+from .version import __version__
 
 
 def _parser():

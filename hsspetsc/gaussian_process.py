@@ -33,8 +33,7 @@ from scipy.optimize import minimize
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ._validation import check_choice, check_float, check_int
-from .compress import compress
+from .compression.compress import compress
 from .kernel_ridge import (
     _validate_data,
     check_kernel_params,
@@ -42,6 +41,7 @@ from .kernel_ridge import (
     predict_chunks,
 )
 from .sources import KernelSource
+from .util.validation import check_choice, check_float, check_int
 
 
 class _Fit:

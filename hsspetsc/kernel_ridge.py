@@ -24,9 +24,9 @@ except ImportError:                    # older: the estimator's own method
     def _validate_data(est, *args, **kwargs):
         return est._validate_data(*args, **kwargs)
 
-from ._validation import check_choice, check_float, check_int
 from .krylov import METHODS, solve
 from .sources import KernelSource
+from .util.validation import check_choice, check_float, check_int
 
 KERNELS = ("gaussian", "laplace", "matern32", "imq")
 CROSS_CHUNK_BYTES = 128 * 2 ** 20

@@ -36,12 +36,12 @@ import warnings
 import numpy as np
 import scipy.linalg
 
-from ._blocks import IncompressibleError
-from ._params import default_memory
-from ._threads import effective_n_threads
-from ._validation import as_float_array, check_choice, check_float, check_int
-from .compress import compress
+from .compression.compress import compress
+from .compression.params import default_memory
 from .sources import DenseSource, as_source
+from .util.blocks import IncompressibleError
+from .util.threads import effective_n_threads
+from .util.validation import as_float_array, check_choice, check_float, check_int
 
 METHODS = ("auto", "dense", "hss", "pcg")
 DENSE_BELOW = 4096          # "auto": the dense Cholesky up to this order

@@ -5,7 +5,10 @@ import scipy.linalg as sla
 from helpers import assert_close
 
 import hsspetsc
-from hsspetsc._blocks import (
+from hsspetsc.compression.interactions import build_interactions
+from hsspetsc.compression.neighbors import approximate_neighbors
+from hsspetsc.compression.tree import Metric, build_tree, level_leaf_range
+from hsspetsc.util.blocks import (
     COL_TILE,
     TASK_ENTRIES,
     BlockReader,
@@ -13,9 +16,6 @@ from hsspetsc._blocks import (
     fill_tasks,
     ranges,
 )
-from hsspetsc.interactions import build_interactions
-from hsspetsc.neighbors import approximate_neighbors
-from hsspetsc.tree import Metric, build_tree, level_leaf_range
 
 
 def _stored(H):
@@ -115,7 +115,7 @@ def _reference_column_id(B, tol, max_rank, atol=None):
 @pytest.mark.parametrize("m,n,rank,max_rank", [(200, 40, 12, 64), (30, 50, 20, 64),
                                                (120, 60, 60, 25)])
 def test_column_id_kernel_agrees_with_the_numpy_oracle(m, n, rank, max_rank, absolute):
-    from hsspetsc._build import column_ids
+    from hsspetsc.kernels.compression import column_ids
     rng = np.random.default_rng(0)
     blocks = [rng.standard_normal((m, rank)) @ (rng.standard_normal((rank, n))
                                                 * np.logspace(0, -12, n))
@@ -153,7 +153,7 @@ def test_column_id_kernel_agrees_with_the_numpy_oracle(m, n, rank, max_rank, abs
 
 
 def test_sampled_rows_avoid_the_node_and_its_near_leaves():
-    from hsspetsc._build import node_keys, sample_rows
+    from hsspetsc.kernels.compression import node_keys, sample_rows
     X = np.random.default_rng(4).random((700, 2))
     src = hsspetsc.gallery.kernel_matrix(X, "gaussian", bandwidth=0.1)
     metric = Metric(src, "angle", src.diagonal())
@@ -174,7 +174,7 @@ def test_sampled_rows_avoid_the_node_and_its_near_leaves():
     cnt = np.empty(nodes.size, np.int64)
     mark = np.zeros((2, 700), np.int8)
     off = np.arange(nodes.size, dtype=np.int64) * 60
-    from hsspetsc.skeleton import _allowed_rows
+    from hsspetsc.compression.skeleton import _allowed_rows
     n_allowed = _allowed_rows(near, np.diff(tree.leaf_bounds()), llo, lhi, 700)
     sample_rows(lo, hi, llo, lhi, cols_ptr, tree.perm, n_rows, n_allowed, keys, tree.perm,
                 tree.iperm, tree.leaf_bounds(), near.indptr.astype(np.int64),

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 import hsspetsc
-from hsspetsc.distributed import DistributedHSSMatrix, Ownership, distribute
-from hsspetsc.neighbors import approximate_neighbors
-from hsspetsc.tree import Metric, build_tree, tree_layout
+from hsspetsc.compression.neighbors import approximate_neighbors
+from hsspetsc.compression.tree import Metric, build_tree, tree_layout
+from hsspetsc.matrix.distributed import DistributedHSSMatrix, Ownership, distribute
 
 
 @pytest.mark.parametrize("P", [1, 2, 3, 4, 5, 7, 8])
@@ -97,8 +97,8 @@ def test_serial_matrix_is_the_one_rank_case_bit_for_bit():
 def test_tree_of_one_rank_equals_the_full_tree_on_its_range(P):
     """A rank splits its ancestors and its subtree only: its range of the order is
     the full tree's, bit for bit."""
-    from hsspetsc._dist_build import _level_nodes
-    from hsspetsc.tree import tree_depth
+    from hsspetsc.compression.distributed import _level_nodes
+    from hsspetsc.compression.tree import tree_depth
     X = np.random.default_rng(7).standard_normal((2400, 3))
     src = hsspetsc.gallery.kernel_matrix(X, "gaussian", bandwidth=0.8)
     m = Metric(src, "angle", src.diagonal())

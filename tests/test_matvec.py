@@ -5,7 +5,7 @@ from helpers import assert_close
 from scipy.sparse.linalg import LinearOperator
 
 import hsspetsc
-from hsspetsc._reference import reference_matvec
+from hsspetsc.matrix.reference import reference_matvec
 
 
 @pytest.fixture(scope="module", params=[0.0, 0.08])

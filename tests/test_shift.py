@@ -105,7 +105,7 @@ def test_shift_survives_save_load_and_refresh(tmp_path):
     src = _points("gauss8d", 1024)
     lam = 0.05
     H = hsspetsc.compress(src, shift=lam)
-    path = hsspetsc.io.save(H, tmp_path / "h")
+    path = hsspetsc.matrix.io.save(H, tmp_path / "h")
     H2 = hsspetsc.load(path)
     assert H2.params["shift"] == lam
     H3 = hsspetsc.refresh(H, src)

@@ -120,7 +120,7 @@ def test_formed_operator_is_evaluated_once(system):
 
 
 def test_pcg_fallback_uses_the_formed_matrix(system, monkeypatch):
-    monkeypatch.setattr(sys.modules["hsspetsc.compress"], "WORK_FLOOR", 0.0)
+    monkeypatch.setattr(sys.modules["hsspetsc.compression.compress"], "WORK_FLOOR", 0.0)
     src, K, lam, Y, X = system
     counted = _CountingKernel(src.points, "gaussian", 2.0)
     _CountingKernel.read = 0
@@ -154,7 +154,7 @@ def test_dense_array_source(system):
 
 
 def test_incompressible_falls_back_to_dense(system, monkeypatch):
-    monkeypatch.setattr(sys.modules["hsspetsc.compress"], "WORK_FLOOR", 0.0)
+    monkeypatch.setattr(sys.modules["hsspetsc.compression.compress"], "WORK_FLOOR", 0.0)
     src, K, lam, Y, X = system
     with pytest.warns(RuntimeWarning, match="dense matrix instead"):
         x, info = hsspetsc.solve(src, Y, lam * 1e-6, method="hss", precond_tol=0.01,

@@ -14,7 +14,7 @@ import json, os
 import numpy as np
 from mpi4py import MPI
 from threadpoolctl import threadpool_info
-from hsspetsc._threads import effective_n_threads
+from hsspetsc.util.threads import effective_n_threads
 from hsspetsc.mlp import MLP
 from hsspetsc.training import ShardedProblem
 X = np.random.default_rng(0).standard_normal((20, 4))

@@ -69,7 +69,7 @@ def test_load_refuses_what_it_cannot_read(tmp_path, k02):
     with pytest.raises(ValueError):
         hsspetsc.load(tmp_path / "cut.npz")
     with pytest.raises(TypeError, match="HSSMatrix"):
-        hsspetsc.io.save(np.eye(3), tmp_path / "x")
+        hsspetsc.matrix.io.save(np.eye(3), tmp_path / "x")
 
 
 def test_plot_draws_every_block(tmp_path, k02):
@@ -161,7 +161,7 @@ def test_api_reference_builds_without_warnings(tmp_path):
 
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
-    from hsspetsc.io import atomic_write
+    from hsspetsc.matrix.io import atomic_write
     path = tmp_path / "f.bin"
     atomic_write(str(path), lambda f: f.write(b"old"))
     assert path.read_bytes() == b"old"
@@ -176,7 +176,7 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
 
 def test_one_writer_and_one_offset_helper_in_the_package():
     """Files are written through io.atomic_write only; offsets come from
-    _blocks.exclusive_cumsum / pointers, not hand-written cumsums."""
+    util.blocks.exclusive_cumsum / pointers, not hand-written cumsums."""
     pkg = os.path.join(ROOT, "hsspetsc")
     replace, cumsum = [], []
     for dirpath, _, files in os.walk(pkg):
@@ -189,7 +189,7 @@ def test_one_writer_and_one_offset_helper_in_the_package():
             replace += [rel] * text.count("os.replace(")
             cumsum += [rel for pat in (r"np\.r_\[0, np\.cumsum", r"cumsum\([^)]*\)\[:-1\]")
                        for _ in re.findall(pat, text)]
-    assert replace == [os.path.join("hsspetsc", "io.py")]
+    assert replace == [os.path.join("hsspetsc", "matrix", "io.py")]
     assert cumsum == [], cumsum
 
 
@@ -199,9 +199,10 @@ OPTIONAL = {"mpi4py", "petsc4py", "slepc4py", "matplotlib", "sklearn", "torch"}
 
 
 def _package_imports():
-    """{module: ([targets at module level], [(line, target) in function bodies])}
-    for every .py module of hsspetsc; a target is a module name (``from m import
-    x`` gives m.x when that is a module of the package, else m)."""
+    """{module: ([targets at module level], [(line, target) in function bodies],
+    [(line, module imported from, name)])} for every .py module of hsspetsc; a
+    target is a module name (``from m import x`` gives m.x when that is a module of
+    the package, else m)."""
     import ast
     pkg = os.path.join(ROOT, "hsspetsc")
     paths, is_pkg = {}, {}
@@ -221,7 +222,7 @@ def _package_imports():
         in_body = {id(sub) for node in ast.walk(tree)
                    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
                    for sub in ast.walk(node)}
-        top, body = [], []
+        top, body, names = [], [], []
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
@@ -233,13 +234,14 @@ def _package_imports():
                     base = ".".join(parts + ([node.module] if node.module else []))
                 targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in is_pkg else base
                            for a in node.names]
+                names += [(node.lineno, base, a.name) for a in node.names]
             else:
                 continue
             if id(node) in in_body:
                 body += [(node.lineno, t) for t in targets]
             else:
                 top += targets
-        out[mod] = (sorted(set(top)), body)
+        out[mod] = (sorted(set(top)), body, names, is_pkg[mod])
     return out
 
 
@@ -256,12 +258,12 @@ def test_imports_run_one_way():
         return any(t.split(".")[0] in OPTIONAL or needs_optional(t, seen)
                    for t in imports[mod][0])
 
-    hidden = [(mod, line, t) for mod, (_, body) in imports.items() for line, t in body
+    hidden = [(mod, line, t) for mod, (_, body, _, _) in imports.items() for line, t in body
               if t.split(".")[0] not in OPTIONAL and not needs_optional(t, set())]
     assert hidden == [], hidden
     # a circle is a module that reaches itself along module-level imports
     graph = {m: [t for t in top if t in imports and t != m]
-             for m, (top, _) in imports.items()}
+             for m, (top, _, _, _) in imports.items()}
     circles = []
     state = {}
 
@@ -277,3 +279,28 @@ def test_imports_run_one_way():
         if m not in state:
             visit(m, [m])
     assert circles == [], circles
+
+
+def test_no_private_name_crosses_a_package_boundary():
+    """A folder of hsspetsc uses another only through its public names: no
+    ``from hsspetsc.x._private import ...`` and no ``import _name`` from a module of
+    another folder (names inside one folder are that folder's business)."""
+    imports = _package_imports()
+
+    def folder(mod):
+        return mod if imports.get(mod, (0, 0, 0, False))[3] else mod.rsplit(".", 1)[0]
+
+    def private(part):
+        return part.startswith("_") and not (part.startswith("__") and part.endswith("__"))
+
+    crossing = []
+    for mod, (_, _, names, _) in imports.items():
+        for line, src, name in names:
+            if not src.startswith("hsspetsc"):
+                continue
+            src_mod = f"{src}.{name}" if f"{src}.{name}" in imports else src
+            if folder(src_mod if src_mod in imports else src) == folder(mod):
+                continue
+            if private(name) or any(private(p) for p in src.split(".")[1:]):
+                crossing.append((mod, line, src, name))
+    assert crossing == [], crossing

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 import hsspetsc
-from hsspetsc.interactions import build_interactions
-from hsspetsc.neighbors import approximate_neighbors
-from hsspetsc.tree import Metric, build_tree
+from hsspetsc.compression.interactions import build_interactions
+from hsspetsc.compression.neighbors import approximate_neighbors
+from hsspetsc.compression.tree import Metric, build_tree
 
 
 def _metric(src, kind="angle"):

@@ -10,7 +10,7 @@ import pytest
 import hsspetsc
 from hsspetsc.sources import KernelSource
 
-compress_module = sys.modules["hsspetsc.compress"]
+compress_module = sys.modules["hsspetsc.compression.compress"]
 
 
 def _images(n, d=300, seed=3):

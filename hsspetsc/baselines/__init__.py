@@ -10,7 +10,7 @@ compression's ``entries_fraction`` (the fraction of the N^2 entries of H touched
 """
 import numpy as np
 
-from .._validation import check_int, rng_from_seed
+from ..util.validation import check_int, rng_from_seed
 
 
 def _matmat(op, V):

@@ -1,7 +1,7 @@
 """Standard test problems: kernel matrices on points and the SPD test suite."""
 
-from .._validation import as_float_array, check_choice, check_finite, check_float
 from ..sources import PUBLIC_KERNELS, KernelSource
+from ..util.validation import as_float_array, check_choice, check_finite, check_float
 from ._testsuite import TESTSUITE_NAMES, cache_dir, testsuite
 
 __all__ = ["kernel_matrix", "testsuite", "TESTSUITE_NAMES", "KERNELS", "cache_dir"]

@@ -24,11 +24,11 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from .._kernels import kernel_offdiag_rowsum
-from .._threads import effective_n_threads
-from .._validation import check_choice, check_int
-from ..io import atomic_write
+from ..kernels.kernel_matrix import kernel_offdiag_rowsum
+from ..matrix.io import atomic_write
 from ..sources import DenseSource, KernelSource
+from ..util.threads import effective_n_threads
+from ..util.validation import check_choice, check_int
 
 TESTSUITE_NAMES = ("K02", "K03", "K04", "K05", "K06", "K07", "K08", "K09", "K10", "K11",
                    "K12", "K13", "K14", "K15", "K17", "K18", "COV")

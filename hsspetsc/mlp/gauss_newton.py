@@ -18,10 +18,10 @@ It is a :class:`hsspetsc.Source`, so ``hsspetsc.compress(GaussNewton(...))`` wor
 import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
-from .._blocks import exclusive_cumsum
-from .._gn import GNEvaluator
-from .._validation import as_float_array, check_finite, check_float, check_int
+from ..kernels.gauss_newton import GNEvaluator
 from ..sources import Source, evaluate_block
+from ..util.blocks import exclusive_cumsum
+from ..util.validation import as_float_array, check_finite, check_float, check_int
 from .model import act_deriv, softmax
 
 

@@ -13,7 +13,7 @@ Losses (n samples):
 """
 import numpy as np
 
-from .._validation import as_float_array, check_choice, check_finite, check_int
+from ..util.validation import as_float_array, check_choice, check_finite, check_int
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "identity")
 LOSSES = ("mse", "cross_entropy")

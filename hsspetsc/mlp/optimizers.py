@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from .._validation import check_float, check_int
+from ..util.validation import check_float, check_int
 
 
 class Optimizer:

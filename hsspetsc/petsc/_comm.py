@@ -1,4 +1,4 @@
-"""PETSc side of the collective protocol (:mod:`hsspetsc._collective`): run a
+"""PETSc side of the collective protocol (:mod:`hsspetsc.mpi.comm`): run a
 step on every rank of a PETSc communicator, and release PETSc handles cleanly."""
 import atexit
 import functools
@@ -6,7 +6,7 @@ import gc
 
 from petsc4py import PETSc
 
-from .._collective import Comm
+from ..mpi.comm import Comm
 
 
 def release_refs(method):
@@ -26,8 +26,8 @@ def release_refs(method):
 
 def collective(comm, fn, *args, **kwargs):
     """Run ``fn`` on every rank of ``comm`` (a PETSc or mpi4py communicator, or a
-    :class:`hsspetsc._collective.Comm`). If it raises on any rank, every rank
-    raises the same :class:`~hsspetsc._collective.CollectiveError` (a
+    :class:`hsspetsc.mpi.comm.Comm`). If it raises on any rank, every rank
+    raises the same :class:`~hsspetsc.mpi.comm.CollectiveError` (a
     RuntimeError naming the first failing rank and its message), so no rank is
     left waiting in a later collective call; on one rank the error as it is."""
     return Comm.of(comm).together(fn, *args, **kwargs)

@@ -1,9 +1,9 @@
 """Python shell Mat for shift*I + H~."""
 from petsc4py import PETSc
 
-from .._validation import add_to_diagonal
-from ..distributed import DistributedHSSMatrix
-from ..hss import HSSMatrix
+from ..matrix.distributed import DistributedHSSMatrix
+from ..matrix.hss import HSSMatrix
+from ..util.validation import add_to_diagonal
 from ._comm import collective, register_exit_cleanup, release_refs
 from ._dist import Scatters, check_comm, memory_lines
 from ._vec import Gatherer, check_vec, set_local

@@ -6,9 +6,9 @@ import difflib
 
 from petsc4py import PETSc
 
-from .. import _params
+from ..compression import params as _params
 
-# name -> (kind, default, help); compression options come from hsspetsc._params
+# name -> (kind, default, help); compression options come from hsspetsc.compression.params
 _COMPRESSION = ("leaf_size", "max_rank", "tol", "neighbors", "budget", "distance", "seed")
 TABLE = dict(
     {k: (_params.SPEC[k].kind, _params.default(k), _params.SPEC[k].help)

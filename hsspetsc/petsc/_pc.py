@@ -30,15 +30,15 @@ import warnings
 import numpy as np
 from petsc4py import PETSc
 
-from .. import _params
-from .._collective import Comm
-from .._validation import check_float, check_int
-from ..compress import compress, compress_sketch
-from ..distributed import DistributedHSSMatrix
-from ..factor import FactorizationError
-from ..hss import HSSMatrix
+from ..compression import params as _params
+from ..compression.compress import compress, compress_sketch
+from ..compression.tune import tune
+from ..matrix.distributed import DistributedHSSMatrix
+from ..matrix.factor import FactorizationError
+from ..matrix.hss import HSSMatrix
+from ..mpi.comm import Comm
 from ..sources import DenseSource, EntrySource
-from ..tune import tune
+from ..util.validation import check_float, check_int
 from . import _options
 from ._comm import register_exit_cleanup, release_refs
 from ._dist import ReplicatedRows, Scatters, memory_lines

@@ -8,7 +8,7 @@ The Source protocol, in one place:
   pairs in, a list of arrays out). The compressor reads a whole tree level per
   call; the default loops over ``entries``. Give one when a call is expensive
   (a remote or collective source);
-- optional ``evaluator()``: a nogil block evaluator (``hsspetsc._entries``), so the
+- optional ``evaluator()``: a nogil block evaluator (``hsspetsc.kernels.entries``), so the
   compressor evaluates entries in its Cython kernels without the GIL (kernel,
   dense and Gauss-Newton sources have one; None otherwise);
 - optional ``matmat(V)``: products K @ V (``compress_sketch`` needs them); None
@@ -19,11 +19,11 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from .._blocks import fill_with_evaluator
-from .._entries import DenseEvaluator, SubsetEvaluator
-from .._kernels import GEMM_MIN_DIM, KernelEvaluator, kernel_from_gram_lower
-from .._threads import effective_n_threads
-from .._validation import (
+from ..kernels.entries import DenseEvaluator, SubsetEvaluator
+from ..kernels.kernel_matrix import GEMM_MIN_DIM, KernelEvaluator, kernel_from_gram_lower
+from ..util.blocks import fill_with_evaluator
+from ..util.threads import effective_n_threads
+from ..util.validation import (
     as_float_array,
     as_index_array,
     check_finite,

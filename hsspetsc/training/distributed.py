@@ -9,12 +9,12 @@ import hashlib
 
 import numpy as np
 
-from .._blocks import exclusive_cumsum, fill_with_evaluator
-from .._collective import CollectiveError, Comm  # noqa: F401 - CollectiveError: re-exported
-from .._threads import effective_n_threads, threads_per_rank
-from .._validation import add_to_diagonal
 from ..mlp.gauss_newton import GaussNewton
+from ..mpi.comm import CollectiveError, Comm  # noqa: F401 - CollectiveError: re-exported
 from ..sources import Source
+from ..util.blocks import exclusive_cumsum, fill_with_evaluator
+from ..util.threads import effective_n_threads, threads_per_rank
+from ..util.validation import add_to_diagonal
 
 
 def _digest(model, X, Y):
@@ -35,7 +35,7 @@ class ShardedProblem:
     Rank r keeps the contiguous block r of the samples (the same data order on any
     number of ranks, so 1 and P ranks compute the same sums up to round-off). With
     more than one rank and OMP_NUM_THREADS unset, each rank's threads are set to
-    cores // ranks on its node (:func:`hsspetsc._threads.threads_per_rank`).
+    cores // ranks on its node (:func:`hsspetsc.util.threads.threads_per_rank`).
     ``X``/``Y`` are the full data on every rank (each rank slices its shard).
     """
 
@@ -214,7 +214,7 @@ class DistributedGN(Source):
 
     def fill_blocks(self, row_start, row_len, row_idx, col_start, col_len, col_idx,
                     offsets, out):
-        """The flat read of :class:`hsspetsc._blocks.BlockReader` (collective): the
+        """The flat read of :class:`hsspetsc.util.blocks.BlockReader` (collective): the
         blocks' entries, summed over the ranks, written into ``out`` (block b at
         offsets[b], row-major). The same numbers as :meth:`entries_batch` with one
         buffer of the blocks' size fewer (on one rank none besides ``out``)."""

@@ -12,7 +12,7 @@ from collections import deque
 
 import numpy as np
 
-from .._validation import check_int
+from ..util.validation import check_int
 
 
 class LBFGS:

@@ -29,9 +29,9 @@ import os
 import resource
 from dataclasses import dataclass, field
 
-from .._collective import Comm
+from ..compression.tree import tree_depth
 from ..mlp.gauss_newton import GaussNewton
-from ..tree import tree_depth
+from ..mpi.comm import Comm
 
 F8 = 8                      # bytes per float64
 AUTO = "auto"
@@ -289,7 +289,7 @@ class MemoryPlan:
 
 def memory_budget(comm=None, memory_limit=None, share=DEFAULT_SHARE):
     """(available per rank, auto target, description) in bytes, the same on every
-    rank of ``comm`` (a :class:`hsspetsc._collective.Comm` or None; the smallest
+    rank of ``comm`` (a :class:`hsspetsc.mpi.comm.Comm` or None; the smallest
     over the ranks). The target does not depend
     on what happens to be free, nor on the number of ranks: ``share`` of the
     machine's memory (or ``memory_limit``), so the auto options, and the

@@ -46,10 +46,10 @@ import warnings
 import numpy as np
 from petsc4py import PETSc
 
-from .._validation import check_float, check_int
-from ..compress import refresh
+from ..compression.compress import refresh
+from ..compression.tree import tree_depth
 from ..petsc import HSSProvider, compress_with_options, release_refs
-from ..tree import tree_depth
+from ..util.validation import check_float, check_int
 from .distributed import DistributedGN
 from .memory import AUTO, CURVATURE_LADDER, memory_budget, plan_newton
 

@@ -13,9 +13,9 @@ stored per-sample factors of every rank, summed over ranks).
 import numpy as np
 from petsc4py import PETSc
 
-from .._blocks import exclusive_cumsum
 from ..baselines import KFAC
 from ..petsc import release_refs
+from ..util.blocks import exclusive_cumsum
 
 
 def _operator_context(pc):

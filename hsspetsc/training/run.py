@@ -11,9 +11,9 @@ import time
 
 import numpy as np
 
-from .._validation import check_float
-from ..io import atomic_write, write_npz_atomically
+from ..matrix.io import atomic_write, write_npz_atomically
 from ..mlp.optimizers import make_optimizer
+from ..util.validation import check_float
 from .lbfgs import LBFGS
 
 CHECKPOINT_FORMAT = "hsspetsc-checkpoint"
@@ -329,7 +329,7 @@ def run(trainer, max_steps=None, time_budget=None, log=None, checkpoint=None,
     and at the end, and never while it has no record;
     on Ctrl-C, SIGTERM or a NaN step the log (and checkpoint) hold the last good
     step, and the exception is re-raised. An error on any rank is raised on every
-    rank (see :class:`hsspetsc._collective.Comm`)."""
+    rank (see :class:`hsspetsc.mpi.comm.Comm`)."""
     comm = trainer.problem.comm
 
     def write(records):

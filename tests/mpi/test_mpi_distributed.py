@@ -6,8 +6,8 @@ import pytest
 from mpi4py import MPI
 
 import hsspetsc
-from hsspetsc._collective import CollectiveError
-from hsspetsc.distributed import DistributedHSSMatrix, distribute
+from hsspetsc.matrix.distributed import DistributedHSSMatrix, distribute
+from hsspetsc.mpi.comm import CollectiveError
 
 COMM = MPI.COMM_WORLD
 RANK, SIZE = COMM.Get_rank(), COMM.Get_size()

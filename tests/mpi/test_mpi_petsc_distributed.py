@@ -11,7 +11,7 @@ from petsc4py import PETSc
 
 import hsspetsc
 import hsspetsc.petsc as hp
-from hsspetsc._collective import CollectiveError
+from hsspetsc.mpi.comm import CollectiveError
 
 COMM = PETSc.COMM_WORLD
 RANK, SIZE = COMM.getRank(), COMM.getSize()
@@ -94,7 +94,7 @@ def test_cg_with_hsspc_same_iterations_as_one_rank(problem):
     assert rp > 0 and itp == itq and itp <= 3
     assert np.abs(xp - xq).max() <= 1e-8 * np.abs(xq).max()
     pc = kp.getPC().getPythonContext()
-    assert isinstance(pc.H, hsspetsc.distributed.DistributedHSSMatrix)
+    assert isinstance(pc.H, hsspetsc.matrix.distributed.DistributedHSSMatrix)
     # a coarse HSSPC (compressed again from the source): several iterations, the
     # same number on every rank count
     coarse = dict(pc_opts, pc_hss_tol="1e-4", pc_hss_leaf_size="40")
@@ -119,7 +119,7 @@ def test_pc_compresses_distributed_from_a_source(problem, tmp_path):
     it, r, x, ksp = _cg(A, "dsrc_", opts, COMM)
     assert r > 0 and it <= 3
     pc = ksp.getPC().getPythonContext()
-    assert isinstance(pc.H, hsspetsc.distributed.DistributedHSSMatrix)
+    assert isinstance(pc.H, hsspetsc.matrix.distributed.DistributedHSSMatrix)
     path = str(tmp_path / f"view{RANK}.txt") if SIZE == 1 else None
     path = COMM.tompi4py().bcast(str(tmp_path / "view.txt") if RANK == 0 else None)
     viewer = PETSc.Viewer().createASCII(path, comm=COMM)

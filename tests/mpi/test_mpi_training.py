@@ -85,7 +85,7 @@ def test_distributed_preconditioner_matches_serial():
     """newton-hss with H~ stored across the ranks (the default under mpiexec): each
     rank holds its subtree of H~, and the run equals the serial one (H~ whole on
     one rank) to round-off."""
-    from hsspetsc.distributed import DistributedHSSMatrix
+    from hsspetsc.matrix.distributed import DistributedHSSMatrix
 
     def train(comm, layout):
         X, _ = load("digits", 240)

@@ -25,7 +25,7 @@ thread (threadpoolctl) around the call.
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t, int8_t
 from libc.string cimport memset
-from ._blas cimport dgemm
+from .blas cimport dgemm
 
 
 cdef void _gemv_rm(char ta, int m, int k, const double* A, int lda, const double* x,

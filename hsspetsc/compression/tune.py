@@ -19,10 +19,10 @@ import warnings
 
 import numpy as np
 
-from . import _params
-from ._validation import check_float, check_int
+from ..sources import SubsetSource, as_source
+from ..util.validation import check_float, check_int
+from . import params as _params
 from .compress import compress
-from .sources import SubsetSource, as_source
 from .tree import PHASE_CHECK, Metric, build_tree, phase_key, tree_depth
 
 LEAF_SIZES = (64, 128, 256)
@@ -64,7 +64,7 @@ def tune(source, tol=1e-5, memory=None, time=None, pilot=None, seed=0, slack=1.0
     ----------
     source : anything :func:`hsspetsc.compress` takes
     tol : float in (0, 1)
-        The target (see :mod:`hsspetsc._params`).
+        The target (see :mod:`hsspetsc.compression.params`).
     memory : float or None
         Bytes allowed for H~ (default: as for compress).
     time : float or None

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from ._blocks import chunks, exclusive_cumsum, pointers, ranges
-from ._build import column_ids, node_keys, sample_rows
-from ._params import shift_thresholds
+from ..kernels.compression import column_ids, node_keys, sample_rows
+from ..util.blocks import chunks, exclusive_cumsum, pointers, ranges
+from .params import shift_thresholds
 from .tree import PHASE_ROWS, level_leaf_range, phase_key
 
 ROW_FACTOR = 4           # sampled rows per column (4: eps2 2e-5 on K02 at tol 1e-5)
@@ -226,7 +226,7 @@ def skeletonize(tree, reader, nbrs, inter, tol, max_rank, memory, seed, n_thread
                 shift=None):
     """Bases of every non-root node from sampled entries (see the module docstring).
     ``max_rank`` None: ranks bounded only by ``memory`` (bytes of H~). ``shift``:
-    shift-aware thresholds (:func:`hsspetsc._params.shift_thresholds`)."""
+    shift-aware thresholds (:func:`hsspetsc.compression.params.shift_thresholds`)."""
     L = tree.n_levels
     budget = RankBudget(tree, inter, max_rank, memory)
     causes = {}

@@ -16,9 +16,7 @@ import time
 import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
-from . import io
-from ._blocks import exclusive_cumsum, pointers
-from ._factor import (
+from ..kernels.factor import (
     factor_level,
     factor_root,
     gather_B,
@@ -28,8 +26,10 @@ from ._factor import (
     solve_root,
     solve_up_level,
 )
-from ._threads import blas_single_thread, effective_n_threads
-from ._validation import check_float
+from ..util.blocks import exclusive_cumsum, pointers
+from ..util.threads import blas_single_thread, effective_n_threads
+from ..util.validation import check_float
+from . import io
 
 
 class FactorizationError(ValueError):
@@ -293,7 +293,7 @@ class HSSFactorization:
 
     def save(self, path):
         """Write the factored matrix and its shift to ``path`` (see
-        :mod:`hsspetsc.io`); ``hsspetsc.load(path)`` factors it again. One process
+        :mod:`hsspetsc.matrix.io`); ``hsspetsc.load(path)`` factors it again. One process
         only."""
         return io.save(self, path)
 

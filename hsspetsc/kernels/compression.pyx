@@ -1,15 +1,15 @@
 # cython: language_level=3
 """Construction kernels: one ``prange`` over the nodes of a tree level (private).
 
-Python orchestrates per level (hsspetsc/compress.py, skeleton.py, sketch.py,
-_dist_build.py); every loop over nodes or
+Python orchestrates per level (hsspetsc/compression/compress.py, skeleton.py, sketch.py,
+compression/distributed.py); every loop over nodes or
 indices is here. Entries are read between kernel calls, a level (or a
-memory-bounded chunk of it) at a time, by ``_blocks.BlockReader``; the kernels
+memory-bounded chunk of it) at a time, by ``util.blocks.BlockReader``; the kernels
 only see flat buffers. Kernels check nothing; arguments are labelled IN / OUT /
 WORK. BLAS/LAPACK run single-threaded inside the parallel regions (the caller
 holds OpenBLAS to one thread).
 
-Random choices come from the counter-based streams of ``_random.pxd``: node ``a``
+Random choices come from the counter-based streams of ``rng.pxd``: node ``a``
 uses the key ``node_key(phase_key, a)``, so results do not depend on the thread
 count or the order nodes are processed in.
 
@@ -23,9 +23,9 @@ from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset
 
-from ._blas cimport dgemm, dtrsm, dgeqrf, dgeqp3
-from ._random cimport node_key, draw_below
-from ._sort cimport KeyIdx, cmp_keyidx, select_smallest, sort_keyidx
+from .blas cimport dgemm, dtrsm, dgeqrf, dgeqp3
+from .rng cimport node_key, draw_below
+from .sort cimport KeyIdx, cmp_keyidx, select_smallest, sort_keyidx
 
 
 def node_keys(uint64_t key,

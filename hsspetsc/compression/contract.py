@@ -15,9 +15,9 @@ import warnings
 
 import numpy as np
 
-from .accuracy import gram_estimate, spread_bounds
-from .factor import psd_compensation
-from .hss import HSSMatrix
+from ..matrix.accuracy import gram_estimate, spread_bounds
+from ..matrix.factor import psd_compensation
+from ..matrix.hss import HSSMatrix
 from .sketch import products
 from .tree import PHASE_CHECK, PHASE_SKETCH, phase_key
 
@@ -80,7 +80,7 @@ class _Probes:
 def contract(H0, ctx, near=None):
     """The contract of a freshly built H0 (see the module docstring); returns (H,
     info entries). ``near``: the compensation a closely related matrix needed (see
-    :func:`~hsspetsc.factor.psd_compensation`). Collective."""
+    :func:`~hsspetsc.matrix.factor.psd_compensation`). Collective."""
     p = ctx.params
     out = {"compensation": 0.0, "spd_factorizations": 0, "spd_certified": False,
            "error_estimate": None, "error_estimate_uncompensated": None,

@@ -1,14 +1,14 @@
 """Construction of an HSSMatrix: one back end, two front doors.
 
 - :func:`compress` reads sampled entries (skeletons by interpolative decompositions
-  of sampled rows, :mod:`hsspetsc.skeleton`);
+  of sampled rows, :mod:`hsspetsc.compression.skeleton`);
 - :func:`compress_sketch` reads products K @ Omega plus the leaf blocks and sibling
-  couplings (randomized HSS, :mod:`hsspetsc.sketch`).
+  couplings (randomized HSS, :mod:`hsspetsc.compression.sketch`).
 
-Both validate their parameters against one specification (:mod:`hsspetsc._params`,
+Both validate their parameters against one specification (:mod:`hsspetsc.compression.params`,
 where the meaning of ``tol`` is stated), read the source through one
-:class:`~hsspetsc._blocks.BlockReader` (batched per level, counted), build the tree
-(:mod:`hsspetsc.tree`), the interaction lists (:mod:`hsspetsc.interactions`) and
+:class:`~hsspetsc.util.blocks.BlockReader` (batched per level, counted), build the tree
+(:mod:`hsspetsc.compression.tree`), the interaction lists (:mod:`hsspetsc.compression.interactions`) and
 pack the stored blocks the same way, and build the :class:`HSSMatrix` from named
 parts; ``stats()["params"]["construction"]`` says which path made it. Every phase is
 a loop over tree levels in Python around Cython ``prange`` kernels over the
@@ -16,19 +16,19 @@ level's nodes; BLAS is held to one thread meanwhile.
 """
 import numpy as np
 
-from . import _params
-from ._blocks import BlockReader, IncompressibleError, WorkCapReached
-from ._collective import Comm
-from ._dist_build import construct, distributed_reader
-from ._threads import blas_single_thread, effective_n_threads
+from ..matrix.hss import BlockSet, HSSMatrix
+from ..mpi.comm import Comm
+from ..sources import as_source
+from ..util.blocks import BlockReader, IncompressibleError, WorkCapReached
+from ..util.threads import blas_single_thread, effective_n_threads
+from . import params as _params
 from .construction import Construction, Phases
 from .contract import finish, warn_misses
-from .hss import BlockSet, HSSMatrix
+from .distributed import construct, distributed_reader
 from .interactions import build_interactions
 from .neighbors import approximate_neighbors
 from .skeleton import skeletonize
 from .sketch import products, sketch_bases
-from .sources import as_source
 from .tree import (
     PHASE_SKETCH,
     Metric,
@@ -87,7 +87,7 @@ def compress(source, leaf_size=128, max_rank=None, tol=None, neighbors=32, budge
         Target relative error of H~ in the Frobenius norm, enforced node by node:
         each node keeps the smallest rank whose dropped part of its sampled
         off-diagonal block row is at most tol times the block's largest pivot (see
-        :mod:`hsspetsc._params`). Ranks adapt to it. With ``shift``, tol is a share
+        :mod:`hsspetsc.compression.params`). Ranks adapt to it. With ``shift``, tol is a share
         c of the shift instead: |K - H~|_2 <= c shift.
     neighbors : int >= 0
         Approximate nearest neighbours per index (k), used for the row sampling and
@@ -129,13 +129,13 @@ def compress(source, leaf_size=128, max_rank=None, tol=None, neighbors=32, budge
         accuracy: each node drops what is small against lam (tol is then the share
         c above), which on high-dimensional data cuts the ranks many times over;
         with c < 1, lam I + H~ preconditions lam I + K with a condition number at
-        most (1 + c) / (1 - c) (derivation in :mod:`hsspetsc._params`).
+        most (1 + c) / (1 - c) (derivation in :mod:`hsspetsc.compression.params`).
         ``stats()["shift_error"]`` estimates |K - H~|_2 / lam (from the probes).
     comm : mpi4py or PETSc communicator, hsspetsc.Comm, or None
-        Build a :class:`hsspetsc.distributed.DistributedHSSMatrix` over its ranks
+        Build a :class:`hsspetsc.matrix.distributed.DistributedHSSMatrix` over its ranks
         (collective; every rank passes the same source and parameters, checked by
         a checksum of the diagonal): each rank computes and stores its subtree
-        (see :mod:`hsspetsc.distributed`). Needs ``budget=0``. The result applies
+        (see :mod:`hsspetsc.matrix.distributed`). Needs ``budget=0``. The result applies
         and factors to round-off like the serial matrix with the same parameters.
 
     Zero rows and columns (a zero diagonal, as in a Gauss-Newton matrix with
@@ -159,7 +159,7 @@ def compress_sketch(source, samples=256, leaf_size=128, tol=None, max_rank=None,
                     order="natural", probes=8, seed=0, spd=True, verbose=None,
                     n_threads=None, comm=None, shift=None):
     """Compress a symmetric matrix into an HSSMatrix from ``samples`` products and a
-    few entries (randomized HSS; see :mod:`hsspetsc.sketch`).
+    few entries (randomized HSS; see :mod:`hsspetsc.compression.sketch`).
 
     Parameters
     ----------
@@ -328,7 +328,7 @@ def _incompressible(e, ctx):
 
 
 def _construct_distributed(src, diag, p, path, verbose, nt, perm, comm):
-    """compress / compress_sketch with ``comm``: see :mod:`hsspetsc._dist_build`."""
+    """compress / compress_sketch with ``comm``: see :mod:`hsspetsc.compression.distributed`."""
     c = Comm.of(comm)
     where = "compress" if path == "entries" else "compress_sketch"
     # (a source whose entries are summed over the ranks is read collectively)

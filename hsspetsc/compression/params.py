@@ -3,7 +3,7 @@
 Both front doors (``compress`` from entries, ``compress_sketch`` from products) and
 the PETSc options (``-pc_hss_*``) take their defaults, types, ranges and help
 text from ``SPEC``; ``check`` validates a set of values once, with the message
-template of :mod:`hsspetsc._validation`.
+template of :mod:`hsspetsc.util.validation`.
 
 What ``tol`` means (both paths): the target relative error of H~ in the Frobenius
 norm, enforced node by node. Every node keeps the smallest rank k whose dropped
@@ -48,7 +48,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import as_index_array, check_choice, check_float, check_int
+from ..util.validation import as_index_array, check_choice, check_float, check_int
 from .tree import DISTANCES
 
 ORDERS = ("natural", "angle", "geometric")
@@ -94,7 +94,7 @@ SPEC = {
                  "positive semi-definite, certified by a factorization (an SPD source "
                  "then factors at every positive shift)"),
     "tol": Param(float, 1e-5, "target relative error of H~ (Frobenius norm, node by "
-                 "node: see hsspetsc._params)", lo=0.0, hi=1.0, lo_open=True,
+                 "node: see hsspetsc.compression.params)", lo=0.0, hi=1.0, lo_open=True,
                  hi_open=True, sketch_default=1e-4),
     "neighbors": Param(int, 32, "approximate nearest neighbours per index (k); 0: "
                        "uniform row sampling only", lo=0),
@@ -105,7 +105,7 @@ SPEC = {
     "seed": Param(int, 0, "all randomness; same seed, same result bit for bit", lo=0),
     "samples": Param(int, 256, "products K @ Omega of compress_sketch", lo=1, hi="N"),
     "shift": Param(float, None, "the shift lam H~ will be used with (lam I + H~); tol "
-                   "is then a share c of it: |K - H~|_2 <= c lam (see hsspetsc._params)",
+                   "is then a share c of it: |K - H~|_2 <= c lam (see hsspetsc.compression.params)",
                    lo=0.0, lo_open=True),
     "probes": Param(int, 32, "exact rows (compress) or extra products (compress_sketch) "
                     "for the error estimate; 0: none", lo=0, sketch_default=8),

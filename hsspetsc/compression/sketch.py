@@ -17,18 +17,18 @@ Per level: the blocks (leaf blocks, or the couplings of the level's nodes' child
 are read in one batch and one Cython ``prange`` forms every Y_a and factors it. The
 leaf blocks and couplings read on the way are exactly the near and far blocks of
 the result (plain HSS, budget 0), so nothing is read twice. The rank rule is the
-one of the entries path (``tol``: see :mod:`hsspetsc._params`). A rank can never
+one of the entries path (``tol``: see :mod:`hsspetsc.compression.params`). A rank can never
 exceed the samples, and a rank close to it is unreliable (the sketch needs about
 ten more samples than the rank it certifies): ``max_rank`` defaults to samples // 2,
 and a node whose rank ends above samples - 10 is reported like a capped one.
 """
 import numpy as np
 
-from ._blocks import exclusive_cumsum
-from ._params import shift_thresholds
+from ..util.blocks import exclusive_cumsum
+from .params import shift_thresholds
 
 OVERSAMPLING = 10       # a rank above samples - 10 is not certified by the sketch
-from ._build import sketch_ids
+from ..kernels.compression import sketch_ids
 from .skeleton import LevelIDs, assemble_bases, check_alloc
 
 
@@ -55,7 +55,7 @@ def sketch_level(lev, leaf, Yt, Ot, s, node_lo, blk, blk_off, ncols, rank_l, ran
     rows of Yt/Ot (flat, row-major) at ``node_lo``, or the children's reduced
     sketches ``prev`` = (Yh, Oh, offsets: child c's rows at offsets[c]), children
     2t and 2t+1 of node t. ``shift``, ``levels``: shift-aware thresholds
-    (:func:`hsspetsc._params.shift_thresholds`). Returns (LevelIDs, Yh, Oh, offsets)
+    (:func:`hsspetsc.compression.params.shift_thresholds`). Returns (LevelIDs, Yh, Oh, offsets)
     of the level."""
     nn = ncols.size
     cap = np.minimum(np.minimum(ncols, s), max_rank).astype(np.int64)

@@ -80,7 +80,7 @@ class Ownership:
 
 class Exchange:
     """Point-to-point swaps with a partner group, counted per operation (``comm``:
-    a :class:`~hsspetsc._collective.Comm`; the swaps follow an agreement)."""
+    a :class:`~hsspetsc.mpi.comm.Comm`; the swaps follow an agreement)."""
 
     def __init__(self, comm):
         self.mpi = comm.mpi

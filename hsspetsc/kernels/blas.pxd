@@ -1,6 +1,6 @@
 # cython: language_level=3
 """BLAS/LAPACK from scipy.linalg.cython_blas / cython_lapack as ``noexcept nogil``
-inline wrappers, shared by every kernel module (``from ._blas cimport dgemm``).
+inline wrappers, shared by every kernel module (``from .blas cimport dgemm``).
 
 scipy declares these without ``noexcept``, so Cython 3 would take the GIL after each
 call to check for a Python exception; inside ``prange`` that serializes the threads.

@@ -3,11 +3,11 @@
 - :func:`relative_error`: the user's check (eps2 from sampled rows, eps_F when K
   can be formed);
 - the a-posteriori estimates ``compress`` and ``compress_sketch`` store (measured
-  by :mod:`hsspetsc.contract`): ``stats()["error_estimate"]``, in the measure
+  by :mod:`hsspetsc.compression.contract`): ``stats()["error_estimate"]``, in the measure
   ``tol`` promises, the relative Frobenius error |K - K~|_F / |K|_F from a few
   exact rows (entries path) or a few exact products (sketch path); with a shift,
   the measure that matters is |K - K~|_2 / shift (it bounds the spread of
-  (shift I + K~)^-1 (shift I + K) around 1, see :mod:`hsspetsc._params`),
+  (shift I + K~)^-1 (shift I + K) around 1, see :mod:`hsspetsc.compression.params`),
   ``stats()["shift_error"]``, from the same probes: sqrt(N / p) |E(S, :)|_2 for p
   exact rows S, or |E Z|_2 / sqrt(p) for p Gaussian products Z
   (:func:`gram_estimate`). Both are exact in expectation for an error of low rank
@@ -18,8 +18,8 @@
 """
 import numpy as np
 
-from ._validation import check_int, rng_from_seed
-from .sources import as_source
+from ..sources import as_source
+from ..util.validation import check_int, rng_from_seed
 
 
 def relative_error(H, source, nrows=100, nrhs=8, seed=0, exact_max_n=4096):

@@ -1,4 +1,4 @@
-"""Pure-numpy reference of the matvec passes (test oracle for hsspetsc._matvec).
+"""Pure-numpy reference of the matvec passes (test oracle for hsspetsc.kernels.matvec).
 
 Same flat arrays, same passes, plain Python loops over nodes; slow and obvious.
 """

@@ -10,7 +10,7 @@ same :class:`CollectiveError`.
 """
 import numpy as np
 
-from ._blocks import exclusive_cumsum
+from ..util.blocks import exclusive_cumsum
 
 
 class CollectiveError(RuntimeError):

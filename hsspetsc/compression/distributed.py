@@ -22,12 +22,12 @@ import hashlib
 
 import numpy as np
 
-from ._blocks import BlockReader, exclusive_cumsum
-from ._threads import blas_single_thread
-from .distributed import DistributedHSSMatrix, local_parts
+from ..matrix.distributed import DistributedHSSMatrix, local_parts
+from ..mpi.ownership import Exchange, Ownership
+from ..util.blocks import BlockReader, exclusive_cumsum
+from ..util.threads import blas_single_thread
 from .interactions import build_interactions
 from .neighbors import approximate_neighbors
-from .ownership import Exchange, Ownership
 from .skeleton import LevelSampler, RankBudget
 from .sketch import products, sketch_level
 from .tree import (
@@ -162,7 +162,7 @@ def distributed_reader(src, path, where, nt):
 
 def construct(ctx, perm=None):
     """The distributed back end of compress / compress_sketch (parameters checked;
-    ``ctx``: the :class:`~hsspetsc.construction.Construction`, its ``comm`` the
+    ``ctx``: the :class:`~hsspetsc.compression.construction.Construction`, its ``comm`` the
     command's)."""
     src, diag, p, path, nt = (ctx.source, ctx.diagonal, ctx.params, ctx.path,
                               ctx.n_threads)
@@ -293,7 +293,7 @@ def _counted(own, nodes):
 
 
 def _entry_skeletons(tree, reader, nbrs, inter, p, own, x, store, c):
-    """Skeletons from sampled entries (see hsspetsc.skeleton), my nodes only."""
+    """Skeletons from sampled entries (see hsspetsc.compression.skeleton), my nodes only."""
     L = tree.n_levels
     budget = RankBudget(tree, inter, p["max_rank"], p["memory"])
     if L == 0:
@@ -334,7 +334,7 @@ def _entry_skeletons(tree, reader, nbrs, inter, p, own, x, store, c):
 
 
 def _sketch_skeletons(tree, reader, Yt, Ot, p, own, x, store, c):
-    """Skeletons from the sketch (see hsspetsc.sketch), my nodes only. Yt, Ot: my rows
+    """Skeletons from the sketch (see hsspetsc.compression.sketch), my nodes only. Yt, Ot: my rows
     of Y and Omega in tree order. Returns (leaf data, leaf offsets per node,
     (coupling offsets per parent, coupling data))."""
     L, s = tree.n_levels, Yt.shape[1]

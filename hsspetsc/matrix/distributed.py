@@ -27,8 +27,8 @@ level, then each ancestor is eliminated by every rank of its group after swappin
 the children's Schur complements (r x r); the root's small block is factored by
 everyone. A solve swaps r x nrhs blocks on the way up and none on the way down.
 
-There is one implementation of all this, :class:`~hsspetsc.hss.HSSBase` and
-:class:`~hsspetsc.factor.HSSFactorization`: the serial HSSMatrix is its case
+There is one implementation of all this, :class:`~hsspetsc.matrix.hss.HSSBase` and
+:class:`~hsspetsc.matrix.factor.HSSFactorization`: the serial HSSMatrix is its case
 P = 1 (no ancestors to share). The arithmetic per node is therefore the serial one
 in the same order: matvec and solve equal the serial matrix's to round-off on any
 number of ranks.
@@ -37,13 +37,13 @@ import copy
 
 import numpy as np
 
-from ._blocks import exclusive_cumsum, pointers, ranges
-from ._collective import Comm
-from ._validation import as_block
+from ..compression.tree import tree_layout
+from ..mpi.comm import Comm
+from ..mpi.ownership import Ownership
+from ..util.blocks import exclusive_cumsum, pointers, ranges
+from ..util.validation import as_block
 from .factor import HSSFactorization
 from .hss import BlockSet, HSSBase, _Caches
-from .ownership import Ownership
-from .tree import tree_layout
 
 
 class _Shape:
@@ -80,7 +80,7 @@ class DistributedHSSMatrix(HSSBase):
     Vecs in the user's order to these rows with one scatter.
 
     The matvec, factorization, solve, log-determinant, diagonal and norm are
-    :class:`~hsspetsc.hss.HSSBase`'s, the same code as the serial HSSMatrix's; this
+    :class:`~hsspetsc.matrix.hss.HSSBase`'s, the same code as the serial HSSMatrix's; this
     class adds the rows of a rank and its figures.
     """
 

@@ -20,7 +20,7 @@ info in info[a]. BLAS/LAPACK run inside prange: the caller holds BLAS to one thr
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t
 from libc.math cimport log
-from ._blas cimport dgemm, dpotrf, dtrsm
+from .blas cimport dgemm, dpotrf, dtrsm
 
 
 cdef inline double* _ptr(double[::1] x) noexcept nogil:

@@ -3,7 +3,7 @@ import os
 
 from threadpoolctl import ThreadpoolController, threadpool_limits
 
-from ._validation import check_int
+from .validation import check_int
 
 _controller = None
 
@@ -36,7 +36,7 @@ _rank_limits = None     # the threadpoolctl limits set by threads_per_rank (kept
 
 
 def threads_per_rank(comm):
-    """Threads for each rank of ``comm`` (a :class:`hsspetsc._collective.Comm`) when
+    """Threads for each rank of ``comm`` (a :class:`hsspetsc.mpi.comm.Comm`) when
     the user has not chosen: with OMP_NUM_THREADS unset, every rank gets (cores it
     may run on) // (ranks on its node), at least 1, for the OpenMP kernels
     (OMP_NUM_THREADS is set for this process) and for the BLAS and OpenMP pools

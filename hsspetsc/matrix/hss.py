@@ -1,15 +1,15 @@
 """The compressed matrix, immutable, stored as flat arrays.
 
 :class:`HSSBase` is the one implementation: the arrays of the nodes one rank holds
-(its subtree over an :class:`~hsspetsc.ownership.Ownership`, its ancestors and their
-other children), the matvec passes (Cython kernels in :mod:`hsspetsc._matvec`) with a
-swap per shared ancestor, the factorization and solve (:mod:`hsspetsc.factor`), the
+(its subtree over an :class:`~hsspetsc.mpi.ownership.Ownership`, its ancestors and their
+other children), the matvec passes (Cython kernels in :mod:`hsspetsc.kernels.matvec`) with a
+swap per shared ancestor, the factorization and solve (:mod:`hsspetsc.matrix.factor`), the
 diagonal and the norm. :class:`HSSMatrix` is the case of one process (P = 1: the
 subtree is the whole tree, there is nothing to swap) with vectors in the user's
 index order and the figures a user looks at;
-:class:`~hsspetsc.distributed.DistributedHSSMatrix` is the case of P ranks, vectors
+:class:`~hsspetsc.matrix.distributed.DistributedHSSMatrix` is the case of P ranks, vectors
 being each rank's rows of the tree order. Construction lives in
-:mod:`hsspetsc.compress`.
+:mod:`hsspetsc.compression.compress`.
 """
 import json
 import os
@@ -18,16 +18,16 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
+from ..compression.skeleton import Bases
+from ..compression.tree import ClusterTree
+from ..kernels.matvec import l2l_nodes, n2s_nodes, s2n_nodes, s2s_nodes
+from ..mpi.comm import Comm
+from ..mpi.ownership import Exchange, Ownership
+from ..util.blocks import pointers
+from ..util.threads import blas_single_thread, effective_n_threads
+from ..util.validation import as_block, check_float, check_result
 from . import io
-from ._blocks import pointers
-from ._collective import Comm
-from ._matvec import l2l_nodes, n2s_nodes, s2n_nodes, s2s_nodes
-from ._threads import blas_single_thread, effective_n_threads
-from ._validation import as_block, check_float, check_result
 from .factor import HSSFactorization
-from .ownership import Exchange, Ownership
-from .skeleton import Bases
-from .tree import ClusterTree
 
 
 @dataclass(frozen=True)
@@ -192,7 +192,7 @@ class HSSBase:
         field (L2L), upward pass (N2S) in the subtree and then one shared ancestor
         at a time after swapping the children's skeleton weights, far field (S2S),
         downward pass (S2N) from the ancestors into the subtree. One kernel call per
-        pass and level group (:mod:`hsspetsc._matvec`)."""
+        pass and level group (:mod:`hsspetsc.kernels.matvec`)."""
         k = X2.shape[1]
         U = np.empty_like(X2)
         nskel = int(self.skel_ptr[-1])
@@ -237,7 +237,7 @@ class HSSBase:
 
     # ------------------------------------------------------------ factorize
     def factorize(self, shift=0.0, relative=False, n_threads=None):
-        """Factor ``shift*I + H~`` (its HSS part; see :mod:`hsspetsc.factor`).
+        """Factor ``shift*I + H~`` (its HSS part; see :mod:`hsspetsc.matrix.factor`).
 
         ``shift`` >= 0 is absolute (added to the diagonal), or with ``relative=True``
         a multiple of |H~|_2 (see :meth:`norm`). O(N s^2), no new entries: call
@@ -296,9 +296,9 @@ class HSSMatrix(HSSBase):
     ``H.matvec(W, n_threads=...)`` or ``H.as_linear_operator()``. ``repr(H)`` prints
     the per-level table and ``H.stats()`` returns the figures as a dict.
 
-    Made from named parts (all flat, tree order; see :mod:`hsspetsc._matvec`):
-    ``tree`` (:class:`~hsspetsc.tree.ClusterTree`), ``bases``
-    (:class:`~hsspetsc.skeleton.Bases`: per node its rank, skeleton and
+    Made from named parts (all flat, tree order; see :mod:`hsspetsc.kernels.matvec`):
+    ``tree`` (:class:`~hsspetsc.compression.tree.ClusterTree`), ``bases``
+    (:class:`~hsspetsc.compression.skeleton.Bases`: per node its rank, skeleton and
     interpolation matrix), ``near`` (K(leaf, leaf) blocks), ``far`` (K(skel, skel)
     blocks of the far pairs), ``couplings`` (sibling blocks K(skel_l, skel_r) that
     are not far pairs, for the factorization; empty for budget 0), ``compensation``
@@ -435,11 +435,11 @@ class HSSMatrix(HSSBase):
 
     def save(self, path):
         """Write this matrix to ``path`` (.npz, versioned, no pickle; see
-        :mod:`hsspetsc.io`); ``hsspetsc.load(path)`` reads it back."""
+        :mod:`hsspetsc.matrix.io`); ``hsspetsc.load(path)`` reads it back."""
         return io.save(self, path)
 
     def _archive(self, kind="matrix", extra=None):
-        """The arrays of this matrix's file (:mod:`hsspetsc.io`)."""
+        """The arrays of this matrix's file (:mod:`hsspetsc.matrix.io`)."""
         parts = self._parts
         tree, bases = parts["tree"], parts["bases"]
         arrays = {"kind": np.array(kind),
@@ -552,7 +552,7 @@ class HSSMatrix(HSSBase):
 
 
 def load(path, n_threads=None):
-    """Read what :func:`hsspetsc.io.save` wrote: an HSSMatrix, or an
+    """Read what :func:`hsspetsc.matrix.io.save` wrote: an HSSMatrix, or an
     HSSFactorization (factored again at its saved shift). Clear errors for a
     missing, foreign, truncated or newer file."""
     path = os.fspath(path)

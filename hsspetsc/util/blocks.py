@@ -16,8 +16,8 @@ row-major in one float64 buffer at ``offsets[b]``.
 """
 import numpy as np
 
-from ._entries import fill_blocks
-from ._threads import effective_n_threads
+from ..kernels.entries import fill_blocks
+from .threads import effective_n_threads
 
 TASK_ENTRIES = 65536      # about 512 KB of output per parallel task
 COL_TILE = 256            # column tile of wide blocks

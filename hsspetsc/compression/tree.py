@@ -19,13 +19,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._blocks import BlockReader, pointers, ranges
-from ._build import node_keys, pick_columns, reorder_level, row_sum_argmax, to_distance
-from ._kernels import KernelEvaluator
-from ._threads import effective_n_threads
+from ..kernels.compression import (
+    node_keys,
+    pick_columns,
+    reorder_level,
+    row_sum_argmax,
+    to_distance,
+)
+from ..kernels.kernel_matrix import KernelEvaluator
+from ..util.blocks import BlockReader, pointers, ranges
+from ..util.threads import effective_n_threads
 
 DISTANCES = ("angle", "kernel", "geometric")
-SQDIST = 7                       # kernel code of the squared distance (_kernels.pyx)
+SQDIST = 7                       # kernel code of the squared distance (kernels/kernel_matrix.pyx)
 
 
 def phase_key(seed, phase, extra=0):
@@ -44,7 +50,7 @@ class Metric:
     - ``kernel``: d(i, j) = K_ii + K_jj - 2 K_ij
     - ``geometric``: squared Euclidean distance of ``source.points``.
 
-    ``reader`` (a :class:`~hsspetsc._blocks.BlockReader` of the source) counts the
+    ``reader`` (a :class:`~hsspetsc.util.blocks.BlockReader` of the source) counts the
     entries read; the geometric metric reads points, not entries.
     """
 
@@ -61,7 +67,7 @@ class Metric:
         self.n_threads = self.reader.n_threads
 
     def read(self, row_start, row_len, row_idx, col_start, col_len, col_idx):
-        """Distances of a block list (see :mod:`hsspetsc._blocks`): (data, offsets)."""
+        """Distances of a block list (see :mod:`hsspetsc.util.blocks`): (data, offsets)."""
         data, off = self.reader.read(row_start, row_len, row_idx, col_start, col_len,
                                      col_idx)
         if self.kind != "geometric" and data.size:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._blocks import chunks
-from ._build import merge_leaf_neighbors
+from ..kernels.compression import merge_leaf_neighbors
+from ..util.blocks import chunks
 from .tree import PHASE_ANN, PHASE_CHECK, build_tree, phase_key
 
 CHUNK_BYTES = 256 * 2 ** 20      # distances held at once by the leaf search

@@ -3,14 +3,14 @@
 
 Kernels take raw arrays and check nothing; callers validate in Python. Arguments
 are labelled IN / OUT. Blocks are evaluated through :class:`KernelEvaluator`
-(a nogil ``fill``, run in parallel by ``_entries.fill_blocks``).
+(a nogil ``fill``, run in parallel by ``entries.fill_blocks``).
 
 Points of GEMM_MIN_DIM or more coordinates (images, embeddings) are evaluated a tile
 at a time by one GEMM: r^2 = |x|^2 + |y|^2 - 2 x.y, the inner products X_I X_J^T
 from BLAS (about ten times the speed of the pairwise loop at d = 784). Where that
 cancels (r^2 below 1e-8 (|x|^2 + |y|^2): near-duplicate points) the pair is
 recomputed by the exact difference loop, so no entry loses more than a few ulps
-of r^2. The tile shapes come from the block shapes only (``_blocks.fill_tasks``),
+of r^2. The tile shapes come from the block shapes only (``util.blocks.fill_tasks``),
 so the values do not depend on the thread count.
 """
 import numpy as np
@@ -20,8 +20,8 @@ from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 
-from ._blas cimport dgemm
-from ._entries cimport BlockEvaluator
+from .blas cimport dgemm
+from .entries cimport BlockEvaluator
 
 GEMM_MIN_DIM = 16       # points with this many coordinates or more: tiles by GEMM
 

@@ -15,9 +15,9 @@ from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 
-from ._blas cimport dgemm
-from ._entries cimport BlockEvaluator
-from ._sort cimport KeyIdx, sort_keyidx
+from .blas cimport dgemm
+from .entries cimport BlockEvaluator
+from .sort cimport KeyIdx, sort_keyidx
 
 
 cdef inline double _dot3(const double* x, const double* y, const double* g,

@@ -3,16 +3,16 @@
 A :class:`Construction` is made once by a front door (:func:`hsspetsc.compress`,
 :func:`hsspetsc.compress_sketch`, :func:`hsspetsc.refresh`, each also with
 ``comm=``) and passed to every step of the build and to the contract
-(:mod:`hsspetsc.contract`): the source and its diagonal, the checked parameters, the
+(:mod:`hsspetsc.compression.contract`): the source and its diagonal, the checked parameters, the
 path (entries or products), the thread count, the one
-:class:`~hsspetsc._blocks.BlockReader` that counts what is read, the phase clock
+:class:`~hsspetsc.util.blocks.BlockReader` that counts what is read, the phase clock
 (:class:`Phases`) and the command's communicator.
 """
 import time
 from dataclasses import dataclass
 
-from ._blocks import BlockReader
-from ._collective import Comm
+from ..mpi.comm import Comm
+from ..util.blocks import BlockReader
 
 
 class Phases:
@@ -53,7 +53,7 @@ class Construction:
 
     ``path``: "entries" (:func:`hsspetsc.compress`) or "sketch"
     (:func:`hsspetsc.compress_sketch`); ``where``: the front door's name for
-    messages; ``comm``: a :class:`~hsspetsc._collective.Comm` (one process: size
+    messages; ``comm``: a :class:`~hsspetsc.mpi.comm.Comm` (one process: size
     1)."""
 
     source: object

@@ -1,0 +1,1 @@
+"""The Cython/OpenMP kernels (typed memoryviews, prange over the nodes of a level, BLAS from scipy)."""

@@ -1,0 +1,1 @@
+"""The HSS matrix (one implementation for one process and P ranks), its factorization, files and accuracy."""

@@ -1,0 +1,1 @@
+"""Helpers every layer uses: argument checks, thread counts, batched block reads and offsets, timing."""
