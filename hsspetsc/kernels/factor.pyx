@@ -14,13 +14,47 @@ Factor (per node, A the active block):
     Z    = A_ss - G^T G                           (handed to the parent)
 Parent active block: [[Z_l, B], [B^T, Z_r]] with B = K(skel l, skel r).
 
-Kernels take raw arrays and check nothing; a failed Cholesky leaves its LAPACK
-info in info[a]. BLAS/LAPACK run inside prange: the caller holds BLAS to one thread.
+The per-node arrays travel as two typed objects: :class:`Layout` (what does not
+depend on the shift: sizes, positions, T, the sibling couplings, the offsets of the
+factors) and :class:`Factors` (L, G and the Schur complements Z of one shift).
+Kernels check nothing; a failed Cholesky leaves its LAPACK info in info[a].
+BLAS/LAPACK run inside prange: the caller holds BLAS to one thread.
 """
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t
 from libc.math cimport log
 from .blas cimport dgemm, dpotrf, dtrsm
+
+
+cdef class Layout:
+    """The shift-independent arrays of a factorization, per node a (int64 offsets,
+    float64 data, contiguous): active size c, skeleton rank r, redundant count red;
+    skeleton and redundant positions (sk_ptr/sk_pos, rd_ptr/rd_pos); the ID
+    coefficients T (T_ptr/T_data, column-major r x red); the offset of each leaf's
+    diagonal block in the near data (diag_off); the sibling couplings B
+    (B_ptr/B_data, per parent, column-major); and where each node's L, G and Z
+    start (L_ptr, G_ptr, Z_ptr)."""
+    cdef const int64_t[::1] c, r, red, sk_ptr, sk_pos, rd_ptr, rd_pos, T_ptr
+    cdef const int64_t[::1] diag_off, B_ptr, L_ptr, G_ptr, Z_ptr
+    cdef const double[::1] T_data, B_data
+
+    def __init__(self, c, r, red, sk_ptr, sk_pos, rd_ptr, rd_pos, T_ptr, T_data,
+                 diag_off, B_ptr, B_data, L_ptr, G_ptr, Z_ptr):
+        self.c, self.r, self.red = c, r, red
+        self.sk_ptr, self.sk_pos, self.rd_ptr, self.rd_pos = sk_ptr, sk_pos, rd_ptr, rd_pos
+        self.T_ptr, self.T_data = T_ptr, T_data
+        self.diag_off, self.B_ptr, self.B_data = diag_off, B_ptr, B_data
+        self.L_ptr, self.G_ptr, self.Z_ptr = L_ptr, G_ptr, Z_ptr
+
+
+cdef class Factors:
+    """The factors of one shift, at the offsets of a :class:`Layout`: the Cholesky
+    blocks L, the blocks G = L^-1 M and the Schur complements Z handed to the
+    parents (float64, contiguous; written by :func:`factor_level`)."""
+    cdef double[::1] L_data, G_data, Z_data
+
+    def __init__(self, L_data, G_data, Z_data):
+        self.L_data, self.G_data, self.Z_data = L_data, G_data, Z_data
 
 
 cdef inline double* _ptr(double[::1] x) noexcept nogil:
@@ -125,20 +159,19 @@ cdef void _assemble(int64_t a, bint leaf, int c, double shift, const double* dsh
 
 def factor_level(const int64_t[::1] nodes, bint leaf, double shift,
                  const double[::1] dshift,        # IN  extra diagonal, tree order (or empty)
-                 const int64_t[::1] node_off,
-                 const int64_t[::1] c, const int64_t[::1] r, const int64_t[::1] red,
-                 const int64_t[::1] sk_ptr, const int64_t[::1] sk_pos,
-                 const int64_t[::1] rd_ptr, const int64_t[::1] rd_pos,
-                 const int64_t[::1] T_ptr, const double[::1] T_data,
-                 const double[::1] near_data, const int64_t[::1] diag_off,
-                 const int64_t[::1] B_ptr, const double[::1] B_data,
-                 const int64_t[::1] L_ptr, double[::1] L_data,          # OUT
-                 const int64_t[::1] G_ptr, double[::1] G_data,          # OUT
-                 const int64_t[::1] Z_ptr, double[::1] Z_data,          # OUT (and IN: children)
+                 const int64_t[::1] node_off, const double[::1] near_data,
+                 Layout lay, Factors f,           # IN / OUT: L, G, Z (Z also IN: children)
                  const int64_t[::1] work_ptr, double[::1] work,         # WORK, per node of level
                  int64_t[::1] info,                                     # OUT per node
                  int n_threads):
     """Eliminate the redundant indices of every node of one level."""
+    cdef const int64_t[::1] c = lay.c, r = lay.r, red = lay.red
+    cdef const int64_t[::1] sk_ptr = lay.sk_ptr, sk_pos = lay.sk_pos
+    cdef const int64_t[::1] rd_ptr = lay.rd_ptr, rd_pos = lay.rd_pos
+    cdef const int64_t[::1] T_ptr = lay.T_ptr, diag_off = lay.diag_off, B_ptr = lay.B_ptr
+    cdef const int64_t[::1] L_ptr = lay.L_ptr, G_ptr = lay.G_ptr, Z_ptr = lay.Z_ptr
+    cdef const double[::1] T_data = lay.T_data, B_data = lay.B_data
+    cdef double[::1] L_data = f.L_data, G_data = f.G_data, Z_data = f.Z_data
     cdef Py_ssize_t q, i, j, nq = nodes.shape[0]
     cdef int64_t a
     cdef int ci, ra, rd
@@ -201,26 +234,26 @@ def factor_level(const int64_t[::1] nodes, bint leaf, double shift,
 
 
 def factor_root(bint leaf, double shift, const double[::1] dshift,
-                const int64_t[::1] c, const int64_t[::1] r,
-                const double[::1] near_data, const int64_t[::1] diag_off,
-                const int64_t[::1] Z_ptr, const double[::1] Z_data,
-                const int64_t[::1] B_ptr, const double[::1] B_data,
+                const double[::1] near_data, Layout lay, Factors f,
                 double[::1] Lroot):                                     # OUT c0 x c0
     """Cholesky of the root's active block; returns LAPACK info."""
-    cdef int c0 = <int>c[0]
+    cdef int c0 = <int>lay.c[0]
     cdef const double* nd = _cptr(near_data)
-    cdef const double* zd = _cptr(Z_data)
-    cdef const double* bd = _cptr(B_data)
+    cdef const double* zd = _ptr(f.Z_data)
+    cdef const double* bd = _cptr(lay.B_data)
     if c0 == 0:
         return 0
-    _assemble(0, leaf, c0, shift, _cptr(dshift), nd, &diag_off[0], &r[0], &Z_ptr[0], zd, &B_ptr[0], bd,
-              &Lroot[0])
+    _assemble(0, leaf, c0, shift, _cptr(dshift), nd, &lay.diag_off[0], &lay.r[0],
+              &lay.Z_ptr[0], zd, &lay.B_ptr[0], bd, &Lroot[0])
     return _chol(c0, &Lroot[0])
 
 
-def logdet_sum(const double[::1] L_data, const int64_t[::1] L_ptr,
-               const int64_t[::1] red, const double[::1] Lroot, int c0):
-    """Sum of log of the Cholesky diagonals (all nodes and the root)."""
+def logdet_sum(Layout lay, Factors f, const int64_t[::1] red, const double[::1] Lroot,
+               int c0):
+    """Sum of log of the Cholesky diagonals: of the nodes with red[a] > 0 (``red``:
+    the layout's, or zero for the nodes another rank counts) and of the root."""
+    cdef const double[::1] L_data = f.L_data
+    cdef const int64_t[::1] L_ptr = lay.L_ptr
     cdef Py_ssize_t a, i, n = red.shape[0]
     cdef double s = 0.0
     for a in range(n):
@@ -273,19 +306,18 @@ cdef void _scatter_active(int64_t a, bint leaf, int ci, int k, const double* src
 
 def solve_up_level(const int64_t[::1] nodes, bint leaf, int k,
                    const double[:, ::1] Bt,                 # IN  N x k, tree order (leaves)
-                   const int64_t[::1] node_off,
-                   const int64_t[::1] c, const int64_t[::1] r, const int64_t[::1] red,
-                   const int64_t[::1] sk_ptr, const int64_t[::1] sk_pos,
-                   const int64_t[::1] rd_ptr, const int64_t[::1] rd_pos,
-                   const int64_t[::1] T_ptr, const double[::1] T_data,
-                   const int64_t[::1] L_ptr, const double[::1] L_data,
-                   const int64_t[::1] G_ptr, const double[::1] G_data,
+                   const int64_t[::1] node_off, Layout lay, Factors f,
                    double[::1] bhat,                        # IN children / OUT node: r x k at sk_ptr*k
                    double[::1] wbuf,                        # OUT red x k at rd_ptr*k
                    const int64_t[::1] work_ptr, double[::1] work,
                    int n_threads):
     """Upward solve pass on one level: b'_r = b_r - T^T b_s, w = L^-1 b'_r,
     bhat_s = b_s - G^T w."""
+    cdef const int64_t[::1] c = lay.c, r = lay.r, red = lay.red
+    cdef const int64_t[::1] sk_ptr = lay.sk_ptr, sk_pos = lay.sk_pos
+    cdef const int64_t[::1] rd_ptr = lay.rd_ptr, rd_pos = lay.rd_pos
+    cdef const int64_t[::1] T_ptr = lay.T_ptr, L_ptr = lay.L_ptr, G_ptr = lay.G_ptr
+    cdef const double[::1] T_data = lay.T_data, L_data = f.L_data, G_data = f.G_data
     cdef Py_ssize_t q, i, t, nq = nodes.shape[0]
     cdef int64_t a
     cdef int ci, ra, rd
@@ -327,12 +359,12 @@ def solve_up_level(const int64_t[::1] nodes, bint leaf, int k,
 
 
 def solve_root(bint leaf, int k, const double[:, ::1] Bt, double[:, ::1] Xt,
-               const int64_t[::1] node_off,
-               const int64_t[::1] c, const int64_t[::1] r, const int64_t[::1] sk_ptr,
+               const int64_t[::1] node_off, Layout lay,
                double[::1] bhat, const double[::1] Lroot, double[::1] work):
     """Root solve; writes the children's skeleton solutions into bhat (or Xt when the
     root is the only leaf)."""
-    cdef int c0 = <int>c[0]
+    cdef const int64_t[::1] r = lay.r, sk_ptr = lay.sk_ptr
+    cdef int c0 = <int>lay.c[0]
     cdef double* y = &work[0]
     if c0 == 0:
         return
@@ -346,18 +378,17 @@ def solve_root(bint leaf, int k, const double[:, ::1] Bt, double[:, ::1] Xt,
 
 def solve_down_level(const int64_t[::1] nodes, bint leaf, int k,
                      double[:, ::1] Xt,                     # OUT N x k, tree order (leaves)
-                     const int64_t[::1] node_off,
-                     const int64_t[::1] c, const int64_t[::1] r, const int64_t[::1] red,
-                     const int64_t[::1] sk_ptr, const int64_t[::1] sk_pos,
-                     const int64_t[::1] rd_ptr, const int64_t[::1] rd_pos,
-                     const int64_t[::1] T_ptr, const double[::1] T_data,
-                     const int64_t[::1] L_ptr, const double[::1] L_data,
-                     const int64_t[::1] G_ptr, const double[::1] G_data,
+                     const int64_t[::1] node_off, Layout lay, Factors f,
                      double[::1] ys,                        # IN node y_s / OUT children
                      double[::1] wbuf,                      # IN w (overwritten)
                      const int64_t[::1] work_ptr, double[::1] work,
                      int n_threads):
     """Downward pass: y_r = L^-T (w - G y_s), x_r = y_r, x_s = y_s - T y_r."""
+    cdef const int64_t[::1] c = lay.c, r = lay.r, red = lay.red
+    cdef const int64_t[::1] sk_ptr = lay.sk_ptr, sk_pos = lay.sk_pos
+    cdef const int64_t[::1] rd_ptr = lay.rd_ptr, rd_pos = lay.rd_pos
+    cdef const int64_t[::1] T_ptr = lay.T_ptr, L_ptr = lay.L_ptr, G_ptr = lay.G_ptr
+    cdef const double[::1] T_data = lay.T_data, L_data = f.L_data, G_data = f.G_data
     cdef Py_ssize_t q, i, t, nq = nodes.shape[0]
     cdef int64_t a
     cdef int ci, ra, rd

@@ -17,6 +17,8 @@ import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
 from ..kernels.factor import (
+    Factors,
+    Layout,
     factor_level,
     factor_root,
     gather_B,
@@ -95,6 +97,10 @@ class _Layout:
             par = ((pairs[sib, 0] - 1) // 2).astype(np.int64)
             gather_B(par, np.ascontiguousarray(offsets[sib], dtype=np.int64), data,
                      H.rank, self.B_ptr, self.B_data, nt)
+        # the same arrays as one typed object for the kernels
+        self.kernel = Layout(c, r, red, self.sk_ptr, self.sk_pos, self.rd_ptr, self.rd_pos,
+                             self.T_ptr, self.T_data, self.diag_off, self.B_ptr,
+                             self.B_data, self.L_ptr, self.G_ptr, self.Z_ptr)
 
     def work(self, nodes, per_node):
         sizes = per_node[nodes]
@@ -159,15 +165,14 @@ class HSSFactorization:
         Z = np.empty(int(lay.Z_ptr[-1]) + 1)
         info = np.zeros(H.tree.n_nodes, dtype=np.int64)
         off = H.node_off_local
+        self._factors = Factors(self.L_data, self.G_data, Z)
+        kl, kf = lay.kernel, self._factors
 
         def level(nodes, leaf):
             """Eliminate ``nodes`` (one level); the first failed node or None."""
             for part, wptr, work in lay.work_chunks(nodes,
                                                     lay.c * lay.c + lay.red * lay.red):
-                factor_level(part, leaf, self.shift, dshift, off, lay.c, lay.r, lay.red,
-                             lay.sk_ptr, lay.sk_pos, lay.rd_ptr, lay.rd_pos, lay.T_ptr,
-                             lay.T_data, H.near_data, lay.diag_off, lay.B_ptr, lay.B_data,
-                             lay.L_ptr, self.L_data, lay.G_ptr, self.G_data, lay.Z_ptr, Z,
+                factor_level(part, leaf, self.shift, dshift, off, H.near_data, kl, kf,
                              wptr, work, info, nt)
             b = nodes[info[nodes] != 0]
             return None if b.size == 0 else int(b[0])
@@ -190,8 +195,7 @@ class HSSFactorization:
                     bad = level(np.array([a], np.int64), False)
             self.Lroot = np.empty(max(int(lay.c[0]) ** 2, 1))
             if bad is None and all(b is None for b in bads):
-                rinfo = factor_root(L == 0, self.shift, dshift, lay.c, lay.r, H.near_data,
-                                    lay.diag_off, lay.Z_ptr, Z, lay.B_ptr, lay.B_data,
+                rinfo = factor_root(L == 0, self.shift, dshift, H.near_data, kl, kf,
                                     self.Lroot)
                 if rinfo != 0:
                     bad = 0
@@ -207,8 +211,7 @@ class HSSFactorization:
             if own.group[a][0] == H.rank_id and a > 0:
                 mine[a] = lay.red[a]
         c0 = int(lay.c[0]) if H.rank_id == 0 else 0
-        self._logdet = 2.0 * H.comm.sum(logdet_sum(self.L_data, lay.L_ptr, mine,
-                                                   self.Lroot, c0))
+        self._logdet = 2.0 * H.comm.sum(logdet_sum(kl, kf, mine, self.Lroot, c0))
         t2 = time.perf_counter()
         self.times = {"layout": t1 - t0, "factor": t2 - t1}
 
@@ -261,9 +264,7 @@ class HSSFactorization:
         lay, own, L = self._lay, H.own, H.n_levels
         bhat = np.empty(int(lay.sk_ptr[-1]) * k + 1)
         wbuf = np.empty(int(lay.rd_ptr[-1]) * k + 1)
-        args = (H.node_off_local, lay.c, lay.r, lay.red, lay.sk_ptr, lay.sk_pos,
-                lay.rd_ptr, lay.rd_pos, lay.T_ptr, lay.T_data, lay.L_ptr, self.L_data,
-                lay.G_ptr, self.G_data)
+        args = (H.node_off_local, lay.kernel, self._factors)
         lo_lev = max(own.sub_level, 1)
 
         def up(nodes, leaf):
@@ -282,8 +283,8 @@ class HSSFactorization:
                 H._swap_rows("solve", entry, bhat, lay.sk_ptr, lay.r, k)
                 if entry[0] > 0:
                     up(np.array([entry[0]], np.int64), False)
-            solve_root(L == 0, k, B2, X, H.node_off_local, lay.c, lay.r, lay.sk_ptr, bhat,
-                       self.Lroot, np.empty(int(lay.c[0]) * k + 1))
+            solve_root(L == 0, k, B2, X, H.node_off_local, lay.kernel, bhat, self.Lroot,
+                       np.empty(int(lay.c[0]) * k + 1))
             for entry in reversed(own.path):
                 if entry[0] > 0:
                     down(np.array([entry[0]], np.int64), False)
