@@ -77,4 +77,4 @@ docs: $(BUILD)
 	bash tools/docs.sh
 
 clean:
-	rm -rf build hsspetsc/*.so hsspetsc/_*.c $(SETUP) $(BUILD)
+	rm -rf build hsspetsc/kernels/*.so hsspetsc/kernels/*.c $(SETUP) $(BUILD)

@@ -1,5 +1,7 @@
 """Serial pieces of the distributed HSS matrix: who owns what, the neighbour search
 restricted to one rank's indices, and the matrix on one rank (comm=None)."""
+import os
+
 import numpy as np
 import pytest
 
@@ -91,6 +93,19 @@ def test_serial_matrix_is_the_one_rank_case_bit_for_bit():
     A = 1e-4 * np.eye(1200) + H.to_dense()
     x = np.linalg.solve(A, W)
     assert np.abs(F.solve(W) - x).max() <= 1e-8 * np.abs(x).max()
+
+
+def test_a_distributed_factorization_is_not_saved_but_refused_clearly(tmp_path):
+    X = np.random.default_rng(5).standard_normal((600, 3))
+    H = hsspetsc.compress(hsspetsc.gallery.kernel_matrix(X, "gaussian", bandwidth=1.0),
+                          leaf_size=64, tol=1e-5)
+    with pytest.raises(TypeError, match="distributed matrix has no file format"):
+        distribute(H, None).factorize(1e-3).save(tmp_path / "f")
+    with pytest.raises(TypeError, match="expected an HSSMatrix"):
+        hsspetsc.matrix.io.save(distribute(H, None), tmp_path / "d")
+    assert os.listdir(tmp_path) == []
+    F = hsspetsc.load(H.factorize(1e-3).save(tmp_path / "f"))
+    assert F.shift == 1e-3 and isinstance(F.H, hsspetsc.HSSMatrix)
 
 
 @pytest.mark.parametrize("P", [2, 3, 5])

@@ -1,9 +1,9 @@
 """PETSc shell Mat, HSSPC from the options database, SLEPc rank validation."""
 import numpy as np
 import pytest
+from helpers import assert_close
 
 petsc4py = pytest.importorskip("petsc4py")
-from helpers import assert_close
 from petsc4py import PETSc  # noqa: E402
 
 import hsspetsc  # noqa: E402

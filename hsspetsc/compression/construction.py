@@ -1,8 +1,8 @@
 """The state of one compression, handed from step to step.
 
-A :class:`Construction` is made once by a front door (:func:`hsspetsc.compress`,
-:func:`hsspetsc.compress_sketch`, :func:`hsspetsc.refresh`, each also with
-``comm=``) and passed to every step of the build and to the contract
+A :class:`Construction` is made once by a front door (:func:`hsspetsc.compress` and
+:func:`hsspetsc.compress_sketch`, each also with ``comm=``, and
+:func:`hsspetsc.refresh`) and passed to every step of the build and to the contract
 (:mod:`hsspetsc.compression.contract`): the source and its diagonal, the checked parameters, the
 path (entries or products), the thread count, the one
 :class:`~hsspetsc.util.blocks.BlockReader` that counts what is read, the phase clock

@@ -157,7 +157,7 @@ def finish(H, ctx, near=None):
     info.update({"entries_fraction": (read + reader.products * n) / float(n) ** 2,
                  "entries_evaluated": int(read), "products": reader.products,
                  "source_calls": reader.calls, "time": dict(ph.times)})
-    if H.size > 1:
+    if not isinstance(H, HSSMatrix):
         info["entries_evaluated_here"] = int(reader.count)
     return H.with_info(info)
 

@@ -14,9 +14,10 @@ the serial ones) and, above its subtree, of its ancestors: it swaps its child's
 skeleton (indices; on the sketch path also the reduced sketches, r x samples) with
 the sibling group, and every rank of the group computes the ancestor alike. A rank
 reads the source only for its own nodes (sampled rows of its nodes' columns, its
-leaf blocks, its couplings). The contract (error estimate, PSD compensation) runs
-distributed too: exact rows are read for the local columns only, the compensation
-is certified by distributed factorizations.
+leaf blocks, its couplings). The contract that follows
+(:mod:`hsspetsc.compression.contract`, the serial one) runs distributed as it is:
+exact rows are read for the local columns only, every sum goes through the
+communicator, the compensation is certified by distributed factorizations.
 """
 import hashlib
 

@@ -24,12 +24,12 @@ and a node whose rank ends above samples - 10 is reported like a capped one.
 """
 import numpy as np
 
+from ..kernels.compression import sketch_ids
 from ..util.blocks import exclusive_cumsum
 from .params import shift_thresholds
+from .skeleton import LevelIDs, assemble_bases, check_alloc
 
 OVERSAMPLING = 10       # a rank above samples - 10 is not certified by the sketch
-from ..kernels.compression import sketch_ids
-from .skeleton import LevelIDs, assemble_bases, check_alloc
 
 
 def products(src, Omega, where):

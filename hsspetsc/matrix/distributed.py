@@ -47,7 +47,8 @@ from .hss import BlockSet, HSSBase, _Caches
 
 
 class _Shape:
-    """The tree's shape (what the factorization layout needs of a ClusterTree)."""
+    """The tree's shape: what the matrix and its factorization need of a
+    ClusterTree (N, the levels, each node's offset and size)."""
 
     def __init__(self, n, n_levels, node_off, node_size):
         self.n, self.n_levels = n, n_levels
@@ -60,9 +61,6 @@ class _Shape:
     @property
     def first_leaf(self):
         return 2 ** self.n_levels - 1
-
-    def level_nodes(self, lev):
-        return np.arange(2 ** lev - 1, 2 ** (lev + 1) - 1)
 
 
 class DistributedHSSMatrix(HSSBase):
@@ -129,6 +127,11 @@ class DistributedHSSMatrix(HSSBase):
         out.compensation = self.tree_rows(np.asarray(compensation, dtype=np.float64))
         out._caches = _Caches()              # its norm is another
         return out
+
+    def matvec(self, X, n_threads=None):
+        """This rank's rows of H~ X, for this rank's rows X (tree order; shape
+        (n_local,) or (n_local, k)). Collective."""
+        return super().matvec(X, n_threads)
 
     def _rows_in(self, X, what, where):
         """X as a C-contiguous (n_local, k) block (this rank's share of the tree

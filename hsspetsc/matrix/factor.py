@@ -299,10 +299,11 @@ class HSSFactorization:
         return io.save(self, path)
 
     def _archive(self):
-        if self.H.size > 1:
-            raise TypeError("save: a factorization across ranks has no file format; "
-                            "save the serial matrix of the same source instead.")
-        return self.H._archive("factorization", {"shift": np.float64(self.shift)})
+        archive = getattr(self.H, "_archive", None)
+        if archive is None:
+            raise TypeError("save: a factorization of a distributed matrix has no file "
+                            "format; save the serial matrix of the same source instead.")
+        return archive("factorization", {"shift": np.float64(self.shift)})
 
     def logdet(self):
         """log det(shift*I + H~) = sum of 2 log diag of all Cholesky factors."""

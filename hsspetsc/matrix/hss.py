@@ -353,6 +353,10 @@ class HSSMatrix(HSSBase):
         c = getattr(self, key)
         return None if c is None else self._caches.get(key, lambda: self.tree_rows(c))
 
+    def matvec(self, W, n_threads=None):
+        """Return K~ W for W of shape (N,) or (N, k), in the user's index order."""
+        return super().matvec(W, n_threads)
+
     def _operand_of(self, v):
         return v
 

@@ -17,9 +17,10 @@ pickled objects, loaded with ``allow_pickle=False``) holding every named part of
 
 All integers are little-endian int64 and all reals float64, so a file moves between
 machines. This module holds the format and the one atomic writer of the package;
-the matrices say what goes into a file (``_archive``) and
-:func:`hsspetsc.load` (in :mod:`hsspetsc.matrix.hss`) builds one from it. A distributed matrix (``compress(comm=...)``: each rank holds its subtree)
-has no file format yet; save the serial matrix of the same source instead.
+the matrices say what goes into a file (``_archive``) and :func:`hsspetsc.load` (in
+:mod:`hsspetsc.matrix.hss`) builds one from it. A distributed matrix
+(``compress(comm=...)``: each rank holds its subtree) has no file format yet; save
+the serial matrix of the same source instead.
 """
 import json
 import os
