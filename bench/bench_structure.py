@@ -6,18 +6,21 @@ side by side (not a test).
 
 ``DIR`` is a built checkout of the commit to compare with (``git worktree add DIR
 REV`` and ``python setup.py build_ext --inplace`` there); ``--after`` (default this
-tree) another, so that this tree may change while the benchmark runs. For each case (K02 from
-the test suite, N = 16384, tol 1e-6; gauss3d, the Gaussian kernel with h = 0.2 on N =
-65536 uniform points in the unit cube, tol 1e-5, max_rank 128) and each layout (one
-process with 2 threads; ``mpiexec -n 2`` with one thread per rank), a fresh process
-per tree compresses the matrix (the defaults otherwise, PSD compensation included)
-and times a matvec and a solve with 16 right-hand sides (median of 15) and the
-factorization at shift 1e-4 x max diagonal (median of 7); with 2 ranks each figure
-is the slowest rank's. The two trees alternate, ``--rounds`` times; the table
-gives the medians over the rounds and the ratio after / before. Also: the lines of
-code below hsspetsc/ in each tree and, where the ``duplicates`` tool is installed,
-the pairs of places it finds repeated there. Writes bench_structure.json next to
-this file.
+tree) another, so that this tree may change while the benchmark runs.
+
+Both trees run in one process, the earlier one imported as ``hsspetsc_before``
+(its imports are relative), so that the machine's drift between processes (10-30 %
+here) does not enter the ratio. For each case (K02 from the test suite, N = 16384,
+tol 1e-6; gauss3d, the Gaussian kernel with h = 0.2 on N = 65536 uniform points in
+the unit cube, tol 1e-5, max_rank 128; the defaults otherwise, PSD compensation
+included) and each layout (one process with 2 threads; ``mpiexec -n 2`` with one
+thread per rank), each tree compresses the matrix ``--rounds`` times, then applies
+it to 16 right-hand sides and solves with them (10 x rounds times each) and factors
+it at shift 1e-4 x max diagonal (3 x rounds), the two trees taking turns call by
+call (and starting in turn). The table gives the medians and the ratio after /
+before; with 2 ranks each time is the slowest rank's. Also: the lines of code below
+hsspetsc/ in each tree and, where the ``duplicates`` tool is installed, the pairs of
+places it finds repeated there. Writes bench_structure.json next to this file.
 """
 import argparse
 import json
@@ -40,69 +43,108 @@ QUICK = {"K02": 4096, "gauss3d": 8192}
 OPS = ("compress", "matvec", "factor", "solve")
 
 
-def _source(case, n):
-    import hsspetsc
+def _source(pkg, case, n):
+    """The case's source, made by ``pkg`` (each tree reads its own source type)."""
     if case == "K02":
-        return hsspetsc.gallery.testsuite("K02", n)
+        return pkg.gallery.testsuite("K02", n)
     X = np.random.default_rng(0).random((n, 3))
-    return hsspetsc.gallery.kernel_matrix(X, "gaussian", bandwidth=0.2)
+    return pkg.gallery.kernel_matrix(X, "gaussian", bandwidth=0.2)
 
 
-def worker(case, n, distributed):
-    """Time one tree (the one on sys.path) and print the figures as JSON."""
+def prepare_before(checkout):
+    """The earlier tree as a package of its own name, ``hsspetsc_before``, built
+    beside the checkout (``<checkout>/.before_pkg``; reused when there): its Python
+    imports are relative, and its kernels are compiled again under the new name
+    (a compiled module finds the others by its package's name)."""
+    dest = os.path.join(checkout, ".before_pkg")
+    pkg = os.path.join(dest, "hsspetsc_before")
+    if not os.path.isdir(pkg):
+        tmp = dest + ".tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(os.path.join(checkout, "hsspetsc"), os.path.join(tmp, "hsspetsc_before"),
+                        ignore=shutil.ignore_patterns("*.so", "*.c", "__pycache__"))
+        with open(os.path.join(checkout, "setup.py")) as f:
+            setup = f.read().replace("hsspetsc.", "hsspetsc_before.").replace(
+                "hsspetsc/", "hsspetsc_before/")
+        with open(os.path.join(tmp, "setup.py"), "w") as f:
+            f.write(setup)
+        subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"],
+                       cwd=tmp, check=True, capture_output=True)
+        os.rename(tmp, dest)
+    return dest
+
+
+def _load_before(folder):
+    """The earlier tree's package (see :func:`prepare_before`)."""
+    import importlib
+    sys.path.insert(0, folder)
+    return importlib.import_module("hsspetsc_before")
+
+
+def worker(case, n, before, distributed, rounds):
+    """Both trees in one process (this one as ``hsspetsc``, the earlier one as
+    ``hsspetsc_before``): each compresses the case ``rounds`` times and applies,
+    factors and solves, the two taking turns operation by operation; prints the
+    medians as JSON."""
     import hsspetsc
+    pkgs = {"after": hsspetsc, "before": _load_before(before)}
     comm, size = None, 1
     if distributed:
         from mpi4py import MPI
         comm = MPI.COMM_WORLD
         size = comm.Get_size()
 
-    def slowest(t):
-        return t if comm is None else comm.allreduce(t, op=MPI.MAX)
+    def once(f):
+        if comm is not None:
+            comm.Barrier()
+        t = time.perf_counter()
+        out = f()
+        t = time.perf_counter() - t
+        return out, (t if comm is None else comm.allreduce(t, op=MPI.MAX))
 
-    def timed(f, repeat):
-        f()
-        ts = []
-        for _ in range(repeat):
-            if comm is not None:
-                comm.Barrier()
-            t = time.perf_counter()
-            f()
-            ts.append(slowest(time.perf_counter() - t))
-        return float(np.median(ts))
-
-    src = _source(case, n)
     params = dict(CASES[case][1])
-    if comm is not None:
-        comm.Barrier()
-    t = time.perf_counter()
-    H = hsspetsc.compress(src, comm=comm, **params) if comm is not None else \
-        hsspetsc.compress(src, **params)
-    t_compress = slowest(time.perf_counter() - t)
-    rows = H.n_local if comm is not None else H.n
+    srcs = {k: _source(pkg, case, n) for k, pkg in pkgs.items()}
+    times = {k: {op: [] for op in OPS} for k in pkgs}
+    H = {}
+    order = [("before", "after"), ("after", "before")]
+    for r in range(rounds):
+        for k in order[r % 2]:
+            kw = dict(params, comm=comm) if comm is not None else params
+            H[k], t = once(lambda: pkgs[k].compress(srcs[k], **kw))
+            times[k]["compress"].append(t)
+    rows = H["after"].n_local if comm is not None else H["after"].n
     W = np.random.default_rng(1).standard_normal((rows, 16))
-    shift = 1e-4 * H.max_diagonal()
-    F = H.factorize(shift)
-    out = {"case": case, "N": n, "ranks": size, "compress": t_compress,
-           "matvec": timed(lambda: H.matvec(W), 15),
-           "factor": timed(lambda: H.factorize(shift), 7),
-           "solve": timed(lambda: F.solve(W), 15)}
+    shift = 1e-4 * H["after"].max_diagonal()
+    F = {k: H[k].factorize(shift) for k in H}
+    for op, repeat, f in (("matvec", 10 * rounds, lambda k: H[k].matvec(W)),
+                          ("factor", 3 * rounds, lambda k: H[k].factorize(shift)),
+                          ("solve", 10 * rounds, lambda k: F[k].solve(W))):
+        for k in H:
+            f(k)                                   # warm-up
+        for r in range(repeat):
+            for k in order[r % 2]:
+                times[k][op].append(once(lambda: f(k))[1])
+    out = {"case": case, "N": n, "ranks": size,
+           "samples": {k: {op: len(v) for op, v in t.items()} for k, t in times.items()}}
+    for k in pkgs:
+        out[k] = {op: float(np.median(v)) for op, v in times[k].items()}
     if comm is None or comm.Get_rank() == 0:
         print("RESULT " + json.dumps(out), flush=True)
 
 
-def _run(tree, case, n, ranks):
-    env = dict(os.environ, PYTHONPATH=tree, **ENV)
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", case, str(n)]
+def _run(after, before, case, n, ranks, rounds):
+    env = dict(os.environ, PYTHONPATH=after, **ENV)
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", case, str(n),
+           "--before", before, "--rounds", str(rounds)]
     if ranks == 1:
         env["OMP_NUM_THREADS"] = "2"
     else:
         env["OMP_NUM_THREADS"] = "1"
         cmd = ["mpiexec", "--oversubscribe", "-n", str(ranks)] + cmd + ["--mpi"]
-    p = subprocess.run(cmd, env=env, cwd=tree, capture_output=True, text=True)
+    p = subprocess.run(cmd, env=env, cwd=after, capture_output=True, text=True)
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
     if p.returncode != 0 or not lines:
-        raise RuntimeError(f"{tree}: {case} on {ranks} rank(s) failed:\n{p.stderr[-3000:]}")
+        raise RuntimeError(f"{case} on {ranks} rank(s) failed:\n{p.stderr[-3000:]}")
     return json.loads(lines[-1][7:])
 
 
@@ -136,32 +178,36 @@ def main():
     ap.add_argument("--before", help="a built checkout of the commit to compare with")
     ap.add_argument("--after", default=ROOT, help="the checkout to measure (default: "
                     "this one)")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="compressions per tree (and 10x that many matvecs and solves, "
+                    "3x that many factorizations)")
     ap.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    ap.add_argument("--cases", default="K02,gauss3d", help="comma-separated cases")
+    ap.add_argument("--ranks", default="1,2", help="comma-separated layouts (1: one "
+                    "process, 2: mpiexec -n 2)")
     ap.add_argument("--worker", nargs=2, metavar=("CASE", "N"), help=argparse.SUPPRESS)
     ap.add_argument("--mpi", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--out", default=os.path.join(HERE, "bench_structure.json"))
     a = ap.parse_args()
     if a.worker:
-        return worker(a.worker[0], int(a.worker[1]), a.mpi)
+        return worker(a.worker[0], int(a.worker[1]), a.before, a.mpi, a.rounds)
     for name in ("before", "after"):
         folder = getattr(a, name)
         if not folder or not os.path.isdir(os.path.join(folder, "hsspetsc")):
             ap.error(f"--{name} must name a built checkout (a folder with hsspetsc/ "
                      f"in it)")
     trees = {"before": os.path.abspath(a.before), "after": os.path.abspath(a.after)}
+    built = prepare_before(trees["before"])
     results = []
-    for case, (n, _) in CASES.items():
-        n = QUICK[case] if a.quick else n
-        for ranks in (1, 2):
-            got = {"before": [], "after": []}
-            for r in range(a.rounds):
-                for name in (("before", "after") if r % 2 == 0 else ("after", "before")):
-                    got[name].append(_run(trees[name], case, n, ranks))
-            row = {"case": case, "N": n, "ranks": ranks}
+    for case in a.cases.split(","):
+        if case not in CASES:
+            ap.error(f"--cases: {case!r} is not one of {', '.join(CASES)}")
+        n = QUICK[case] if a.quick else CASES[case][0]
+        for ranks in (int(r) for r in a.ranks.split(",")):
+            got = _run(trees["after"], built, case, n, ranks, a.rounds)
+            row = {"case": case, "N": n, "ranks": ranks, "samples": got["samples"]}
             for op in OPS:
-                b = float(np.median([g[op] for g in got["before"]]))
-                f = float(np.median([g[op] for g in got["after"]]))
+                b, f = got["before"][op], got["after"][op]
                 row[op] = {"before": b, "after": f, "ratio": f / b}
             results.append(row)
             print(f"{case:>8} N={n:<6} ranks={ranks}  " + "  ".join(
