@@ -87,6 +87,9 @@ def test_serial_matrix_is_the_one_rank_case_bit_for_bit():
     assert D.max_diagonal() == H.max_diagonal() and D.norm() > 0
     F, FD = H.factorize(1e-4), D.factorize(1e-4)
     assert type(FD) is type(F)
+    # the base says what a matrix must provide: a layout and a compensation
+    with pytest.raises(TypeError, match="abstract"):
+        hsspetsc.matrix.hss.HSSBase()
     assert np.array_equal(FD.solve(W[rows]), F.solve(W)[rows])
     assert FD.logdet() == F.logdet()
     # and the answer is right: a dense solve of the same operator

@@ -13,6 +13,7 @@ being each rank's rows of the tree order. Construction lives in
 """
 import json
 import os
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,7 +79,7 @@ class _Caches:
         return self._items[name]
 
 
-class HSSBase:
+class HSSBase(ABC):
     """What the serial and the distributed HSS matrix share: the arrays of the nodes
     this rank holds and one implementation of the matvec, the factorization (with
     its solve and log-determinant), the diagonal and the norm.
@@ -155,22 +156,20 @@ class HSSBase:
         them, permuted, with one process)."""
         return np.ascontiguousarray(v[self.local_indices])
 
+    @abstractmethod
     def compensation_rows(self, factored=False):
         """The diagonal compensation in this rank's rows (tree order), or None: the
         one of the matvec, or with ``factored`` the one the factorization adds (they
         differ only with a near field; see :func:`hsspetsc.compress`'s ``spd``)."""
-        raise TypeError(f"{type(self).__name__} does not say where its compensation "
-                        f"is stored.")
 
     def _operand_of(self, v):
         """A user-order vector of length N laid out as ``matvec`` takes it."""
         return self.tree_rows(v)
 
+    @abstractmethod
     def _rows_in(self, X, what, where):
         """(X as this rank's rows, C-contiguous (n_local, k); a function that turns
         rows of the result into what the user gets back)."""
-        raise TypeError(f"{type(self).__name__} does not say how its vectors are laid "
-                        f"out.")
 
     # ----------------------------------------------------------------- matvec
     def matvec(self, X, n_threads=None):
