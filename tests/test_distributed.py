@@ -115,7 +115,7 @@ def test_a_distributed_factorization_is_not_saved_but_refused_clearly(tmp_path):
 def test_tree_of_one_rank_equals_the_full_tree_on_its_range(P):
     """A rank splits its ancestors and its subtree only: its range of the order is
     the full tree's, bit for bit."""
-    from hsspetsc.compression.distributed import _level_nodes
+    from hsspetsc.compression.driver import _level_nodes
     from hsspetsc.compression.tree import tree_depth
     X = np.random.default_rng(7).standard_normal((2400, 3))
     src = hsspetsc.gallery.kernel_matrix(X, "gaussian", bandwidth=0.8)

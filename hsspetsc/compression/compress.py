@@ -7,16 +7,17 @@
 
 Both validate their parameters against one specification (:mod:`hsspetsc.compression.params`,
 where the meaning of ``tol`` is stated), read the source through one
-:class:`~hsspetsc.util.blocks.BlockReader` (batched per level, counted), build the tree
-(:mod:`hsspetsc.compression.tree`), the interaction lists (:mod:`hsspetsc.compression.interactions`) and
-pack the stored blocks the same way, and build the :class:`HSSMatrix` from named
-parts; ``stats()["params"]["construction"]`` says which path made it. Every phase is
-a loop over tree levels in Python around Cython ``prange`` kernels over the
-level's nodes; BLAS is held to one thread meanwhile.
+:class:`~hsspetsc.util.blocks.BlockReader` (batched per level, counted) and hand a
+:class:`~hsspetsc.compression.construction.Construction` to the one driver
+(:mod:`hsspetsc.compression.driver`: tree, neighbours, interaction lists, skeletons
+and stored blocks, for one process or over ``comm``), then to the contract
+(:mod:`hsspetsc.compression.contract`); ``stats()["params"]["construction"]`` says
+which path made it. Every phase is a loop over tree levels in Python around Cython
+``prange`` kernels over the level's nodes; BLAS is held to one thread meanwhile.
 """
 import numpy as np
 
-from ..matrix.hss import BlockSet, HSSMatrix
+from ..matrix.hss import HSSMatrix
 from ..mpi.comm import Comm
 from ..sources import as_source
 from ..util.blocks import BlockReader, IncompressibleError, WorkCapReached
@@ -24,17 +25,12 @@ from ..util.threads import blas_single_thread, effective_n_threads
 from . import params as _params
 from .construction import Construction, Phases
 from .contract import finish, warn_misses
-from .distributed import construct, distributed_reader
-from .interactions import build_interactions
-from .neighbors import approximate_neighbors
-from .skeleton import skeletonize
-from .sketch import products, sketch_bases
-from .tree import (
-    PHASE_SKETCH,
-    Metric,
-    build_tree,
-    phase_key,
-    tree_from_order,
+from .driver import (
+    construct,
+    distributed_matrix,
+    distributed_reader,
+    serial_matrix,
+    stored_blocks,
 )
 
 # Below this many entries (N <= 8192) the work cap does not apply: reading them all
@@ -226,83 +222,24 @@ def compress_sketch(source, samples=256, leaf_size=128, tol=None, max_rank=None,
 
 
 def _construct(src, diag, p, path, verbose, nt, perm=None, comm=None):
-    """The back end of both front doors (parameters already validated)."""
+    """The back end of both front doors (parameters already validated): the driver
+    (:mod:`hsspetsc.compression.driver`), then the contract."""
     if comm is not None:
         return _construct_distributed(src, diag, p, path, verbose, nt, perm, comm)
     n = src.n
     # the work cap: the construction reads at most N^2 entries-equivalents in all
     reader = BlockReader(src, nt, limit=max(float(n) ** 2, WORK_FLOOR))
     ctx = Construction.start(src, diag, p, path, nt, reader, verbose)
-    sketch = None
-    if path == "sketch":         # products first, with the source's own BLAS threads
-        rng = np.random.default_rng(phase_key(p["seed"], PHASE_SKETCH))
-        Omega = rng.standard_normal((n, p["samples"]))
-        # a list _build empties as it permutes: at most three N x s arrays at once
-        sketch = [products(src, Omega, "compress_sketch"), Omega]
-        del Omega
-        reader.products += p["samples"]
-        reader.limit -= float(reader.products) * n
-        ctx.phases.done("products")
     try:
-        tree, nbrs, bases, near, far, couplings = _build(ctx, perm, sketch)
+        H = serial_matrix(construct(ctx, perm))
     except WorkCapReached as e:
         raise _incompressible(e, ctx) from None
-    sketch = None
     reader.limit = None        # the error-estimate probes come on top (probes x N)
-    params = dict(p, construction=path)
-    info = {"neighbor_recall": None if nbrs is None else nbrs.recall,
-            "neighbor_iterations": 0 if nbrs is None else nbrs.iterations,
-            "truncated_nodes": list(bases.truncated)}
-    H = HSSMatrix(tree=tree, bases=bases, near=near, far=far, couplings=couplings,
-                  params=params, info=info)
     H = finish(H, ctx)
     warn_misses(H, ctx, stacklevel=3)
     if verbose or (verbose is None and ctx.phases.times["total"] > Phases.AUTO_PROGRESS_S):
         print(repr(H), flush=True)
     return H
-
-
-def _build(ctx, perm, sketch):
-    """Tree, neighbours, interactions, bases and stored blocks (BLAS on one thread).
-    ``sketch``: [Y, Omega] of the sketch path (emptied here), or None."""
-    src, p, reader, nt, ph = ctx.source, ctx.params, ctx.reader, ctx.n_threads, ctx.phases
-    n = src.n
-    with blas_single_thread():
-        metric = None
-        if p["distance"] in ("angle", "kernel", "geometric"):
-            metric = Metric(src, p["distance"], ctx.diagonal, reader, nt)
-            tree = build_tree(n, metric, p["leaf_size"], p["seed"])
-        else:                                   # natural / given order
-            tree = tree_from_order(n, p["leaf_size"], perm)
-        ph.done("tree")
-        nbrs = None
-        if ctx.path == "entries" and p["neighbors"] > 0:
-            nbrs = approximate_neighbors(n, metric, p["neighbors"], p["leaf_size"],
-                                         p["seed"])
-        ph.done("neighbors")
-        inter = build_interactions(tree, nbrs, p["budget"])
-        ph.done("interactions")
-        if ctx.path == "entries":
-            bases = skeletonize(tree, reader, nbrs, inter, p["tol"], p["max_rank"],
-                                p["memory"], p["seed"], nt, p["shift"])
-            ph.done("skeletons")
-            near, far, couplings = _entry_blocks(tree, reader, bases, inter)
-            ph.done("blocks")
-        else:
-            # tree order, one array at a time: the products are the largest buffers
-            Yt = np.ascontiguousarray(sketch[0][tree.perm])
-            sketch[0] = None
-            Ot = np.ascontiguousarray(sketch[1][tree.perm])
-            sketch[1] = None
-            bases, (D, Doff), (C, Coff) = sketch_bases(tree, reader, Yt, Ot, p["tol"],
-                                                       p["max_rank"], nt, p["shift"])
-            del Yt, Ot
-            near = BlockSet(inter.near_pairs, Doff, D)
-            parent = (inter.far_pairs[:, 0] - 1) // 2
-            far = BlockSet(inter.far_pairs, Coff[parent] if parent.size else Coff[:0], C)
-            couplings = BlockSet.empty()
-            ph.done("skeletons")
-    return tree, nbrs, bases, near, far, couplings
 
 
 _NEXT_PHASE = {"": "tree", "products": "tree", "tree": "neighbors",
@@ -328,13 +265,13 @@ def _incompressible(e, ctx):
 
 
 def _construct_distributed(src, diag, p, path, verbose, nt, perm, comm):
-    """compress / compress_sketch with ``comm``: see :mod:`hsspetsc.compression.distributed`."""
+    """compress / compress_sketch with ``comm``: see :mod:`hsspetsc.compression.driver`."""
     c = Comm.of(comm)
     where = "compress" if path == "entries" else "compress_sketch"
     # (a source whose entries are summed over the ranks is read collectively)
     reader = c.run(distributed_reader, src, path, where, nt)
     ctx = Construction.start(src, diag, p, path, nt, reader, verbose, comm=c)
-    D = c.run(lambda: finish(construct(ctx, perm), ctx))
+    D = c.run(lambda: finish(distributed_matrix(construct(ctx, perm), c), ctx))
     warn_misses(D, ctx, stacklevel=4)
     return D
 
@@ -374,8 +311,9 @@ def refresh(H, source, verbose=None, n_threads=None):
                              where=where)
     tree, bases = H._parts["tree"], H._parts["bases"]
     with blas_single_thread():
-        near, far, couplings = _stored_blocks(tree, reader, bases, H.near_pairs,
-                                              H.far_pairs, H.sib_pairs.reshape(-1, 2))
+        by_skel = (bases.skel_ptr[:-1], bases.rank, bases.skel_idx)
+        near, far, couplings = stored_blocks(tree, reader, by_skel, H.near_pairs,
+                                             H.far_pairs, H.sib_pairs.reshape(-1, 2))
     ctx.phases.done("blocks")
     info = {k: H._info[k] for k in ("neighbor_recall", "neighbor_iterations",
                                     "truncated_nodes") if k in H._info}
@@ -386,34 +324,3 @@ def refresh(H, source, verbose=None, n_threads=None):
     H1 = finish(H1, ctx, near=H._info.get("compensation") or None)
     warn_misses(H1, ctx, stacklevel=2)
     return H1
-
-
-def pack_blocks(reader, pairs, rows, cols):
-    """One packer for every stored block: K(rows of a, cols of b) for each pair
-    (a, b); ``rows`` and ``cols`` are (start, length, index array) per node."""
-    a, b = pairs[:, 0], pairs[:, 1]
-    data, off = reader.read(rows[0][a], rows[1][a], rows[2], cols[0][b], cols[1][b],
-                            cols[2])
-    return BlockSet(pairs, off, data)
-
-
-def _entry_blocks(tree, reader, bases, inter):
-    """Near blocks K(leaf, leaf), far blocks K(skel, skel), and the sibling couplings
-    the factorization needs that are not far pairs (budget > 0)."""
-    left = np.arange(1, tree.n_nodes, 2, dtype=np.int64)
-    sib = np.column_stack([left, left + 1])
-    n_nodes = tree.n_nodes
-    is_far = np.isin(sib[:, 0] * n_nodes + sib[:, 1],
-                     inter.far_pairs[:, 0] * n_nodes + inter.far_pairs[:, 1])
-    return _stored_blocks(tree, reader, bases, inter.near_pairs, inter.far_pairs,
-                          sib[~is_far].reshape(-1, 2))
-
-
-def _stored_blocks(tree, reader, bases, near_pairs, far_pairs, sib_pairs):
-    """The exact entries H~ stores, for the given pairs: K(leaf, leaf) near blocks,
-    K(skel, skel) far blocks and sibling couplings (build and refresh alike)."""
-    by_index = (tree.node_off, tree.node_size, tree.perm)
-    by_skel = (bases.skel_ptr[:-1], bases.rank, bases.skel_idx)
-    return (pack_blocks(reader, near_pairs, by_index, by_index),
-            pack_blocks(reader, far_pairs, by_skel, by_skel),
-            pack_blocks(reader, sib_pairs, by_skel, by_skel))

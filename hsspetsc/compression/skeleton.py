@@ -117,38 +117,12 @@ class RankBudget:
             return int(self.max_rank), "max_rank"
         return min(r_mem, 2 ** 31 - 1), "memory"
 
-    def spend(self, rank, ncols):
-        """Charge a finished level: its P and (half of) its couplings."""
-        self.left -= 8.0 * float(np.sum(rank * ncols) + np.sum(rank.astype(float) ** 2))
-
-
-def assemble_bases(tree, levels, tol, causes=None):
-    """Bases from the per-level results (levels 1..L in any order). Nodes whose
-    dropped part exceeds tol are listed with what capped them (``causes``: a dict
-    level -> cause, or one cause for all)."""
-    by_level = {lv.lev: lv for lv in levels}
-    rank = np.zeros(tree.n_nodes, dtype=np.int64)
-    parts_skel, parts_pos, parts_proj, proj_sizes = [], [], [], []
-    truncated = []
-    for lev in range(1, tree.n_levels + 1):
-        lv = by_level[lev]
-        nodes = tree.level_nodes(lev)
-        rank[nodes] = lv.rank
-        parts_skel.append(lv.skel)
-        parts_pos.append(lv.pos)
-        parts_proj.append(lv.proj)
-        proj_sizes.append(lv.rank * lv.ncols)
-        capped = np.flatnonzero(lv.achieved > tol)     # rank capped, or not certified
-        cause = causes.get(lev, "max_rank") if isinstance(causes, dict) else causes
-        truncated += [{"node": int(nodes[t]), "level": lev, "rank": int(lv.rank[t]),
-                       "achieved": float(lv.achieved[t]), "cause": cause} for t in capped]
-    sizes = np.r_[0, np.concatenate(proj_sizes)] if proj_sizes else np.zeros(1, np.int64)
-    cat = (lambda parts, dt: np.concatenate(parts).astype(dt) if parts
-           else np.zeros(0, dt))
-    return Bases(rank=rank, skel_ptr=pointers(rank),
-                 skel_idx=cat(parts_skel, np.int64), skel_pos=cat(parts_pos, np.int64),
-                 proj_ptr=pointers(sizes),
-                 proj=cat(parts_proj, np.float64), truncated=tuple(truncated))
+    def spend(self, rank, ncols, total=None):
+        """Charge a finished level: its P and (half of) its couplings. ``rank``,
+        ``ncols``: of the nodes this rank counts; ``total``: their sum over the
+        ranks (a communicator's ``sum``; None with one process)."""
+        spent = 8.0 * float(np.sum(rank * ncols) + np.sum(rank.astype(float) ** 2))
+        self.left -= spent if total is None else total(spent)
 
 
 class LevelSampler:
@@ -220,31 +194,3 @@ class LevelSampler:
         check_alloc(rank.min() >= 0, "the interpolative decompositions")
         return LevelIDs(lev, rank, achieved, cols_ptr, cols_idx, pos_buf, pos_off,
                         proj_buf, proj_off, ncols)
-
-
-def skeletonize(tree, reader, nbrs, inter, tol, max_rank, memory, seed, n_threads,
-                shift=None):
-    """Bases of every non-root node from sampled entries (see the module docstring).
-    ``max_rank`` None: ranks bounded only by ``memory`` (bytes of H~). ``shift``:
-    shift-aware thresholds (:func:`hsspetsc.compression.params.shift_thresholds`)."""
-    L = tree.n_levels
-    budget = RankBudget(tree, inter, max_rank, memory)
-    causes = {}
-    if L == 0:
-        return assemble_bases(tree, [], tol)
-    sampler = LevelSampler(tree, reader, nbrs, inter, tol, seed, n_threads, shift)
-    # the leaves' columns are their indices
-    leaves = tree.level_nodes(L)
-    cols_ptr = np.r_[tree.node_off[leaves], tree.n].astype(np.int64)
-    cols_idx = tree.perm
-    levels = []
-    for lev in range(L, 0, -1):
-        nodes = tree.level_nodes(lev).astype(np.int64)
-        cap, causes[lev] = budget.cap(lev)
-        lv = sampler.ids(lev, nodes, cols_ptr, cols_idx, cap)
-        levels.append(lv)
-        budget.spend(lv.rank, lv.ncols)
-        # the parents' columns: [skel(left child), skel(right child)], in order
-        cols_idx = lv.skel
-        cols_ptr = lv.skel_ptr[0::2].copy()
-    return assemble_bases(tree, levels, tol, causes)

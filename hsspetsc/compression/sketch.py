@@ -27,7 +27,7 @@ import numpy as np
 from ..kernels.compression import sketch_ids
 from ..util.blocks import exclusive_cumsum
 from .params import shift_thresholds
-from .skeleton import LevelIDs, assemble_bases, check_alloc
+from .skeleton import LevelIDs, check_alloc
 
 OVERSAMPLING = 10       # a rank above samples - 10 is not certified by the sketch
 
@@ -73,57 +73,3 @@ def sketch_level(lev, leaf, Yt, Ot, s, node_lo, blk, blk_off, ncols, rank_l, ran
     check_alloc(rank.min() >= 0, "the sketch's interpolative decompositions")
     return (LevelIDs(lev, rank, achieved, cols_ptr, cols_idx, pos_buf, pos_off, proj_buf,
                      proj_off, ncols), Yh, Oh, pos_off)
-
-
-def sketch_bases(tree, reader, Yt, Ot, tol, max_rank, n_threads, shift=None):
-    """Bases, leaf blocks and couplings from the sketch Y = K Omega, given in tree
-    order (``Yt = Y[tree.perm]``, ``Ot = Omega[tree.perm]``, C-contiguous; the caller
-    permutes and drops the originals, so no more than three N x s arrays live at once).
-
-    Returns (bases, (leaf data, leaf offsets), (coupling data, coupling offsets
-    per parent node 0 .. first_leaf - 1))."""
-    n, L, s = tree.n, tree.n_levels, Yt.shape[1]
-    perm = tree.perm
-    Yt = Yt.reshape(-1)
-    Ot = Ot.reshape(-1)
-    leaves = tree.level_nodes(L)
-    lo, sz = tree.node_off[leaves], tree.node_size[leaves]
-    D, Doff = reader.read(lo, sz, perm, lo, sz, perm)
-    coupling_parts = {}
-    if L == 0:
-        return (assemble_bases(tree, [], tol), (D, Doff),
-                (np.zeros(0), np.zeros(0, np.int64)))
-    levels, prev = [], None
-    empty_i, empty_d = np.zeros(0, np.int64), np.zeros(0)
-    Yh_prev = Oh_prev = empty_d
-    prev_off = empty_i
-    for lev in range(L, 0, -1):
-        nodes = tree.level_nodes(lev)
-        nn = nodes.size
-        if lev == L:
-            ncols = sz.astype(np.int64)
-            cols_ptr, cols_idx = np.r_[lo, n].astype(np.int64), perm
-            blk, blk_off = D, Doff
-            rank_l = rank_r = np.zeros(nn, np.int64)
-        else:
-            rank_l, rank_r = prev.rank[0::2].copy(), prev.rank[1::2].copy()
-            ncols = rank_l + rank_r
-            cols_ptr, cols_idx = prev.skel_ptr[0::2].copy(), prev.skel
-            sp = prev.skel_ptr
-            blk, blk_off = reader.read(sp[0:-1:2], rank_l, prev.skel, sp[1::2], rank_r,
-                                       prev.skel)
-            coupling_parts[lev] = (blk, rank_l * rank_r)
-        prev, Yh_prev, Oh_prev, prev_off = sketch_level(
-            lev, lev == L, Yt, Ot, s, lo.astype(np.int64), blk, blk_off, ncols, rank_l,
-            rank_r, (Yh_prev, Oh_prev, prev_off), cols_ptr, cols_idx, tol, max_rank,
-            n_threads, shift, L)
-        levels.append(prev)
-    # the root's coupling K(skel_1, skel_2)
-    blk, _ = reader.read([0], [prev.rank[0]], prev.skel, [prev.rank[0]], [prev.rank[1]],
-                         prev.skel)
-    coupling_parts[0] = (blk, prev.rank[:1] * prev.rank[1:2])
-    # couplings in parent order (the blocks read at level lev belong to its nodes)
-    data = np.concatenate([coupling_parts[lev][0] for lev in range(0, L)])
-    sizes = np.concatenate([coupling_parts[lev][1] for lev in range(0, L)])
-    return (assemble_bases(tree, levels, tol, "samples"), (D, Doff),
-            (data, exclusive_cumsum(sizes)))

@@ -169,6 +169,17 @@ def test_distribute_equals_construction(pair):
     assert _rel(D2.matvec(W[loc]), D.matvec(W[loc])) < 1e-13
 
 
+def test_construction_is_the_serial_one_cut_per_rank(pair):
+    """One driver for every P: each rank's skeletons, interpolation matrices and
+    stored blocks are the serial build's, cut for this rank, to the last bit."""
+    _, H, D = pair
+    D2 = distribute(H, COMM)
+    for name in ("rank", "ncols", "skel_ptr", "skel_idx", "skel_pos", "proj_ptr",
+                 "proj", "near_pairs", "near_data", "far_pairs", "far_data"):
+        assert np.array_equal(getattr(D, name), getattr(D2, name)), name
+    assert D.stats()["truncated_nodes"] == H.stats()["truncated_nodes"]
+
+
 def test_spd_factors_at_tiny_shifts(pair):
     _, H, D = pair
     scale = float(np.max(H.diagonal()))

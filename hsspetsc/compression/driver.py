@@ -1,5 +1,10 @@
-"""Construction of a DistributedHSSMatrix (``compress(..., comm=comm)`` and
-``compress_sketch(..., comm=comm)``).
+"""The construction driver: one walk over the levels of the cluster tree, for one
+process or for P ranks (``compress``, ``compress_sketch``, each with or without
+``comm=``).
+
+The tree is split over an :class:`~hsspetsc.mpi.ownership.Ownership`: one process is
+its case P = 1, one rank owning the whole tree as its subtree, with no ancestors to
+share, so everything below runs the same code for every P.
 
 The cluster tree: each rank splits the nodes on its path to the root (alike with
 the other ranks below them: N log2 P distances in all) and those of its subtree,
@@ -7,29 +12,37 @@ then the ranks' ranges of the order are gathered (an index array of length N on
 every rank). The neighbour lists (``neighbors`` > 0): every rank builds the same
 randomized trees, but searches only the leaves holding one of its indices, and a
 skeleton that moves up to a shared node carries its lists. Per-node random streams
-make all of it equal to the serial construction, bit for bit.
+make all of it equal to the one-process construction, bit for bit.
+
 Then, level by level from the leaves, each rank computes the skeletons of its
-subtree's nodes with the serial kernels (node keys, row sampling, IDs: bit for bit
-the serial ones) and, above its subtree, of its ancestors: it swaps its child's
-skeleton (indices; on the sketch path also the reduced sketches, r x samples) with
-the sibling group, and every rank of the group computes the ancestor alike. A rank
-reads the source only for its own nodes (sampled rows of its nodes' columns, its
-leaf blocks, its couplings). The contract that follows
-(:mod:`hsspetsc.compression.contract`, the serial one) runs distributed as it is:
-exact rows are read for the local columns only, every sum goes through the
-communicator, the compensation is certified by distributed factorizations.
+subtree's nodes (node keys, row sampling, IDs: :mod:`hsspetsc.compression.skeleton`, or
+row IDs of the sketch: :mod:`hsspetsc.compression.sketch`), and above its subtree those
+of its ancestors: it swaps its child's skeleton (indices; on the sketch path also
+the reduced sketches, r x samples) with the sibling group, and every rank of the
+group computes the ancestor alike. A rank reads the source only for its own nodes
+(sampled rows of its nodes' columns, its leaf and near blocks, its couplings).
+
+What only one process does: a near field (``budget`` > 0: near blocks between
+leaves that are not siblings, far pairs above the siblings) and the work cap (the
+construction stops at N^2 entries read, :class:`~hsspetsc.util.blocks.IncompressibleError`).
+The result is an :class:`~hsspetsc.matrix.hss.HSSMatrix` (:func:`serial_matrix`) or
+this rank's :class:`~hsspetsc.matrix.distributed.DistributedHSSMatrix`
+(:func:`distributed_matrix`). The contract that follows
+(:mod:`hsspetsc.compression.contract`) is one code for both as well.
 """
 import hashlib
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..matrix.distributed import DistributedHSSMatrix, local_parts
+from ..matrix.hss import BlockSet, HSSMatrix
 from ..mpi.ownership import Exchange, Ownership
-from ..util.blocks import BlockReader, exclusive_cumsum
+from ..util.blocks import BlockReader, exclusive_cumsum, pointers, ranges
 from ..util.threads import blas_single_thread
 from .interactions import build_interactions
 from .neighbors import approximate_neighbors
-from .skeleton import LevelSampler, RankBudget
+from .skeleton import Bases, LevelSampler, RankBudget
 from .sketch import products, sketch_level
 from .tree import (
     PHASE_CHECK,
@@ -82,6 +95,17 @@ class _Store:
 
     def skeleton(self, a):
         return self.all_skeletons()[self.skel_start[a]:self.skel_start[a] + self.rank[a]]
+
+    def bases(self, truncated):
+        """:class:`~hsspetsc.compression.skeleton.Bases` in node order (with one process,
+        where this rank computed every node)."""
+        rank, ncols = self.rank, self.ncols
+        skel, pos, proj = self.arrays()
+        take = ranges(self.skel_start, rank)
+        psize = rank * ncols
+        return Bases(rank=rank.copy(), skel_ptr=pointers(rank), skel_idx=skel[take],
+                     skel_pos=pos[take], proj_ptr=pointers(psize),
+                     proj=proj[ranges(self.proj_start, psize)], truncated=tuple(truncated))
 
     def arrays(self):
         cat = lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt)  # noqa
@@ -161,108 +185,205 @@ def distributed_reader(src, path, where, nt):
     return BlockReader(src, nt)
 
 
+@dataclass
+class Built:
+    """What the driver built on this rank, before a matrix is made of it: the tree,
+    the ownership, the per-node results of the nodes this rank computed
+    (:class:`_Store`), the stored blocks of the nodes it holds (near: leaf blocks,
+    far: K(skel, skel) of the far pairs, couplings: sibling blocks that are not far
+    pairs), the matrix's info and parameters, and the build's message counts."""
+
+    tree: ClusterTree
+    own: Ownership
+    store: "_Store"
+    near: BlockSet
+    far: BlockSet
+    couplings: BlockSet
+    info: dict
+    params: dict
+    counts: dict
+
+
 def construct(ctx, perm=None):
-    """The distributed back end of compress / compress_sketch (parameters checked;
-    ``ctx``: the :class:`~hsspetsc.compression.construction.Construction`, its ``comm`` the
-    command's)."""
+    """Build H~ on this rank (parameters checked; ``ctx``: the
+    :class:`~hsspetsc.compression.construction.Construction`, its ``comm`` the command's,
+    or one process). ``perm``: the given order (``distance="given"``). Returns a
+    :class:`Built`; :func:`serial_matrix` or :func:`distributed_matrix` makes the
+    matrix of it."""
     src, diag, p, path, nt = (ctx.source, ctx.diagonal, ctx.params, ctx.path,
                               ctx.n_threads)
     c, ph, reader, where = ctx.comm, ctx.phases, ctx.reader, ctx.where
-    if p.get("budget", 0.0) > 0:
-        raise ValueError(f"{where}(comm=...): a near field (budget > 0) is not "
-                         f"distributed; use budget=0 (plain HSS).")
     n = src.n
-    # every rank must hold the same source and parameters: compare checksums
-    c.check_same(_digest(src, diag, p, reader),
-                 f"the source (its diagonal and sampled entries) and the parameters of "
-                 f"{where}")
-    size, me = c.size, c.rank
-    if size > 1 and p.get("memory") is not None:
+    if c.mpi is not None:
+        if p.get("budget", 0.0) > 0:
+            raise ValueError(f"{where}(comm=...): a near field (budget > 0) is not "
+                             f"distributed; use budget=0 (plain HSS).")
+        # every rank must hold the same source and parameters: compare checksums
+        c.check_same(_digest(src, diag, p, reader),
+                     f"the source (its diagonal and sampled entries) and the "
+                     f"parameters of {where}")
+    if c.size > 1 and p.get("memory") is not None:
         # the default memory budget is the machine's: every rank takes the smallest,
         # so all of them cap the shared nodes alike
         p = dict(p, memory=c.min(p["memory"]))
-    if path == "sketch":
+    sketch = None
+    if path == "sketch":        # products first, with the source's own BLAS threads
         rng = np.random.default_rng(phase_key(p["seed"], PHASE_SKETCH))
         Omega = rng.standard_normal((n, p["samples"]))
-        Y = products(src, Omega, where)
+        # a list emptied as it is permuted: at most three N x s arrays at once
+        sketch = [products(src, Omega, where), Omega]
+        del Omega
         reader.products += p["samples"]
+        if reader.limit is not None:
+            reader.limit -= float(reader.products) * n
         ph.done("products")
     with blas_single_thread():
-        nbrs = None
         L = tree_depth(n, p["leaf_size"])
-        own = Ownership(*tree_layout(n, L), L, size, me)
+        own = Ownership(*tree_layout(n, L), L, c.size, c.rank)
+        metric = None
         if p["distance"] in ("angle", "kernel", "geometric"):
-            # each rank splits its ancestors (alike with the rest of their group) and
-            # its subtree; the ranges of the order are then gathered
             metric = Metric(src, p["distance"], diag, reader, nt)
-            lv = own.subtree_levels(L)
-            tree = build_tree(n, metric, p["leaf_size"], p["seed"],
-                              nodes_at=lambda lev: _level_nodes(own, lev, lv)[0])
-            tree = _gather_order(tree, own, c)
-        else:
+            if c.size == 1:
+                tree = build_tree(n, metric, p["leaf_size"], p["seed"])
+            else:
+                # each rank splits its ancestors (alike with the rest of their
+                # group) and its subtree; the ranges of the order are then gathered
+                lv = own.subtree_levels(L)
+                tree = build_tree(n, metric, p["leaf_size"], p["seed"],
+                                  nodes_at=lambda lev: _level_nodes(own, lev, lv)[0])
+                tree = _gather_order(tree, own, c)
+        else:                                   # natural / given order
             tree = tree_from_order(n, p["leaf_size"], perm)
         ph.done("tree")
+        nbrs = None
         if path == "entries" and p["neighbors"] > 0:
-            # the neighbours of this rank's indices only (the skeletons of other ranks
-            # arrive with their lists, see _swap_skeleton)
-            mine = np.zeros(n, dtype=bool)
-            mine[tree.perm[own.lo:own.hi]] = True
+            mine = total = None
+            if c.size > 1:
+                # the neighbours of this rank's indices only (the skeletons of other
+                # ranks arrive with their lists, see _swap_skeleton)
+                mine = np.zeros(n, dtype=bool)
+                mine[tree.perm[own.lo:own.hi]] = True
+                total = c.sum
             nbrs = approximate_neighbors(n, metric, p["neighbors"], p["leaf_size"],
-                                         p["seed"], mine=mine, total=c.sum)
+                                         p["seed"], mine=mine, total=total)
             del mine
         ph.done("neighbors")
+        inter = build_interactions(tree, nbrs, p["budget"])
+        ph.done("interactions")
         x = Exchange(c)
         store = _Store(tree.n_nodes)
+        held = _held(tree, own)
+        near_pairs = inter.near_pairs[held[inter.near_pairs[:, 0]]]
+        far_pairs = inter.far_pairs[held[(inter.far_pairs[:, 0] - 1) // 2]]
         if path == "entries":
-            inter = build_interactions(tree, None, 0.0)
             _entry_skeletons(tree, reader, nbrs, inter, p, own, x, store, c)
+            ph.done("skeletons")
+            near, far, couplings = _entry_blocks(tree, reader, store, held, near_pairs,
+                                                 far_pairs)
         else:
-            lo, hi = own.lo, own.hi
-            Yt = np.ascontiguousarray(Y[tree.perm[lo:hi]])
-            Ot = np.ascontiguousarray(Omega[tree.perm[lo:hi]])
-            del Y, Omega
-            leaf_data, leaf_off_full, cpl = _sketch_skeletons(tree, reader, Yt, Ot, p,
-                                                              own, x, store, c)
+            # this rank's rows in tree order, one array at a time: the products are
+            # the largest buffers
+            rows = tree.perm[own.lo:own.hi]
+            Yt = np.ascontiguousarray(sketch[0][rows])
+            sketch[0] = None
+            Ot = np.ascontiguousarray(sketch[1][rows])
+            sketch[1] = None
+            leaf_data, leaf_off, cpl_off, cpl_data = _sketch_skeletons(
+                tree, reader, Yt, Ot, p, own, x, store, c)
             del Yt, Ot
-        ph.done("skeletons")
-        # the blocks: my leaves and the couplings of my nodes' children
-        skel_all, pos_all, proj_all = store.arrays()
-        lv = own.subtree_levels(tree.n_levels)
-        anc = np.asarray(own.ancestors, np.int64)
-        computed = np.union1d(np.concatenate(list(lv.values())), anc)
-        parents = computed[computed < tree.first_leaf]
-        if path == "entries":
-            leaves = lv[tree.n_levels]
-            lo_, sz = tree.node_off[leaves], tree.node_size[leaves]
-            leaf_data, loff = reader.read(lo_, sz, tree.perm, lo_, sz, tree.perm)
-            leaf_off_full = np.zeros(tree.n_nodes, np.int64)
-            leaf_off_full[leaves] = loff
-            cpl = None
-        cpl_off = np.zeros(tree.n_nodes, np.int64)
-        l, r = 2 * parents + 1, 2 * parents + 2
-        if cpl is None:
-            st, rk = store.skel_start, store.rank
-            cdata, coff = reader.read(st[l], rk[l], skel_all, st[r], rk[r], skel_all)
-            cpl_off[parents] = coff
-        else:
-            cdata = cpl[1]
-            cpl_off[parents] = cpl[0][parents]
+            ph.done("skeletons")
+            near = BlockSet(near_pairs, leaf_off[near_pairs[:, 0]], leaf_data)
+            far = _in_pair_order(far_pairs, cpl_off[(far_pairs[:, 0] - 1) // 2],
+                                 cpl_data, store.rank)
+            couplings = BlockSet.empty()
         ph.done("blocks")
-    parts = local_parts(n, tree.n_levels, own, store.rank, store.skel_start,
-                        skel_all, pos_all, store.proj_start, proj_all, leaf_off_full,
-                        leaf_data, cpl_off, cdata)
     truncated = [t for part in c.gather(store.truncated) for t in part]
     truncated.sort(key=lambda t: t["node"])
-    local = tree.perm[own.lo:own.hi].copy()
-    del tree
     info = {"neighbor_recall": None if nbrs is None else nbrs.recall,
             "neighbor_iterations": 0 if nbrs is None else nbrs.iterations,
             "truncated_nodes": truncated}
-    params = dict(p, construction=path)
-    D = DistributedHSSMatrix(comm=c, local_indices=local, compensation=None,
-                             params=params, info=info, **parts)
-    D._x.counts.update(x.counts)
+    return Built(tree=tree, own=own, store=store, near=near, far=far,
+                 couplings=couplings, info=info, params=dict(p, construction=path),
+                 counts=x.counts)
+
+
+def serial_matrix(b):
+    """The :class:`~hsspetsc.matrix.hss.HSSMatrix` of a one-process build (this rank
+    computed every node: the bases are laid out in node order)."""
+    return HSSMatrix(tree=b.tree, bases=b.store.bases(b.info["truncated_nodes"]),
+                     near=b.near, far=b.far, couplings=b.couplings, params=b.params,
+                     info=b.info)
+
+
+def distributed_matrix(b, comm):
+    """This rank's :class:`~hsspetsc.matrix.distributed.DistributedHSSMatrix` of a
+    build over ``comm``."""
+    tree, own, store = b.tree, b.own, b.store
+    skel_all, pos_all, proj_all = store.arrays()
+    leaf_off = np.zeros(tree.n_nodes, np.int64)
+    leaf_off[b.near.pairs[:, 0]] = b.near.offsets
+    cpl_off = np.zeros(tree.n_nodes, np.int64)
+    cpl_off[(b.far.pairs[:, 0] - 1) // 2] = b.far.offsets
+    parts = local_parts(tree.n, tree.n_levels, own, store.rank, store.skel_start,
+                        skel_all, pos_all, store.proj_start, proj_all, leaf_off,
+                        b.near.data, cpl_off, b.far.data)
+    D = DistributedHSSMatrix(comm=comm, local_indices=tree.perm[own.lo:own.hi].copy(),
+                             compensation=None, params=b.params, info=b.info, **parts)
+    D._x.counts.update(b.counts)
     return D
+
+
+def _held(tree, own):
+    """Which nodes this rank computes (boolean per node): its subtree's and its
+    ancestors'. It holds the leaf blocks of its leaves and the couplings of the
+    children of its nodes (with one process: every node)."""
+    held = np.zeros(tree.n_nodes, dtype=bool)
+    for nodes in own.subtree_levels(tree.n_levels).values():
+        held[nodes] = True
+    held[np.asarray(own.ancestors, np.int64)] = True
+    return held
+
+
+def _entry_blocks(tree, reader, store, held, near_pairs, far_pairs):
+    """The exact entries this rank stores: K(leaf, leaf) of its near pairs, K(skel,
+    skel) of its far pairs and the sibling couplings that are not far pairs (a near
+    field, budget > 0)."""
+    left = np.arange(1, tree.n_nodes, 2, dtype=np.int64)
+    left = left[held[(left - 1) // 2]]
+    sib = np.column_stack([left, left + 1])
+    n_nodes = tree.n_nodes
+    is_far = np.isin(sib[:, 0] * n_nodes + sib[:, 1],
+                     far_pairs[:, 0] * n_nodes + far_pairs[:, 1])
+    by_skel = (store.skel_start, store.rank, store.all_skeletons())
+    return stored_blocks(tree, reader, by_skel, near_pairs, far_pairs,
+                         sib[~is_far].reshape(-1, 2))
+
+
+def stored_blocks(tree, reader, by_skel, near_pairs, far_pairs, sib_pairs):
+    """The exact entries H~ stores, for the given pairs: K(leaf, leaf) near blocks,
+    K(skel, skel) far blocks and sibling couplings (build and refresh alike).
+    ``by_skel``: (start, length, index array) of every node's skeleton."""
+    by_index = (tree.node_off, tree.node_size, tree.perm)
+    return (pack_blocks(reader, near_pairs, by_index, by_index),
+            pack_blocks(reader, far_pairs, by_skel, by_skel),
+            pack_blocks(reader, sib_pairs, by_skel, by_skel))
+
+
+def pack_blocks(reader, pairs, rows, cols):
+    """One packer for every stored block: K(rows of a, cols of b) for each pair
+    (a, b); ``rows`` and ``cols`` are (start, length, index array) per node."""
+    a, b = pairs[:, 0], pairs[:, 1]
+    data, off = reader.read(rows[0][a], rows[1][a], rows[2], cols[0][b], cols[1][b],
+                            cols[2])
+    return BlockSet(pairs, off, data)
+
+
+def _in_pair_order(pairs, offsets, data, rank):
+    """A BlockSet of blocks r_a x r_b at ``offsets`` in ``data``, laid out again in
+    the order of ``pairs`` (the sketch path reads the couplings from the leaves up)."""
+    sizes = rank[pairs[:, 0]] * rank[pairs[:, 1]]
+    return BlockSet(pairs, exclusive_cumsum(sizes),
+                    np.ascontiguousarray(data[ranges(offsets, sizes)], np.float64))
 
 
 def _gather_order(tree, own, c):
@@ -324,9 +445,7 @@ def _entry_skeletons(tree, reader, nbrs, inter, p, own, x, store, c):
         counted = _counted(own, nodes)
         store.add(nodes, ids.rank, ids.ncols, ids.skel, ids.pos, ids.proj, ids.achieved,
                   p["tol"], cause, counted)
-        r, nc = ids.rank, ids.ncols
-        spent = 8.0 * float(np.sum((r * nc + r.astype(float) ** 2)[counted]))
-        budget.left -= c.sum(spent)
+        budget.spend(ids.rank[counted], ids.ncols[counted], total=c.sum)
         prev = (ids.skel, ids.skel_ptr[0::2].copy())
     c.agree()
     for entry in own.path:
@@ -337,7 +456,8 @@ def _entry_skeletons(tree, reader, nbrs, inter, p, own, x, store, c):
 def _sketch_skeletons(tree, reader, Yt, Ot, p, own, x, store, c):
     """Skeletons from the sketch (see hsspetsc.compression.sketch), my nodes only. Yt, Ot: my rows
     of Y and Omega in tree order. Returns (leaf data, leaf offsets per node,
-    (coupling offsets per parent, coupling data))."""
+    coupling offsets per parent, coupling data): the blocks read on the way are the
+    near and far blocks of the result."""
     L, s = tree.n_levels, Yt.shape[1]
     perm = tree.perm
     lv = own.subtree_levels(L)
@@ -349,7 +469,7 @@ def _sketch_skeletons(tree, reader, Yt, Ot, p, own, x, store, c):
     cpl_off = np.zeros(tree.n_nodes, np.int64)
     cpl_parts, n_cpl = [], 0
     if L == 0:
-        return D, leaf_off_full, (cpl_off, np.zeros(0))
+        return D, leaf_off_full, cpl_off, np.zeros(0)
     Yt, Ot = Yt.reshape(-1), Ot.reshape(-1)
     Yh_prev = Oh_prev = np.zeros(0)
     prev_off = np.zeros(0, np.int64)
@@ -414,4 +534,5 @@ def _sketch_skeletons(tree, reader, Yt, Ot, p, own, x, store, c):
         cpl_off[0] = n_cpl
         cpl_parts.append(blk)
         n_cpl += blk.size
-    return D, leaf_off_full, (cpl_off, np.concatenate(cpl_parts) if cpl_parts else np.zeros(0))
+    return (D, leaf_off_full, cpl_off,
+            np.concatenate(cpl_parts) if cpl_parts else np.zeros(0))
