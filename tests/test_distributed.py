@@ -7,8 +7,9 @@ import pytest
 
 import hsspetsc
 from hsspetsc.compression.neighbors import approximate_neighbors
-from hsspetsc.compression.tree import Metric, build_tree, tree_layout
+from hsspetsc.compression.tree import Metric, build_tree
 from hsspetsc.matrix.distributed import DistributedHSSMatrix, Ownership, distribute
+from hsspetsc.matrix.layout import tree_layout
 
 
 @pytest.mark.parametrize("P", [1, 2, 3, 4, 5, 7, 8])
@@ -116,7 +117,7 @@ def test_tree_of_one_rank_equals_the_full_tree_on_its_range(P):
     """A rank splits its ancestors and its subtree only: its range of the order is
     the full tree's, bit for bit."""
     from hsspetsc.compression.driver import _level_nodes
-    from hsspetsc.compression.tree import tree_depth
+    from hsspetsc.matrix.layout import tree_depth
     X = np.random.default_rng(7).standard_normal((2400, 3))
     src = hsspetsc.gallery.kernel_matrix(X, "gaussian", bandwidth=0.8)
     m = Metric(src, "angle", src.diagonal())

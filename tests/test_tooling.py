@@ -304,3 +304,36 @@ def test_no_private_name_crosses_a_package_boundary():
             if private(name) or any(private(p) for p in src.split(".")[1:]):
                 crossing.append((mod, line, src, name))
     assert crossing == [], crossing
+
+
+def test_folders_depend_one_way():
+    """The folders of hsspetsc (and its top-level modules) import each other one way
+    (util <- mpi <- matrix <- compression <- petsc <- training, ...): no folder
+    reaches itself through another, so each can be read without those above it."""
+    imports = _package_imports()
+
+    def folder(mod):
+        parts = mod.split(".")
+        if len(parts) > 2 or (len(parts) == 2 and imports[mod][3]):
+            return ".".join(parts[:2])
+        return mod
+    graph = {}
+    for mod, (top, _, _, _) in imports.items():
+        for t in top:
+            if t in imports and folder(t) != folder(mod):
+                graph.setdefault(folder(mod), set()).add(folder(t))
+    circles, state = [], {}
+
+    def visit(f, path):
+        state[f] = "open"
+        for t in sorted(graph.get(f, ())):
+            if state.get(t) == "open":
+                circles.append(path[path.index(t):] + [t])
+            elif t not in state:
+                visit(t, path + [t])
+        state[f] = "done"
+    for f in sorted(graph):
+        if f not in state:
+            visit(f, [f])
+    assert circles == [], circles
+    assert "hsspetsc.compression" not in graph["hsspetsc.matrix"]

@@ -37,24 +37,15 @@ import numpy as np
 
 from ..matrix.distributed import DistributedHSSMatrix, local_parts
 from ..matrix.hss import BlockSet, HSSMatrix
+from ..matrix.layout import Bases, ClusterTree, tree_depth, tree_layout
 from ..mpi.ownership import Exchange, Ownership
 from ..util.blocks import BlockReader, exclusive_cumsum, pointers, ranges
 from ..util.threads import blas_single_thread
 from .interactions import build_interactions
 from .neighbors import approximate_neighbors
-from .skeleton import Bases, LevelSampler, RankBudget
+from .skeleton import LevelSampler, RankBudget
 from .sketch import products, sketch_level
-from .tree import (
-    PHASE_CHECK,
-    PHASE_SKETCH,
-    ClusterTree,
-    Metric,
-    build_tree,
-    phase_key,
-    tree_depth,
-    tree_from_order,
-    tree_layout,
-)
+from .tree import PHASE_CHECK, PHASE_SKETCH, Metric, build_tree, phase_key, tree_from_order
 
 
 class _Store:

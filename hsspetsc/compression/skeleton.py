@@ -16,8 +16,6 @@ cols * k) per node, its own random stream), the sampled blocks are read in
 memory-bounded chunks of nodes (one batched read per chunk), and one ``prange``
 factors them. Level buffers are sized by their caps up front and compacted once.
 """
-from dataclasses import dataclass
-
 import numpy as np
 import scipy.sparse as sp
 
@@ -29,25 +27,6 @@ from .tree import PHASE_ROWS, level_leaf_range, phase_key
 ROW_FACTOR = 4           # sampled rows per column (4: eps2 2e-5 on K02 at tol 1e-5)
 NBR_SHARE = 0.75         # at most this share of the rows from neighbours
 CHUNK_BYTES = 256 * 2 ** 20
-
-
-@dataclass(frozen=True)
-class Bases:
-    """Skeletons and interpolation matrices of all nodes, flat in node order.
-
-    Node a: rank[a] skeleton indices ``skel_idx[skel_ptr[a]:skel_ptr[a+1]]``
-    (original indices) at positions ``skel_pos[...]`` among its columns, and
-    P (rank x ncols, row-major) at ``proj[proj_ptr[a]:proj_ptr[a+1]]``. The root
-    has rank 0. ``truncated``: nodes whose rank hit max_rank before tol (node,
-    level, rank, achieved relative error of the dropped part)."""
-
-    rank: np.ndarray
-    skel_ptr: np.ndarray
-    skel_idx: np.ndarray
-    skel_pos: np.ndarray
-    proj_ptr: np.ndarray
-    proj: np.ndarray
-    truncated: tuple
 
 
 class LevelIDs:

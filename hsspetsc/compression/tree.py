@@ -1,9 +1,8 @@
-"""Cluster tree: a complete, balanced binary tree stored as flat arrays.
+"""The cluster tree's order: which indices go to which node.
 
-Node ``a`` has children ``2a+1`` and ``2a+2``; level ``l`` holds nodes
-``2**l - 1 .. 2**(l+1) - 2``; the leaves are the last level. ``perm`` lists the
-original indices in tree order, and node ``a`` owns ``perm[node_off[a] :
-node_off[a] + node_size[a]]``. Sibling sizes differ by at most one.
+The tree itself (:class:`~hsspetsc.matrix.layout.ClusterTree`: a complete, balanced
+binary tree over a permutation, stored as flat arrays) is part of the matrix; this
+module finds its permutation, from the source's entries or a given order.
 
 Splits are computed a level at a time: for every node of the level,
 p = the index farthest (summed distance) from a few sampled columns, q = the index
@@ -14,8 +13,6 @@ sorting run in one Cython ``prange`` over the level's nodes, and every random
 choice comes from the node's own counter-based stream, so the tree does not depend
 on the thread count.
 """
-import math
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,6 +24,7 @@ from ..kernels.compression import (
     to_distance,
 )
 from ..kernels.kernel_matrix import KernelEvaluator
+from ..matrix.layout import ClusterTree, tree_depth, tree_layout
 from ..util.blocks import BlockReader, pointers, ranges
 from ..util.threads import effective_n_threads
 
@@ -86,72 +84,6 @@ class Metric:
 
 def _i64(a):
     return np.ascontiguousarray(a, dtype=np.int64)
-
-
-def tree_depth(n, leaf_size):
-    """Number of levels below the root so that every leaf holds <= leaf_size indices."""
-    return 0 if n <= leaf_size else int(math.ceil(math.log2(n / leaf_size)))
-
-
-def tree_layout(n, n_levels):
-    """Offsets and sizes of all nodes of the balanced tree (left child gets the ceil)."""
-    n_nodes = 2 ** (n_levels + 1) - 1
-    off = np.zeros(n_nodes, dtype=np.int64)
-    size = np.zeros(n_nodes, dtype=np.int64)
-    size[0] = n
-    for lev in range(n_levels):
-        parents = np.arange(2 ** lev - 1, 2 ** (lev + 1) - 1)
-        left, right = 2 * parents + 1, 2 * parents + 2
-        size[left] = (size[parents] + 1) // 2
-        size[right] = size[parents] // 2
-        off[left] = off[parents]
-        off[right] = off[parents] + size[left]
-    return off, size
-
-
-@dataclass(frozen=True)
-class ClusterTree:
-    """Flat cluster tree. See the module docstring for the layout."""
-
-    n: int
-    n_levels: int
-    perm: np.ndarray        # tree position -> original index
-    iperm: np.ndarray       # original index -> tree position
-    node_off: np.ndarray
-    node_size: np.ndarray
-
-    @property
-    def n_nodes(self):
-        return self.node_off.shape[0]
-
-    @property
-    def n_leaves(self):
-        return 2 ** self.n_levels
-
-    @property
-    def first_leaf(self):
-        return 2 ** self.n_levels - 1
-
-    def level_nodes(self, lev):
-        return np.arange(2 ** lev - 1, 2 ** (lev + 1) - 1)
-
-    def level_of(self, a):
-        return int(math.floor(math.log2(a + 1)))
-
-    def indices(self, a):
-        """Original indices owned by node ``a``."""
-        o = self.node_off[a]
-        return self.perm[o:o + self.node_size[a]]
-
-    def leaf_bounds(self):
-        """(n_leaves + 1,) tree positions where the leaves start, then n."""
-        return np.r_[self.node_off[self.first_leaf:], self.n].astype(np.int64)
-
-    def leaf_of_original(self):
-        """(n,) leaf number (0 .. n_leaves-1) of each original index."""
-        pos_leaf = np.searchsorted(self.leaf_bounds()[:-1], np.arange(self.n),
-                                   side="right") - 1
-        return pos_leaf[self.iperm]
 
 
 def tree_from_order(n, leaf_size, perm=None):
@@ -238,5 +170,4 @@ def level_leaf_range(tree, nodes):
     return pos << shift, (pos + 1) << shift
 
 
-__all__ = ["ClusterTree", "Metric", "build_tree", "tree_from_order", "tree_depth",
-           "tree_layout", "phase_key"]
+__all__ = ["Metric", "build_tree", "tree_from_order", "phase_key"]

@@ -19,11 +19,12 @@ import warnings
 
 import numpy as np
 
+from ..matrix.layout import tree_depth
 from ..sources import SubsetSource, as_source
 from ..util.validation import check_float, check_int
 from . import params as _params
 from .compress import compress
-from .tree import PHASE_CHECK, Metric, build_tree, phase_key, tree_depth
+from .tree import PHASE_CHECK, Metric, build_tree, phase_key
 
 LEAF_SIZES = (64, 128, 256)
 NEIGHBORS = (8, 32)

@@ -12,7 +12,8 @@ one contiguous block), ``proj_ptr`` (its interpolation matrix P, row-major
 
 Each pass is one kernel over a list of nodes (a level, or a rank's share of it);
 the caller runs them level by level: L2L (near field), N2S up, S2S (far field),
-S2N down.
+S2N down. A kernel takes the basis as one typed object (:class:`Basis`) and an
+interaction list as another (:class:`Lists`), made once per matrix.
 
 Interaction lists are CSR over targets: ``*_ptr[t] .. *_ptr[t+1]`` give source node
 ``*_src``, block offset ``*_blk`` and ``*_trans``: 0 when the stored block is
@@ -130,15 +131,42 @@ cdef inline const int64_t* _ip(const int64_t[::1] x) noexcept nogil:
     return &x[0] if x.shape[0] > 0 else NULL
 
 
+cdef class Basis:
+    """The nested basis as the passes read it, per node a: its rows of W/U
+    (node_off, node_size; node_off may be shifted to a rank's slice of the tree
+    order), its skeleton rank and rows of the skeleton buffers (rank, skel_ptr), its
+    interpolation matrix (proj_ptr into proj); first_leaf = 2**n_levels - 1."""
+    cdef const int64_t[::1] node_off, node_size, rank, skel_ptr, proj_ptr
+    cdef const double[::1] proj
+    cdef int64_t first_leaf
+
+    def __init__(self, node_off, node_size, rank, skel_ptr, proj_ptr, proj, first_leaf):
+        self.node_off, self.node_size = node_off, node_size
+        self.rank, self.skel_ptr, self.proj_ptr, self.proj = rank, skel_ptr, proj_ptr, proj
+        self.first_leaf = first_leaf
+
+
+cdef class Lists:
+    """An interaction list, CSR over targets (see the module docstring): ptr, src,
+    blk, trans, and the stored blocks (data)."""
+    cdef const int64_t[::1] ptr, src, blk
+    cdef const int8_t[::1] trans
+    cdef const double[::1] data
+
+    def __init__(self, ptr, src, blk, trans, data):
+        self.ptr, self.src, self.blk, self.trans, self.data = ptr, src, blk, trans, data
+
+
 def l2l_nodes(const int64_t[::1] nodes, const double[:, ::1] W, double[:, ::1] U,
-              const int64_t[::1] node_off, const int64_t[::1] node_size,
-              const int64_t[::1] near_ptr, const int64_t[::1] near_src,
-              const int64_t[::1] near_blk, const int8_t[::1] near_trans,
-              const double[::1] near_data, int n_threads):
+              Basis basis, Lists near, int n_threads):
     """U_b = sum_{a in Near(b)} K(b, a) W_a for the leaves b in ``nodes``."""
     cdef Py_ssize_t q, nq = nodes.shape[0]
     cdef int k = <int>W.shape[1]
     cdef int64_t a
+    cdef const int64_t[::1] node_off = basis.node_off, node_size = basis.node_size
+    cdef const int64_t[::1] near_ptr = near.ptr, near_src = near.src, near_blk = near.blk
+    cdef const int8_t[::1] near_trans = near.trans
+    cdef const double[::1] near_data = near.data
     cdef const int8_t* nt = &near_trans[0] if near_trans.shape[0] > 0 else NULL
     if nq == 0 or k == 0 or W.shape[0] == 0:
         return
@@ -151,17 +179,19 @@ def l2l_nodes(const int64_t[::1] nodes, const double[:, ::1] W, double[:, ::1] U
                         _cp(near_data), &node_size[0], &node_off[0])
 
 
-def n2s_nodes(const int64_t[::1] nodes, const int64_t[::1] seg, int64_t first_leaf,
-              const double[:, ::1] W, double[::1] What, int k,
-              const int64_t[::1] node_off, const int64_t[::1] node_size,
-              const int64_t[::1] rank, const int64_t[::1] skel_ptr,
-              const int64_t[::1] proj_ptr, const double[::1] proj, int n_threads):
+def n2s_nodes(const int64_t[::1] nodes, const int64_t[::1] seg,
+              const double[:, ::1] W, double[::1] What, int k, Basis basis,
+              int n_threads):
     """What_a = P_a W_a (leaves: a >= first_leaf) or P_a [What_l; What_r], for the
     nodes of each segment ``nodes[seg[s]:seg[s+1]]`` in turn (bottom-up levels: a
     segment's inputs come from the segments before it)."""
     cdef Py_ssize_t q, g, q0, q1
     cdef int64_t a, ncols
-    cdef const double* Pp = _cp(proj)
+    cdef int64_t first_leaf = basis.first_leaf
+    cdef const int64_t[::1] node_off = basis.node_off, node_size = basis.node_size
+    cdef const int64_t[::1] rank = basis.rank, skel_ptr = basis.skel_ptr
+    cdef const int64_t[::1] proj_ptr = basis.proj_ptr
+    cdef const double* Pp = _cp(basis.proj)
     cdef double* Wh = &What[0]
     if k == 0:
         return
@@ -184,13 +214,14 @@ def n2s_nodes(const int64_t[::1] nodes, const int64_t[::1] seg, int64_t first_le
 
 
 def s2s_nodes(const int64_t[::1] nodes, const double[::1] What, double[::1] Uhat, int k,
-              const int64_t[::1] rank, const int64_t[::1] skel_ptr,
-              const int64_t[::1] far_ptr, const int64_t[::1] far_src,
-              const int64_t[::1] far_blk, const int8_t[::1] far_trans,
-              const double[::1] far_data, int n_threads):
+              Basis basis, Lists far, int n_threads):
     """Uhat_a = sum_{b in Far(a)} K(skel a, skel b) What_b for the nodes given."""
     cdef Py_ssize_t q, nq = nodes.shape[0]
     cdef int64_t a
+    cdef const int64_t[::1] rank = basis.rank, skel_ptr = basis.skel_ptr
+    cdef const int64_t[::1] far_ptr = far.ptr, far_src = far.src, far_blk = far.blk
+    cdef const int8_t[::1] far_trans = far.trans
+    cdef const double[::1] far_data = far.data
     cdef double* Uh = &Uhat[0]
     cdef const int8_t* ft = &far_trans[0] if far_trans.shape[0] > 0 else NULL
     if nq == 0 or k == 0:
@@ -205,16 +236,17 @@ def s2s_nodes(const int64_t[::1] nodes, const double[::1] What, double[::1] Uhat
                             &skel_ptr[0])
 
 
-def s2n_nodes(const int64_t[::1] nodes, const int64_t[::1] seg, int64_t first_leaf,
-              double[:, ::1] U, double[::1] Uhat, int k,
-              const int64_t[::1] node_off, const int64_t[::1] node_size,
-              const int64_t[::1] rank, const int64_t[::1] skel_ptr,
-              const int64_t[::1] proj_ptr, const double[::1] proj, int n_threads):
+def s2n_nodes(const int64_t[::1] nodes, const int64_t[::1] seg,
+              double[:, ::1] U, double[::1] Uhat, int k, Basis basis, int n_threads):
     """U_a += P_a^T Uhat_a (leaves) or [Uhat_l; Uhat_r] += P_a^T Uhat_a, for the
     nodes of each segment in turn (top-down levels)."""
     cdef Py_ssize_t q, g, q0, q1
     cdef int64_t a, ncols
-    cdef const double* Pp = _cp(proj)
+    cdef int64_t first_leaf = basis.first_leaf
+    cdef const int64_t[::1] node_off = basis.node_off, node_size = basis.node_size
+    cdef const int64_t[::1] rank = basis.rank, skel_ptr = basis.skel_ptr
+    cdef const int64_t[::1] proj_ptr = basis.proj_ptr
+    cdef const double* Pp = _cp(basis.proj)
     cdef double* Uh = &Uhat[0]
     if k == 0:
         return

@@ -37,30 +37,13 @@ import copy
 
 import numpy as np
 
-from ..compression.tree import tree_layout
 from ..mpi.comm import Comm
 from ..mpi.ownership import Ownership
 from ..util.blocks import exclusive_cumsum, pointers, ranges
 from ..util.validation import as_block
 from .factor import HSSFactorization
 from .hss import BlockSet, HSSBase, _Caches
-
-
-class _Shape:
-    """The tree's shape: what the matrix and its factorization need of a
-    ClusterTree (N, the levels, each node's offset and size)."""
-
-    def __init__(self, n, n_levels, node_off, node_size):
-        self.n, self.n_levels = n, n_levels
-        self.node_off, self.node_size = node_off, node_size
-
-    @property
-    def n_nodes(self):
-        return self.node_off.shape[0]
-
-    @property
-    def first_leaf(self):
-        return 2 ** self.n_levels - 1
+from .layout import TreeShape, tree_layout
 
 
 class DistributedHSSMatrix(HSSBase):
@@ -90,7 +73,7 @@ class DistributedHSSMatrix(HSSBase):
         own = Ownership(node_off, node_size, n_levels, comm.size, comm.rank)
         leaves = own.subtree_levels(n_levels)[n_levels]
         self._set_core(
-            tree=_Shape(int(n), int(n_levels), node_off, node_size), own=own, comm=comm,
+            tree=TreeShape(int(n), int(n_levels), node_off, node_size), own=own, comm=comm,
             local_indices=local_indices, rank=rank, ncols=ncols, skel_ptr=skel_ptr,
             skel_idx=skel_idx, skel_pos=skel_pos, proj_ptr=proj_ptr, proj=proj,
             near=BlockSet(np.column_stack([leaves, leaves]), np.asarray(leaf_off, np.int64),

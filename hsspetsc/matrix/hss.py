@@ -19,9 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
-from ..compression.skeleton import Bases
-from ..compression.tree import ClusterTree
-from ..kernels.matvec import l2l_nodes, n2s_nodes, s2n_nodes, s2s_nodes
+from ..kernels.matvec import Basis, Lists, l2l_nodes, n2s_nodes, s2n_nodes, s2s_nodes
 from ..mpi.comm import Comm
 from ..mpi.ownership import Exchange, Ownership
 from ..util.blocks import pointers
@@ -29,6 +27,7 @@ from ..util.threads import blas_single_thread, effective_n_threads
 from ..util.validation import as_block, check_float, check_result
 from . import io
 from .factor import HSSFactorization
+from .layout import Bases, ClusterTree
 
 
 @dataclass(frozen=True)
@@ -139,6 +138,13 @@ class HSSBase(ABC):
         # ancestors' (every node but the root has a basis)
         held = np.concatenate([down, np.asarray(own.ancestors, np.int64)])
         self._with_basis = np.unique(held[held > 0]).astype(np.int64)
+        # what the matvec kernels read, as typed objects (made once)
+        self._basis = Basis(self.node_off_local, tree.node_size, rank, skel_ptr,
+                            proj_ptr, proj, tree.first_leaf)
+        self._near_lists = Lists(self.near_ptr, self.near_src, self.near_blk,
+                                 self.near_trans, self.near_data)
+        self._far_lists = Lists(self.far_ptr, self.far_src, self.far_blk,
+                                self.far_trans, self.far_data)
         self._x = Exchange(comm)
         self._caches = _Caches()
 
@@ -200,31 +206,25 @@ class HSSBase(ABC):
         alloc = np.empty if self.size == 1 else np.zeros
         What = alloc(nskel * k + 1)
         Uhat = alloc(nskel * k + 1)
-        off, size = self.node_off_local, self.tree.node_size
-        basis = (off, size, self.rank, self.skel_ptr, self.proj_ptr, self.proj)
+        basis = self._basis
         up, up_seg, down, down_seg = self._passes
-        fl = self.tree.first_leaf
         one = np.array([0, 1], np.int64)
         self._x.call("matvec")
         with blas_single_thread():
-            l2l_nodes(self.leaves, X2, U, off, size, self.near_ptr, self.near_src,
-                      self.near_blk, self.near_trans, self.near_data, nt)
+            l2l_nodes(self.leaves, X2, U, basis, self._near_lists, nt)
             if self.size == 1 and (self.n_levels == 0 or nskel == 0):
                 return U
-            n2s_nodes(up, up_seg, fl, X2, What, k, *basis, nt)
+            n2s_nodes(up, up_seg, X2, What, k, basis, nt)
             for entry in self.own.path:
                 a = entry[0]
                 self._swap_rows("matvec", entry, What, self.skel_ptr, self.rank, k)
                 if a > 0:
-                    n2s_nodes(np.array([a], np.int64), one, fl, X2, What, k, *basis, nt)
-            s2s_nodes(self._with_basis, What, Uhat, k, self.rank, self.skel_ptr,
-                      self.far_ptr, self.far_src, self.far_blk, self.far_trans,
-                      self.far_data, nt)
+                    n2s_nodes(np.array([a], np.int64), one, X2, What, k, basis, nt)
+            s2s_nodes(self._with_basis, What, Uhat, k, basis, self._far_lists, nt)
             for entry in reversed(self.own.path):
                 if entry[0] > 0:
-                    s2n_nodes(np.array([entry[0]], np.int64), one, fl, U, Uhat, k,
-                              *basis, nt)
-            s2n_nodes(down, down_seg, fl, U, Uhat, k, *basis, nt)
+                    s2n_nodes(np.array([entry[0]], np.int64), one, U, Uhat, k, basis, nt)
+            s2n_nodes(down, down_seg, U, Uhat, k, basis, nt)
         return U
 
     def _swap_rows(self, op, entry, buf, ptr, rank, k):

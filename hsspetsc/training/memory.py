@@ -29,7 +29,7 @@ import os
 import resource
 from dataclasses import dataclass, field
 
-from ..compression.tree import tree_depth
+from ..matrix.layout import tree_depth
 from ..mlp.gauss_newton import GaussNewton
 from ..mpi.comm import Comm
 

@@ -47,7 +47,7 @@ import numpy as np
 from petsc4py import PETSc
 
 from ..compression.compress import refresh
-from ..compression.tree import tree_depth
+from ..matrix.layout import tree_depth
 from ..petsc import HSSProvider, compress_with_options, release_refs
 from ..util.validation import check_float, check_int
 from .distributed import DistributedGN
