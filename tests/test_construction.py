@@ -115,7 +115,7 @@ def _reference_column_id(B, tol, max_rank, atol=None):
 @pytest.mark.parametrize("m,n,rank,max_rank", [(200, 40, 12, 64), (30, 50, 20, 64),
                                                (120, 60, 60, 25)])
 def test_column_id_kernel_agrees_with_the_numpy_oracle(m, n, rank, max_rank, absolute):
-    from hsspetsc.kernels.compression import column_ids
+    from hsspetsc.kernels.compression import IDs, column_ids
     rng = np.random.default_rng(0)
     blocks = [rng.standard_normal((m, rank)) @ (rng.standard_normal((rank, n))
                                                 * np.logspace(0, -12, n))
@@ -130,9 +130,9 @@ def test_column_id_kernel_agrees_with_the_numpy_oracle(m, n, rank, max_rank, abs
     pos = np.zeros(3 * cap, np.int64)
     # shift-aware: an absolute threshold on the pivots |R_kk|, one per node
     atol = np.array([1e-3, 1e-6, 1e-9]) if absolute else np.zeros(0)
-    column_ids(B, off, np.full(3, m, np.int64), np.full(3, n, np.int64), tol, max_rank,
-               atol, rank_out, ach, proj, np.arange(3, dtype=np.int64) * cap * n, pos,
-               np.arange(3, dtype=np.int64) * cap, 2)
+    ids = IDs(tol, max_rank, atol, rank_out, ach, proj,
+              np.arange(3, dtype=np.int64) * cap * n, pos, np.arange(3, dtype=np.int64) * cap)
+    column_ids(B, off, np.full(3, m, np.int64), np.full(3, n, np.int64), ids, 2)
     for t, blk in enumerate(blocks):
         r, piv, P = _reference_column_id(blk, tol, max_rank,
                                          atol[t] if absolute else None)
@@ -153,7 +153,7 @@ def test_column_id_kernel_agrees_with_the_numpy_oracle(m, n, rank, max_rank, abs
 
 
 def test_sampled_rows_avoid_the_node_and_its_near_leaves():
-    from hsspetsc.kernels.compression import node_keys, sample_rows
+    from hsspetsc.kernels.compression import RowPool, node_keys, sample_rows
     X = np.random.default_rng(4).random((700, 2))
     src = hsspetsc.gallery.kernel_matrix(X, "gaussian", bandwidth=0.1)
     metric = Metric(src, "angle", src.diagonal())
@@ -176,10 +176,10 @@ def test_sampled_rows_avoid_the_node_and_its_near_leaves():
     off = np.arange(nodes.size, dtype=np.int64) * 60
     from hsspetsc.compression.skeleton import _allowed_rows
     n_allowed = _allowed_rows(near, np.diff(tree.leaf_bounds()), llo, lhi, 700)
-    sample_rows(lo, hi, llo, lhi, cols_ptr, tree.perm, n_rows, n_allowed, keys, tree.perm,
-                tree.iperm, tree.leaf_bounds(), near.indptr.astype(np.int64),
-                near.indices.astype(np.int64), True, nb.index, nb.dist, 0.75, off, rows,
-                cnt, mark, 2)
+    where = RowPool(tree.perm, tree.iperm, tree.leaf_bounds(), near.indptr.astype(np.int64),
+                    near.indices.astype(np.int64), True, nb.index, nb.dist, 0.75)
+    sample_rows(lo, hi, llo, lhi, cols_ptr, tree.perm, n_rows, n_allowed, keys, where, off,
+                rows, cnt, mark, 2)
     assert not mark.any()                                  # work buffer left clean
     leaf_of = tree.leaf_of_original()
     for t in range(nodes.size):

@@ -19,7 +19,7 @@ factors them. Level buffers are sized by their caps up front and compacted once.
 import numpy as np
 import scipy.sparse as sp
 
-from ..kernels.compression import column_ids, node_keys, sample_rows
+from ..kernels.compression import IDs, RowPool, column_ids, node_keys, sample_rows
 from ..util.blocks import chunks, exclusive_cumsum, pointers, ranges
 from .params import shift_thresholds
 from .tree import PHASE_ROWS, level_leaf_range, phase_key
@@ -127,6 +127,9 @@ class LevelSampler:
             self.nbr_idx, self.nbr_dist = nbrs.index, nbrs.dist
         else:
             self.nbr_idx, self.nbr_dist = np.zeros((n, 0), np.int64), np.zeros((n, 0))
+        self.pool = RowPool(tree.perm, tree.iperm, self.leaf_off, self.near_ptr,
+                            self.near_idx, self.has_near, self.nbr_idx, self.nbr_dist,
+                            NBR_SHARE)
 
     def ids(self, lev, nodes, cols_ptr, cols_idx, cap):
         """LevelIDs of ``nodes`` (of level ``lev``), whose columns are
@@ -148,9 +151,7 @@ class LevelSampler:
         nt = min(self.n_threads, nn)
         mark = np.zeros((nt, n), dtype=np.int8)
         sample_rows(lo, hi, llo, lhi, cols_ptr, cols_idx, n_rows.astype(np.int64),
-                    n_allowed.astype(np.int64), keys, tree.perm, tree.iperm,
-                    self.leaf_off, self.near_ptr, self.near_idx, self.has_near,
-                    self.nbr_idx, self.nbr_dist, NBR_SHARE, rows_off, rows, rows_cnt,
+                    n_allowed.astype(np.int64), keys, self.pool, rows_off, rows, rows_cnt,
                     mark, nt)
         del mark
         check_alloc(rows_cnt.min() >= 0, "the row sampling")
@@ -166,10 +167,9 @@ class LevelSampler:
             # K(cols, rows) row-major is K(rows, cols) column-major (symmetry)
             B, Boff = reader.read(cols_ptr[c0:c1], ncols[c0:c1], cols_idx,
                                   rows_off[c0:c1], rows_cnt[c0:c1], rows)
-            column_ids(B, Boff, rows_cnt[c0:c1], ncols[c0:c1], self.tol, cap,
-                       atol[c0:c1] if atol.size else atol, rank[c0:c1], achieved[c0:c1],
-                       proj_buf, proj_off[c0:c1], pos_buf, pos_off[c0:c1],
-                       self.n_threads)
+            ids = IDs(self.tol, cap, atol[c0:c1] if atol.size else atol, rank[c0:c1],
+                      achieved[c0:c1], proj_buf, proj_off[c0:c1], pos_buf, pos_off[c0:c1])
+            column_ids(B, Boff, rows_cnt[c0:c1], ncols[c0:c1], ids, self.n_threads)
         check_alloc(rank.min() >= 0, "the interpolative decompositions")
         return LevelIDs(lev, rank, achieved, cols_ptr, cols_idx, pos_buf, pos_off,
                         proj_buf, proj_off, ncols)

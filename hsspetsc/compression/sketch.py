@@ -24,7 +24,7 @@ and a node whose rank ends above samples - 10 is reported like a capped one.
 """
 import numpy as np
 
-from ..kernels.compression import sketch_ids
+from ..kernels.compression import IDs, Sketch, sketch_ids
 from ..util.blocks import exclusive_cumsum
 from .params import shift_thresholds
 from .skeleton import LevelIDs, check_alloc
@@ -67,9 +67,10 @@ def sketch_level(lev, leaf, Yt, Ot, s, node_lo, blk, blk_off, ncols, rank_l, ran
     rank = np.zeros(nn, dtype=np.int64)
     achieved = np.zeros(nn)
     atol = shift_thresholds(tol, shift, levels, np.full(nn, np.sqrt(s)))
-    sketch_ids(leaf, s, Yt, Ot, node_lo, blk, blk_off, ncols, rank_l, rank_r, prev[0],
-               prev[1], prev[2], tol, max_rank, atol, s - OVERSAMPLING, rank, achieved,
-               proj_buf, proj_off, pos_buf, pos_off, Yh, Oh, pos_off, n_threads)
+    inp = Sketch(Yt, Ot, node_lo) if leaf else Sketch(*prev)
+    ids = IDs(tol, max_rank, atol, rank, achieved, proj_buf, proj_off, pos_buf, pos_off)
+    sketch_ids(leaf, s, inp, blk, blk_off, ncols, rank_l, rank_r, s - OVERSAMPLING, ids,
+               Sketch(Yh, Oh, pos_off), n_threads)
     check_alloc(rank.min() >= 0, "the sketch's interpolative decompositions")
     return (LevelIDs(lev, rank, achieved, cols_ptr, cols_idx, pos_buf, pos_off, proj_buf,
                      proj_off, ncols), Yh, Oh, pos_off)

@@ -1,8 +1,8 @@
 # cython: language_level=3
 """Construction kernels: one ``prange`` over the nodes of a tree level (private).
 
-Python orchestrates per level (hsspetsc/compression/compress.py, skeleton.py, sketch.py,
-compression/distributed.py); every loop over nodes or
+Python orchestrates per level (hsspetsc/compression/driver.py, tree.py,
+neighbors.py, skeleton.py, sketch.py); every loop over nodes or
 indices is here. Entries are read between kernel calls, a level (or a
 memory-bounded chunk of it) at a time, by ``util.blocks.BlockReader``; the kernels
 only see flat buffers. Kernels check nothing; arguments are labelled IN / OUT /
@@ -305,19 +305,32 @@ cdef inline int64_t _allowed_leaves_rows(int64_t llo, int64_t lhi,
     return cnt
 
 
+cdef class RowPool:
+    """Where the rows of a node's ID come from, the same for every level: the tree
+    order (perm, iperm), the leaves' position boundaries (leaf_off, n_leaves + 1),
+    the near leaves of each leaf (CSR near_ptr/near_idx; has_near: any besides the
+    leaf itself), the neighbour lists ((n, k) nbr_idx, -1: none, and nbr_dist) and
+    the largest share of the rows taken from neighbours (nbr_share)."""
+    cdef const int64_t[::1] perm, iperm, leaf_off, near_ptr, near_idx
+    cdef bint has_near
+    cdef const int64_t[:, ::1] nbr_idx
+    cdef const double[:, ::1] nbr_dist
+    cdef double nbr_share
+
+    def __init__(self, perm, iperm, leaf_off, near_ptr, near_idx, bint has_near,
+                 nbr_idx, nbr_dist, double nbr_share):
+        self.perm, self.iperm, self.leaf_off = perm, iperm, leaf_off
+        self.near_ptr, self.near_idx, self.has_near = near_ptr, near_idx, has_near
+        self.nbr_idx, self.nbr_dist, self.nbr_share = nbr_idx, nbr_dist, nbr_share
+
+
 def sample_rows(const int64_t[::1] node_lo, const int64_t[::1] node_hi,   # IN positions of each node
                 const int64_t[::1] leaf_lo, const int64_t[::1] leaf_hi,   # IN its leaves
                 const int64_t[::1] col_ptr, const int64_t[::1] col_idx,   # IN its columns
                 const int64_t[::1] n_rows,       # IN  rows wanted per node
                 const int64_t[::1] n_allowed,    # IN  rows outside the node and its near leaves
                 const uint64_t[::1] keys,        # IN  stream key per node
-                const int64_t[::1] perm, const int64_t[::1] iperm,
-                const int64_t[::1] leaf_off,     # IN  n_leaves + 1 position boundaries
-                const int64_t[::1] near_ptr, const int64_t[::1] near_idx,   # IN near leaves (CSR)
-                bint has_near,
-                const int64_t[:, ::1] nbr_idx,   # IN  (n, k) neighbours, -1: none
-                const double[:, ::1] nbr_dist,   # IN  (n, k)
-                double nbr_share,                # IN  at most this share of rows from neighbours
+                RowPool where,                   # IN  the tree order, near leaves, neighbours
                 const int64_t[::1] rows_off,     # IN  node t writes rows[rows_off[t]: + n_rows[t]]
                 int64_t[::1] rows,               # OUT sampled rows (original indices)
                 int64_t[::1] rows_cnt,           # OUT how many were found (-1: out of memory)
@@ -329,6 +342,13 @@ def sample_rows(const int64_t[::1] node_lo, const int64_t[::1] node_hi,   # IN p
     from an explicit list when they are few (a partial Fisher-Yates shuffle), by
     rejection otherwise. O(rows + columns * k) per node, plus O(leaves + allowed
     rows) when the allowed rows are few."""
+    cdef const int64_t[::1] perm = where.perm, iperm = where.iperm
+    cdef const int64_t[::1] leaf_off = where.leaf_off
+    cdef const int64_t[::1] near_ptr = where.near_ptr, near_idx = where.near_idx
+    cdef bint has_near = where.has_near
+    cdef const int64_t[:, ::1] nbr_idx = where.nbr_idx
+    cdef const double[:, ::1] nbr_dist = where.nbr_dist
+    cdef double nbr_share = where.nbr_share
     cdef Py_ssize_t t, c, e, nn = node_lo.shape[0], k = nbr_idx.shape[1]
     cdef int64_t n = perm.shape[0], lo, hi, llo, lhi, cap, cnt, nmax, ncand, i, p, j
     cdef int64_t n_out, ctr, attempts, max_att, th, npool
@@ -505,21 +525,53 @@ cdef inline int _lwork(int n) noexcept nogil:
     return 64 * (n + 1) + 3 * n + 1
 
 
+cdef class IDs:
+    """What the interpolative decompositions of a set of nodes write, and their rank
+    rule. Node t: its rank and the relative size of the dropped part (achieved), P
+    (rank x ncols, row-major) at proj_off[t] in proj (room for min(max_rank, ncols)
+    x ncols), its skeleton positions among its columns at pos_off[t] in pos (room
+    for min(max_rank, ncols)). The rank is the smallest that meets tol (or the
+    absolute threshold atol[t], shift-aware; atol may be empty), at most max_rank."""
+    cdef int64_t[::1] rank, pos
+    cdef double[::1] achieved, proj
+    cdef const int64_t[::1] proj_off, pos_off
+    cdef const double[::1] atol
+    cdef double tol
+    cdef int max_rank
+
+    def __init__(self, double tol, int max_rank, atol, rank, achieved, proj, proj_off,
+                 pos, pos_off):
+        self.tol, self.max_rank, self.atol = tol, max_rank, atol
+        self.rank, self.achieved = rank, achieved
+        self.proj, self.proj_off, self.pos, self.pos_off = proj, proj_off, pos, pos_off
+
+
+cdef class Sketch:
+    """Sketch rows of a set of nodes: node t's rows of Y and of Omega (row-major,
+    s columns each) start at row off[t] of Y and Om. At the leaves, Y = K Omega and
+    Omega themselves (tree order, a node's rows at its position); above, the
+    reduced sketches of the children (child c's at off[c])."""
+    cdef double[::1] Y, Om
+    cdef const int64_t[::1] off
+
+    def __init__(self, Y, Om, off):
+        self.Y, self.Om, self.off = Y, Om, off
+
+
 def column_ids(double[::1] B,                  # IN/WORK node t: nrows[t] x ncols[t] column-major at B_off[t]
                const int64_t[::1] B_off,
                const int64_t[::1] nrows,
                const int64_t[::1] ncols,
-               double tol, int max_rank,
-               const double[::1] atol,         # IN  absolute threshold per node (shift-aware), or empty
-               int64_t[::1] rank,              # OUT
-               double[::1] achieved,           # OUT |dropped|_F / |block|_F
-               double[::1] proj,               # OUT P (rank x ncols, row-major) at proj_off[t]
-               const int64_t[::1] proj_off,    # IN  room for min(max_rank, ncols) x ncols
-               int64_t[::1] pos,               # OUT skeleton positions among the columns
-               const int64_t[::1] pos_off,     # IN  room for min(max_rank, ncols)
+               IDs ids,                        # OUT the IDs (and the rank rule)
                int n_threads):
     """Interpolative decompositions of the sampled blocks of a level, one per node."""
     cdef Py_ssize_t t, nn = B_off.shape[0]
+    cdef double tol = ids.tol
+    cdef int max_rank = ids.max_rank
+    cdef const double[::1] atol = ids.atol
+    cdef int64_t[::1] rank = ids.rank, pos = ids.pos
+    cdef double[::1] achieved = ids.achieved, proj = ids.proj
+    cdef const int64_t[::1] proj_off = ids.proj_off, pos_off = ids.pos_off
     cdef int m, n, lw
     cdef double* tau
     cdef double* work
@@ -547,27 +599,30 @@ def column_ids(double[::1] B,                  # IN/WORK node t: nrows[t] x ncol
 
 
 def sketch_ids(bint leaf, int s,
-               const double[::1] Y, const double[::1] Om,     # IN  (n x s) row-major, tree order (leaf level)
-               const int64_t[::1] node_off,                    # IN  leaf positions (leaf level)
+               Sketch inp,                                     # IN  leaf: Y, Omega at the leaves' positions; inner: the children's reduced sketches
                const double[::1] blk, const int64_t[::1] blk_off,   # IN leaf: K(I, I); inner: K(skel_l, skel_r)
                const int64_t[::1] ncols,                       # IN  columns of each node
                const int64_t[::1] rank_l, const int64_t[::1] rank_r,   # IN children's ranks (inner)
-               const double[::1] Yh_prev, const double[::1] Oh_prev,   # IN children's reduced sketches
-               const int64_t[::1] prev_off,                    # IN  child c's rows at prev_off[c] * s
-               double tol, int max_rank,
-               const double[::1] atol,                         # IN  absolute threshold per node, or empty
                int certified,                                  # IN  larger ranks are not certified
-               int64_t[::1] rank, double[::1] achieved,        # OUT
-               double[::1] proj, const int64_t[::1] proj_off,  # OUT P (rank x ncols)
-               int64_t[::1] pos, const int64_t[::1] pos_off,   # OUT skeleton positions
-               double[::1] Yh, double[::1] Oh,                 # OUT reduced sketches (rank x s)
-               const int64_t[::1] new_off,                     # IN  node t's rows at new_off[t] * s
+               IDs ids,                                        # OUT the IDs (and the rank rule)
+               Sketch out,                                     # OUT reduced sketches (rank x s per node)
                int n_threads):
     """Row IDs of the sketched off-diagonal block rows of a level (Martinsson 2011):
     leaf: Y_a = Y(I) - K(I, I) Om(I); inner: Y_a = [Yh_l - B Oh_r; Yh_r - B^T Oh_l]
     with B = K(skel_l, skel_r), Om_a = [Oh_l; Oh_r]; then Y_a ~= P^T Y_a[piv],
     Yh_a = Y_a[piv], Oh_a = P Om_a."""
     cdef Py_ssize_t t, i, nn = ncols.shape[0]
+    # leaf level: Y, Om at node_off; above: the children's Yh_prev, Oh_prev at prev_off
+    cdef const double[::1] Y = inp.Y, Om = inp.Om, Yh_prev = inp.Y, Oh_prev = inp.Om
+    cdef const int64_t[::1] node_off = inp.off, prev_off = inp.off
+    cdef double[::1] Yh = out.Y, Oh = out.Om
+    cdef const int64_t[::1] new_off = out.off
+    cdef double tol = ids.tol
+    cdef int max_rank = ids.max_rank
+    cdef const double[::1] atol = ids.atol
+    cdef int64_t[::1] rank = ids.rank, pos = ids.pos
+    cdef double[::1] achieved = ids.achieved, proj = ids.proj
+    cdef const int64_t[::1] proj_off = ids.proj_off, pos_off = ids.pos_off
     cdef int n, lw, r, rl, rr, ss = s
     cdef double one = 1.0, mone = -1.0, zero = 0.0
     cdef char N = b'N', T = b'T'
