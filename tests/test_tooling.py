@@ -264,12 +264,16 @@ def test_imports_run_one_way():
     # a circle is a module that reaches itself along module-level imports
     graph = {m: [t for t in top if t in imports and t != m]
              for m, (top, _, _, _) in imports.items()}
-    circles = []
-    state = {}
+    assert _circles(graph) == []
+
+
+def _circles(graph):
+    """The circles of a directed graph {node: [targets]}, each as a path."""
+    circles, state = [], {}
 
     def visit(m, path):
         state[m] = "open"
-        for t in graph[m]:
+        for t in sorted(graph.get(m, ())):
             if state.get(t) == "open":
                 circles.append(path[path.index(t):] + [t])
             elif t not in state:
@@ -278,7 +282,7 @@ def test_imports_run_one_way():
     for m in sorted(graph):
         if m not in state:
             visit(m, [m])
-    assert circles == [], circles
+    return circles
 
 
 def test_no_private_name_crosses_a_package_boundary():
@@ -322,18 +326,5 @@ def test_folders_depend_one_way():
         for t in top:
             if t in imports and folder(t) != folder(mod):
                 graph.setdefault(folder(mod), set()).add(folder(t))
-    circles, state = [], {}
-
-    def visit(f, path):
-        state[f] = "open"
-        for t in sorted(graph.get(f, ())):
-            if state.get(t) == "open":
-                circles.append(path[path.index(t):] + [t])
-            elif t not in state:
-                visit(t, path + [t])
-        state[f] = "done"
-    for f in sorted(graph):
-        if f not in state:
-            visit(f, [f])
-    assert circles == [], circles
+    assert _circles(graph) == []
     assert "hsspetsc.compression" not in graph["hsspetsc.matrix"]
