@@ -88,7 +88,7 @@ class _Store:
         return self.all_skeletons()[self.skel_start[a]:self.skel_start[a] + self.rank[a]]
 
     def bases(self, truncated):
-        """:class:`~hsspetsc.compression.skeleton.Bases` in node order (with one process,
+        """:class:`~hsspetsc.matrix.layout.Bases` in node order (with one process,
         where this rank computed every node)."""
         rank, ncols = self.rank, self.ncols
         skel, pos, proj = self.arrays()
@@ -99,8 +99,11 @@ class _Store:
                      proj=proj[ranges(self.proj_start, psize)], truncated=tuple(truncated))
 
     def arrays(self):
-        cat = lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.zeros(0, dt)  # noqa
-        return (cat(self.skel, np.int64), cat(self.pos, np.int64), cat(self.proj, np.float64))
+        """(skeletons, positions, interpolation matrices), flat in the order added
+        (``skel_start`` / ``proj_start`` point into them)."""
+        pos = np.concatenate(self.pos) if self.pos else np.zeros(0, np.int64)
+        proj = np.concatenate(self.proj) if self.proj else np.zeros(0)
+        return self.all_skeletons(), pos, proj
 
 
 class _OwnBlocks:

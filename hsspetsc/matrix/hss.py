@@ -296,8 +296,8 @@ class HSSMatrix(HSSBase):
     the per-level table and ``H.stats()`` returns the figures as a dict.
 
     Made from named parts (all flat, tree order; see :mod:`hsspetsc.kernels.matvec`):
-    ``tree`` (:class:`~hsspetsc.compression.tree.ClusterTree`), ``bases``
-    (:class:`~hsspetsc.compression.skeleton.Bases`: per node its rank, skeleton and
+    ``tree`` (:class:`~hsspetsc.matrix.layout.ClusterTree`), ``bases``
+    (:class:`~hsspetsc.matrix.layout.Bases`: per node its rank, skeleton and
     interpolation matrix), ``near`` (K(leaf, leaf) blocks), ``far`` (K(skel, skel)
     blocks of the far pairs), ``couplings`` (sibling blocks K(skel_l, skel_r) that
     are not far pairs, for the factorization; empty for budget 0), ``compensation``
