@@ -65,9 +65,10 @@ def test_reshift_evaluates_no_entries(k02):
     assert len(calls) == n_calls
 
 
-def test_threads_bitwise_equal(gauss3d):
+@pytest.mark.parametrize("k", [1, 4])      # loops (few right-hand sides), BLAS
+def test_threads_bitwise_equal(gauss3d, k):
     H = hsspetsc.compress(gauss3d, leaf_size=50, tol=1e-6)
-    B = np.random.default_rng(0).standard_normal((gauss3d.n, 4))
+    B = np.random.default_rng(0).standard_normal((gauss3d.n, k))
     F1 = H.factorize(shift=0.1, n_threads=1)
     F2 = H.factorize(shift=0.1, n_threads=2)
     assert np.array_equal(F1.solve(B, n_threads=1), F2.solve(B, n_threads=2))
@@ -80,6 +81,20 @@ def test_vector_and_block_solve_agree(gauss3d):
     X = F.solve(B)
     for j in range(3):
         assert_close(F.solve(B[:, j]), X[:, j], rtol=1e-12)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_few_right_hand_sides_solve_the_compressed_matrix(k02, k):
+    """Up to two right-hand sides the nodes' products and substitutions are loops,
+    from three on BLAS: both solve shift I + H~ to round-off."""
+    H = hsspetsc.compress(k02, leaf_size=64, tol=1e-6)
+    shift = 1e-3 * H.max_diagonal()
+    F = H.factorize(shift=shift)
+    B = np.random.default_rng(2).standard_normal((H.n, k))
+    X = F.solve(B)
+    A = H.to_dense() + shift * np.eye(H.n)
+    res = np.linalg.norm(A @ X - B) / (np.linalg.norm(A, 2) * np.linalg.norm(X))
+    assert res < 1e-13
 
 
 def test_negative_shift_is_refused_and_failures_name_node_and_shift(k02):

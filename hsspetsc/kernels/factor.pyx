@@ -18,7 +18,10 @@ The per-node arrays travel as two typed objects: :class:`Layout` (what does not
 depend on the shift: sizes, positions, T, the sibling couplings, the offsets of the
 factors) and :class:`Factors` (L, G and the Schur complements Z of one shift).
 Kernels check nothing; a failed Cholesky leaves its LAPACK info in info[a].
-BLAS/LAPACK run inside prange: the caller holds BLAS to one thread.
+BLAS/LAPACK run inside prange: the caller holds BLAS to one thread. With at most
+SMALL_RHS right-hand sides (a preconditioner's solve) the products and
+substitutions of a node run as loops instead: there a BLAS call costs more than the
+arithmetic of a small block.
 """
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t
@@ -70,6 +73,11 @@ cdef inline const int64_t* _iptr(const int64_t[::1] x) noexcept nogil:
     return &x[0] if x.shape[0] > 0 else NULL
 
 
+# up to this many right-hand sides the small products and substitutions of a node
+# run as plain loops instead of BLAS calls
+cdef int SMALL_RHS = 2
+
+
 cdef inline int _mx(int a) noexcept nogil:
     return a if a > 1 else 1
 
@@ -86,10 +94,59 @@ cdef void _gemm(char ta, char tb, int m, int n, int k, double alpha, const doubl
                 for i in range(m):
                     C[i + <Py_ssize_t>j * ldc] = beta * C[i + <Py_ssize_t>j * ldc] if beta != 0.0 else 0.0
         return
+    if n <= SMALL_RHS and tb == b'N':
+        _gemm_few(ta == b'T', m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
+        return
     lda = _mx(lda)
     ldb = _mx(ldb)
     ldc = _mx(ldc)
     dgemm(&ta, &tb, &m, &n, &k, &alpha, <double*>A, &lda, <double*>B, &ldb, &beta, C, &ldc)
+
+
+cdef inline double _dot(const double* a, const double* b, Py_ssize_t n) noexcept nogil:
+    """sum a[p] b[p] in four interleaved partial sums (a fixed order: the same bits on
+    any thread count), so that the additions need not wait for each other."""
+    cdef double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
+    cdef Py_ssize_t p, n4 = n - n % 4
+    for p in range(0, n4, 4):
+        s0 = s0 + a[p] * b[p]
+        s1 = s1 + a[p + 1] * b[p + 1]
+        s2 = s2 + a[p + 2] * b[p + 2]
+        s3 = s3 + a[p + 3] * b[p + 3]
+    for p in range(n4, n):
+        s0 = s0 + a[p] * b[p]
+    return (s0 + s1) + (s2 + s3)
+
+
+cdef void _gemm_few(bint trans, int m, int n, int k, double alpha, const double* A,
+                    int lda, const double* B, int ldb, double beta, double* C,
+                    int ldc) noexcept nogil:
+    """C = alpha op(A) B + beta C by plain loops, for a few columns of B (one solve):
+    a BLAS call costs more than the arithmetic of the small blocks of one node."""
+    cdef Py_ssize_t i, j, p
+    cdef double s, t
+    cdef const double* a
+    cdef const double* b
+    cdef double* c
+    for j in range(n):
+        b = B + j * <Py_ssize_t>ldb
+        c = C + j * <Py_ssize_t>ldc
+        if trans:                       # C(:, j) = alpha A^T b + beta C(:, j): dots
+            for i in range(m):
+                s = _dot(A + i * <Py_ssize_t>lda, b, k)
+                c[i] = alpha * s + (beta * c[i] if beta != 0.0 else 0.0)
+        else:                           # C(:, j) = alpha A b + beta C(:, j): axpys
+            if beta == 0.0:
+                for i in range(m):
+                    c[i] = 0.0
+            elif beta != 1.0:
+                for i in range(m):
+                    c[i] = beta * c[i]
+            for p in range(k):
+                a = A + p * <Py_ssize_t>lda
+                t = alpha * b[p]
+                for i in range(m):
+                    c[i] = c[i] + t * a[i]
 
 
 cdef void _trsm_lower(char trans, int m, int n, const double* L, int ldl, double* B,
@@ -99,7 +156,27 @@ cdef void _trsm_lower(char trans, int m, int n, const double* L, int ldl, double
     cdef char uplo = b'L'
     cdef char diag = b'N'
     cdef double one = 1.0
+    cdef Py_ssize_t i, j, q
+    cdef double s, t
+    cdef double* x
+    cdef const double* col
     if m == 0 or n == 0:
+        return
+    if n <= SMALL_RHS:                  # substitution by loops (see _gemm_few)
+        for j in range(n):
+            x = B + j * <Py_ssize_t>ldb
+            if trans == b'N':
+                for i in range(m):
+                    col = L + i * <Py_ssize_t>ldl
+                    x[i] = x[i] / col[i]
+                    t = x[i]
+                    for q in range(i + 1, m):
+                        x[q] = x[q] - t * col[q]
+            else:
+                for i in range(m - 1, -1, -1):
+                    col = L + i * <Py_ssize_t>ldl
+                    s = x[i] - _dot(col + i + 1, x + i + 1, m - i - 1)
+                    x[i] = s / col[i]
         return
     ldl = _mx(ldl)
     ldb = _mx(ldb)
