@@ -73,9 +73,10 @@ cdef inline const int64_t* _iptr(const int64_t[::1] x) noexcept nogil:
     return &x[0] if x.shape[0] > 0 else NULL
 
 
-# up to this many right-hand sides the small products and substitutions of a node
-# run as plain loops instead of BLAS calls
-cdef int SMALL_RHS = 2
+cdef enum:
+    # up to this many right-hand sides the small products and substitutions of a
+    # node run as plain loops instead of BLAS calls
+    SMALL_RHS = 2
 
 
 cdef inline int _mx(int a) noexcept nogil:
