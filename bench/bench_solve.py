@@ -69,8 +69,8 @@ def main():
             H, shift = build(pkg, case)
             F[k], n = H.factorize(shift), H.n
         st = H.stats()
-        row = {"case": case, "N": n, "max_rank": int(st.get("max_rank", 0)),
-               "leaf_size": int(st.get("leaf_size", 0))}
+        row = {"case": case, "N": n, "rank_max": int(st["rank_max"]),
+               "leaf_size": int(st["leaf_size"])}
         rng = np.random.default_rng(1)
         for nrhs in (1, 16):
             B = rng.standard_normal((n, nrhs)) if nrhs > 1 else rng.standard_normal(n)
