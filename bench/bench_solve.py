@@ -40,10 +40,11 @@ def build(pkg, case):
         X, _ = pkg.mlp.load("fashion-mnist", 500)
         model = pkg.mlp.MLP([784, 200, 30, 200, 784], activation="tanh", seed=0)
         gn = pkg.mlp.GaussNewton(model, X, X, entry_samples=64, seed=0)
-        gn.damping = 1e-10 * float(np.mean(gn.diagonal()))   # as the trainer: zero rows
+        mean_diag = float(np.mean(gn.diagonal()))
+        gn.damping = 1e-10 * mean_diag           # as the trainer's H~: zero rows
         H = pkg.compress_sketch(gn, samples=32, leaf_size=64, tol=1e-2,
                                 order=gn.neuron_order(), probes=0)
-        return H, 1e-3 * float(np.mean(gn.diagonal()))
+        return H, 1e-3 * mean_diag
     if case == "K02":
         H = pkg.compress(pkg.gallery.testsuite("K02", 16384), tol=1e-6)
     else:

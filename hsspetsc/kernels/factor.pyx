@@ -18,10 +18,11 @@ The per-node arrays travel as two typed objects: :class:`Layout` (what does not
 depend on the shift: sizes, positions, T, the sibling couplings, the offsets of the
 factors) and :class:`Factors` (L, G and the Schur complements Z of one shift).
 Kernels check nothing; a failed Cholesky leaves its LAPACK info in info[a].
-BLAS/LAPACK run inside prange: the caller holds BLAS to one thread. With at most
-SMALL_RHS right-hand sides (a preconditioner's solve) the products and
-substitutions of a node run as loops instead: there a BLAS call costs more than the
-arithmetic of a small block.
+BLAS/LAPACK run inside prange: the caller holds BLAS to one thread. A product or
+triangular substitution with at most SMALL_RHS columns on the right (every node of a
+solve with one or two right-hand sides, the preconditioner's case; in the
+factorization only a node with one or two skeleton or redundant columns) runs as
+loops instead: there a BLAS call costs more than the arithmetic of a small block.
 """
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t
