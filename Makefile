@@ -63,6 +63,8 @@ bench: $(BUILD)
 	OMP_NUM_THREADS=2 $(PY) bench/bench_accuracy.py
 	OMP_NUM_THREADS=2 $(PY) bench/bench_factor.py
 	OMP_NUM_THREADS=2 $(PY) bench/bench_pcg.py
+	OMP_NUM_THREADS=2 $(PY) bench/bench_pc_curvature.py
+	OMP_NUM_THREADS=2 $(PY) bench/bench_gn_products.py
 	OMP_NUM_THREADS=2 $(PY) bench/bench_gn_compare.py
 	OMP_NUM_THREADS=2 $(PY) bench/gn_structure.py a
 	OMP_NUM_THREADS=2 $(PY) bench/bench_train.py --budget 30 --nets c
