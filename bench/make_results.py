@@ -299,13 +299,14 @@ def scaling_section(d):
 
 NOTES = {
     "bench_pc_curvature.json": [
-        "Every output of a few images (what newton-hss's H~ is compressed from, its",
-        "curvature samples) barely helps even when applied exactly, and so does no HSS",
-        "built from it; one random projection of each of many other images is worse",
-        "than no preconditioner; projections of the CG batch's own images help (0.5 at",
-        "two per image); the Nystrom approximation from products of CG's operator",
-        "itself meets the 1/3 of issue 21 at this rank. The preconditioner has to be",
-        "built from the CG batch, not from a separate curvature batch.",
+        "Every output of a few images (the kind of curvature newton-hss's H~ is",
+        "compressed from: its curvature samples) barely helps even when applied",
+        "exactly, so an HSS compression of it cannot help more. One random projection",
+        "of each of many other images is worse than no preconditioner. Projections of",
+        "the CG batch's own images help (0.5 at two per image). The Nystrom",
+        "approximation from products of CG's operator itself meets issue 21's 1/3 at",
+        "this rank. The preconditioner has to be built from the CG batch, not from a",
+        "separate curvature batch.",
     ],
     "bench_train_dae_first_order.json": [
         "The first-order references again, after Nesterov momentum's rate grid was",

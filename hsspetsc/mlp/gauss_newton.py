@@ -280,8 +280,8 @@ class GaussNewton(Source):
         for l, (W, _) in enumerate(self._layers):
             w0, b0, e0 = model.layer_slices[l]
             o, i = W.shape
-            # a contiguous copy: a strided view (a chunk of a wider block, or one
-            # column) would send the GEMM below to numpy's loop instead of BLAS
+            # a contiguous copy: a chunk narrower than the block is a strided view,
+            # which would send the GEMM below to numpy's loop instead of BLAS
             dW = np.ascontiguousarray(V[w0:b0].T).reshape(k * o, i)
             dz = (self._acts[l] @ dW.T).reshape(n, k, o).transpose(1, 0, 2)
             dz += V[b0:e0].T[:, None, :]
