@@ -189,3 +189,119 @@ cdef class GNEvaluator(BlockEvaluator):
         free(XJ)
         free(Xg)
         free(C)
+
+
+cdef enum:
+    PAIR_CHUNK = 512      # (image, projection) pairs gathered at a time (about)
+
+
+cdef class ProjectedGNEvaluator(BlockEvaluator):
+    """Entries of a Gauss-Newton matrix whose per-image curvature is r projections:
+    H[a, b] = scale * sum_k u_a[k] u_b[k] over the K = n r pairs k = (i, c), with
+    u_a[i r + c] = Xt[la][qa, i] * S[la][pa, i r + c].
+
+    Xbuf: per layer (in_l + 1, n) activations at ``xoff`` (as GNEvaluator);
+    Sbuf: per layer (out_l, n r) projected sensitivities at ``soff``.
+    A block gathers the rows u of its rows and columns, PAIR_CHUNK pairs at a
+    time, and multiplies them in one GEMM per chunk (a fixed order of chunks:
+    the same bits on any thread count). Thin blocks: one dot loop per entry.
+    """
+    cdef const int64_t[::1] layer, pidx, qidx, xoff, soff, outs
+    cdef const double[::1] Xbuf, Sbuf
+    cdef int64_t n, r
+    cdef double scale, damping
+
+    def __init__(self, const int64_t[::1] layer, const int64_t[::1] pidx,
+                 const int64_t[::1] qidx, const double[::1] Xbuf, const int64_t[::1] xoff,
+                 const double[::1] Sbuf, const int64_t[::1] soff, const int64_t[::1] outs,
+                 int64_t n, int64_t r, double scale, double damping):
+        self.layer = layer
+        self.pidx = pidx
+        self.qidx = qidx
+        self.Xbuf = Xbuf
+        self.xoff = xoff
+        self.Sbuf = Sbuf
+        self.soff = soff
+        self.outs = outs
+        self.n = n
+        self.r = r
+        self.scale = scale
+        self.damping = damping
+
+    cdef inline const double* _x(self, int64_t a) noexcept nogil:
+        return &self.Xbuf[self.xoff[self.layer[a]] + self.qidx[a] * self.n]
+
+    cdef inline const double* _s(self, int64_t a) noexcept nogil:
+        return &self.Sbuf[self.soff[self.layer[a]] + self.pidx[a] * self.n * self.r]
+
+    cdef void _gather(self, const int64_t* I, Py_ssize_t ni, Py_ssize_t i0,
+                      Py_ssize_t i1, double* out) noexcept nogil:
+        """out[t, :] = u_{I[t]} over the pairs of images i0 <= i < i1 (row-major,
+        (i1 - i0) r per row)."""
+        cdef Py_ssize_t t, i, c, r = self.r, kc = (i1 - i0) * self.r
+        cdef const double* x
+        cdef const double* s
+        cdef double xi
+        for t in range(ni):
+            x = self._x(I[t])
+            s = self._s(I[t])
+            for i in range(i0, i1):
+                xi = x[i]
+                for c in range(r):
+                    out[t * kc + (i - i0) * r + c] = xi * s[i * r + c]
+
+    cdef void _fill_direct(self, const int64_t* I, Py_ssize_t ni, const int64_t* J,
+                           Py_ssize_t nj, double* out, Py_ssize_t ld) noexcept nogil:
+        cdef Py_ssize_t t, u, i, c, n = self.n, r = self.r
+        cdef const double* xa
+        cdef const double* xb
+        cdef const double* sa
+        cdef const double* sb
+        cdef double v, w
+        for t in range(ni):
+            xa = self._x(I[t])
+            sa = self._s(I[t])
+            for u in range(nj):
+                xb = self._x(J[u])
+                sb = self._s(J[u])
+                v = 0.0
+                for i in range(n):
+                    w = 0.0
+                    for c in range(r):
+                        w = w + sa[i * r + c] * sb[i * r + c]
+                    v = v + xa[i] * xb[i] * w
+                v = self.scale * v
+                if I[t] == J[u]:
+                    v = v + self.damping
+                out[t * ld + u] = v
+
+    cdef void fill(self, const int64_t* I, Py_ssize_t ni, const int64_t* J,
+                   Py_ssize_t nj, double* out, Py_ssize_t ld) noexcept nogil:
+        cdef Py_ssize_t t, u, i0, i1, step = max(<Py_ssize_t>1, PAIR_CHUNK // self.r)
+        cdef int kc, mi = <int>ni, mj = <int>nj
+        cdef double one = 1.0, zero = 0.0, beta
+        cdef char T = b'T', N = b'N'
+        if ni <= 4 or nj <= 4:
+            self._fill_direct(I, ni, J, nj, out, ld)
+            return
+        cdef double* UI = <double*>malloc((ni * step * self.r + 1) * sizeof(double))
+        cdef double* UJ = <double*>malloc((nj * step * self.r + 1) * sizeof(double))
+        cdef double* C = <double*>malloc((ni * nj + 1) * sizeof(double))
+        i0 = 0
+        while i0 < self.n:
+            i1 = min(i0 + step, <Py_ssize_t>self.n)
+            kc = <int>((i1 - i0) * self.r)
+            self._gather(I, ni, i0, i1, UI)
+            self._gather(J, nj, i0, i1, UJ)
+            beta = zero if i0 == 0 else one
+            # C (nj x ni, col-major) += UJ (kc x nj, col-major)^T UI (kc x ni)
+            dgemm(&T, &N, &mj, &mi, &kc, &one, UJ, &kc, UI, &kc, &beta, C, &mj)
+            i0 = i1
+        for t in range(ni):
+            for u in range(nj):
+                out[t * ld + u] = self.scale * C[t * nj + u]
+                if I[t] == J[u]:
+                    out[t * ld + u] = out[t * ld + u] + self.damping
+        free(UI)
+        free(UJ)
+        free(C)

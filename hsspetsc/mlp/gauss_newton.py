@@ -13,12 +13,22 @@ G_i = I (MSE) or diag(p_i) - p_i p_i^T (softmax cross-entropy).
   formed once per pair of layers, n * out_l * out_l' numbers). ``entry_samples`` < n uses a random subset of
   the samples for the entries (``sampling_error`` measures what that costs).
 - ``diagonal()`` exact over the entry samples.
+- ``projections=r``: each sample's output curvature G_i is replaced by its
+  unbiased estimate R_i R_i^T, R_i = G_i^{1/2} Omega_i / sqrt(r) with Omega_i a
+  d x r Gaussian drawn from a stream keyed by the sample's global index
+  (``sample_ids``), so one image gets the same projections on any number of ranks.
+  Entries, diagonal and products are then all those of
+  H_r = (1/n) sum_i J_i^T R_i R_i^T J_i. Its entries factor over the n r
+  (sample, projection) pairs: H_r[a, b] = (1/n) sum_k u_a[k] u_b[k], so no
+  per-pair buffer is formed (sum_l (in_l + 1 + r out_l) numbers per sample instead
+  of sum_{l <= l'} out_l out_l'), and a block is a GEMM of gathered rows. It is how
+  a preconditioner can take the curvature of CG's own mini-batch.
 It is a :class:`hsspetsc.Source`, so ``hsspetsc.compress(GaussNewton(...))`` works.
 """
 import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
-from ..kernels.gauss_newton import GNEvaluator
+from ..kernels.gauss_newton import GNEvaluator, ProjectedGNEvaluator
 from ..sources import Source, evaluate_block
 from ..util.blocks import exclusive_cumsum
 from ..util.validation import as_float_array, check_finite, check_float, check_int
@@ -39,10 +49,16 @@ class GaussNewton(Source):
         products). Parameters that never move the outputs (weights of always-zero
         pixels, dead units) give zero rows; a tiny damping keeps the diagonal positive
         for the default angle distance.
+    projections : int >= 1 or None; the curvature of each sample estimated by this
+        many Gaussian projections of its outputs (see the module docstring).
+    sample_ids : int array (len n) or None; the global index of each row of X, which
+        keys its projections (default: 0 .. n - 1).
+    projection_seed : int; the stream of the projections.
     """
 
     def __init__(self, model, X, Y, params=None, entry_samples=None, seed=0,
-                 damping=0.0, n_threads=None):
+                 damping=0.0, n_threads=None, projections=None, sample_ids=None,
+                 projection_seed=0):
         X, Y = model.check_data(X, Y, "GaussNewton")
         self.model = model
         self.params_vec = model._check_params(params).copy()
@@ -61,6 +77,21 @@ class GaussNewton(Source):
             rng = np.random.default_rng(seed)
             self.sample_idx = np.sort(rng.choice(self.n_samples, m, replace=False))
         self._m = self.sample_idx.size
+        self.projections = None if projections is None else check_int(
+            projections, "projections", "GaussNewton", lo=1)
+        self._R = None
+        if self.projections is not None:
+            if sample_ids is None:
+                sample_ids = np.arange(self.n_samples)
+            sample_ids = np.asarray(sample_ids)
+            if sample_ids.shape != (self.n_samples,) or sample_ids.dtype.kind not in "iu":
+                raise ValueError(f"The 'sample_ids' parameter of GaussNewton must be "
+                                 f"{self.n_samples} integers (one per row of X). Got "
+                                 f"{sample_ids.dtype} of shape {sample_ids.shape} "
+                                 f"instead.")
+            self.sample_ids = sample_ids.astype(np.int64)
+            self.projection_seed = int(projection_seed)
+            self._R = self._projections()
         self._built = False          # entry factors are formed on first use
         self._pairs_built = False
 
@@ -77,8 +108,30 @@ class GaussNewton(Source):
         raise AttributeError(name)
 
     # ------------------------------------------------------------ factors
+    @staticmethod
+    def projection_of(sample_id, d, r, seed=0):
+        """The d x r Gaussian Omega of the sample with global index ``sample_id``
+        (one stream per sample: the same on any rank)."""
+        rng = np.random.default_rng(np.random.SeedSequence(
+            [0x70726F6A, int(seed), int(sample_id)]))
+        return rng.standard_normal((d, r))
+
+    def _projections(self):
+        """R_i = G_i^{1/2} Omega_i / sqrt(r) for every sample: (n, d, r)."""
+        d, r = self.model.widths[-1], self.projections
+        Om = np.stack([self.projection_of(i, d, r, self.projection_seed)
+                       for i in self.sample_ids]) / np.sqrt(r)
+        if not self.ce:
+            return Om
+        # G_i = diag(p) - p p^T = L L^T with L = diag(sqrt p) - p sqrt(p)^T
+        p = softmax(self._acts[-1])
+        sq = np.sqrt(p)
+        return sq[:, :, None] * Om - p[:, :, None] * np.einsum("id,idr->ir", sq, Om)[:, None]
+
     def _build_factors(self):
         self._built = True
+        if self.projections is not None:
+            return self._build_projected_factors()
         model = self.model
         idx = self.sample_idx
         m = idx.size
@@ -121,17 +174,7 @@ class GaussNewton(Source):
         self._xs = xs
         self._outs = np.array(model.widths[1:], np.int64)
         self._d = d
-        # parameter index -> (layer, p, q)
-        layer = np.empty(self.n, np.int64)
-        pidx = np.empty(self.n, np.int64)
-        qidx = np.empty(self.n, np.int64)
-        for l, (w0, b0, e0) in enumerate(model.layer_slices):
-            i_, o_ = model.widths[l], model.widths[l + 1]
-            layer[w0:e0] = l
-            pq = np.arange(o_ * i_)
-            pidx[w0:b0], qidx[w0:b0] = pq // i_, pq % i_
-            pidx[b0:e0], qidx[b0:e0] = np.arange(o_), i_
-        self._layer, self._pidx, self._qidx = layer, pidx, qidx
+        self._index_parameters()
         # exact diagonal over the entry samples
         diag = np.empty(self.n)
         for l, (w0, b0, e0) in enumerate(model.layer_slices):
@@ -144,6 +187,61 @@ class GaussNewton(Source):
             diag[w0:b0] = blk[:, :i_].ravel()
             diag[b0:e0] = blk[:, i_]
         self._diag = diag
+
+    def _build_projected_factors(self):
+        """x and the projected sensitivities s = c R (out_l x r per sample), back-
+        propagated from R like r extra output tangents; the exact diagonal of H_r."""
+        model = self.model
+        idx = self.sample_idx
+        m, L = idx.size, model.n_layers
+        zs = [z[idx] for z in self._zs]
+        acts = [a[idx] for a in self._acts]
+        R = self._R[idx]
+        self.diag_last = False
+        S = [None] * L
+        if self.ce:
+            C = R                                      # c^L = I for the logits
+        else:
+            C = act_deriv(model.activations[-1], zs[-1], acts[-1])[:, :, None] * R
+        S[L - 1] = C
+        for l in range(L - 1, 0, -1):
+            W = self._layers[l][0]
+            sig = act_deriv(model.activations[l - 1], zs[l - 1], acts[l])
+            C = np.matmul(W.T, C) * sig[:, :, None]    # (m, in_l, r)
+            S[l - 1] = C
+        xs = [np.hstack([acts[l], np.ones((m, 1))]) for l in range(L)]
+        self._xoff = exclusive_cumsum([x.size for x in xs])
+        self._Xbuf = np.ascontiguousarray(np.concatenate([x.T.ravel() for x in xs]))
+        # per layer (out_l, m r): the row of unit p is its (sample, projection) pairs
+        self._soff = exclusive_cumsum([s_.size for s_ in S])
+        self._Sbuf = np.ascontiguousarray(np.concatenate(
+            [s_.transpose(1, 0, 2).ravel() for s_ in S]))
+        self._S, self._xs = S, xs
+        self._outs = np.array(model.widths[1:], np.int64)
+        self._d = model.widths[-1]
+        self._index_parameters()
+        diag = np.empty(self.n)
+        for l, (w0, b0, e0) in enumerate(model.layer_slices):
+            ns = np.einsum("ipc,ipc->ip", S[l], S[l])
+            blk = ns.T @ (xs[l] ** 2) / m
+            i_ = model.widths[l]
+            diag[w0:b0] = blk[:, :i_].ravel()
+            diag[b0:e0] = blk[:, i_]
+        self._diag = diag
+
+    def _index_parameters(self):
+        """parameter index -> (layer, output unit p, input q; q = in_l: the bias)."""
+        model = self.model
+        layer = np.empty(self.n, np.int64)
+        pidx = np.empty(self.n, np.int64)
+        qidx = np.empty(self.n, np.int64)
+        for l, (w0, b0, e0) in enumerate(model.layer_slices):
+            i_, o_ = model.widths[l], model.widths[l + 1]
+            layer[w0:e0] = l
+            pq = np.arange(o_ * i_)
+            pidx[w0:b0], qidx[w0:b0] = pq // i_, pq % i_
+            pidx[b0:e0], qidx[b0:e0] = np.arange(o_), i_
+        self._layer, self._pidx, self._qidx = layer, pidx, qidx
 
     def _build_pairs(self):
         """Per pair of layers (la <= lb) the per-sample inner products
@@ -193,6 +291,11 @@ class GaussNewton(Source):
         return self._gn_evaluator()
 
     def _gn_evaluator(self):
+        if self.projections is not None:
+            return ProjectedGNEvaluator(
+                self._layer, self._pidx, self._qidx, self._Xbuf, self._xoff, self._Sbuf,
+                self._soff, self._outs, self._m, self.projections, 1.0 / self._m,
+                self.damping)
         return GNEvaluator(self._layer, self._pidx, self._qidx, self._Xbuf, self._xoff,
                            self._Gbuf, self._goff, self._outs, self._m,
                            self.model.n_layers, self.diag_last, 1.0 / self._m, self.damping)
@@ -233,6 +336,11 @@ class GaussNewton(Source):
         return g
 
     def _apply_G(self, U):
+        """G_i applied to the output tangents U (..., n, d) of every sample (R_i R_i^T
+        with projections)."""
+        if self._R is not None:
+            return np.einsum("...ir,idr->...id", np.einsum("...id,idr->...ir", U, self._R),
+                             self._R)
         if not self.ce:
             return U
         p = softmax(self._acts[-1])
@@ -358,5 +466,6 @@ class GaussNewton(Source):
         return float(np.mean(errs)) if errs else 0.0
 
     def __repr__(self):
+        proj = "" if self.projections is None else f", projections={self.projections}"
         return (f"GaussNewton(N={self.n}, samples={self.n_samples}, entry samples="
-                f"{self._m}, loss={self.model.loss_name!r})")
+                f"{self._m}, loss={self.model.loss_name!r}{proj})")
