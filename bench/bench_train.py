@@ -59,7 +59,7 @@ from _results import write_results  # noqa: E402
 from hsspetsc.cli import first_to_reach, plot_histories  # noqa: E402
 from hsspetsc.mlp import MLP, load  # noqa: E402
 from hsspetsc.training import ShardedProblem, Trainer, run  # noqa: E402
-from hsspetsc.training.newton import NewtonKrylov  # noqa: E402
+from hsspetsc.training.newton import NewtonKrylov, options_for  # noqa: E402
 from hsspetsc.training.run import TIME_SPLIT, choose_learning_rate  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -181,7 +181,8 @@ def same_system_rows(key, X, n_dae, newton_kw, forcing=1e-2, lam_rel=(1e-1, 1e-3
                 kw = dict(newton_kw, **(ACCURATE if pc == "hss*" else {}))
                 nk = NewtonKrylov(pb, precond=pc.rstrip("*"), lam=lam, forcing=forcing,
                                   cg_max_it=2000, prefix=f"sys_{key}_{pc.rstrip('*')}"
-                                  f"{'acc' if pc.endswith('*') else ''}_{len(rows)}_", **kw)
+                                  f"{'acc' if pc.endswith('*') else ''}_{len(rows)}_",
+                                  **options_for(kw, pc.rstrip("*")))
                 try:
                     t = time.perf_counter()
                     _, rec = nk.step(theta)
@@ -236,7 +237,8 @@ def systems_along_run(key, X, n_dae, newton_kw, newton_batch, steps, every,
         for pc in pcs:
             nk = NewtonKrylov(pb, precond=pc, lam=pt["lambda"], forcing=row["rtol"],
                               cg_max_it=1000, batch_size=newton_batch,
-                              prefix=f"along_{key}_{pc}_{len(rows)}_", **kw)
+                              prefix=f"along_{key}_{pc}_{len(rows)}_",
+                              **options_for(kw, pc))
             nk.it = pt["it"]                    # the same batches as the run's step
             try:
                 _, rec = nk.step(pt["theta"])
@@ -428,6 +430,8 @@ def main():
                          "the run's forcing term; 1e-2 with --cg-stop martens)")
     ap.add_argument("--hss-shift-aware", type=float, default=None, metavar="C",
                     help="newton-hss: H~ accurate to C x lambda (see the trainer)")
+    ap.add_argument("--hss-projections", type=int, default=None, metavar="R",
+                    help="newton-hss: H~ from the CG batch, R projections per sample")
     ap.add_argument("--no-race", action="store_true", help="skip part 2")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--out", default=os.path.join(HERE, "bench_train.json"))
@@ -440,7 +444,8 @@ def main():
                  "hss_samples": auto_or_int(args.hss_samples),
                  "cg_batch": args.cg_batch, "cg_warm_start": args.cg_warm_start,
                  "cg_backtrack": args.cg_backtrack, "cg_stop": args.cg_stop,
-                 "hss_shift_aware": args.hss_shift_aware}
+                 "hss_shift_aware": args.hss_shift_aware,
+                 "hss_projections": args.hss_projections}
     eval_every = args.budget / 20 if args.eval_every is None else args.eval_every
     rows, sys_rows, along_rows, levels = [], [], [], {}
     for key in args.nets.split(","):

@@ -168,6 +168,10 @@ def _parser():
     t.add_argument("--hss-shift-aware", type=float, default=None, metavar="C",
                    help="newton-hss: compress H~ for the damping lambda it is factored "
                         "with, |H - H~| <= C lambda (default: tol relative to |H~|)")
+    t.add_argument("--hss-projections", type=int, default=None, metavar="R",
+                   help="newton-hss: H~ from the CG batch's own curvature, each sample's "
+                        "by R Gaussian projections of its outputs (then "
+                        "--curvature-samples serves newton-hf and -kfac only)")
     t.add_argument("--seed", type=int, default=0, help="initial weights and shuffling")
     t.add_argument("--log", default=None, help="JSON list of per-step records")
     t.add_argument("--plot", default=None, help="PNG: loss against time and data passes")
@@ -356,6 +360,7 @@ _TRAIN_NUMBERS = (("n", int, 1, False), ("steps", int, 1, False),
                   ("validation", float, 0.0, False), ("batch_growth", float, 1.0, False),
                   ("cg_batch", int, 1, False), ("cg_warm_start", float, 0.0, False),
                   ("hss_shift_aware", float, 0.0, True), ("memory_limit", float, 0.0, True),
+                  ("hss_projections", int, 1, False),
                   ("eval_every", float, 0.0, False))
 
 
@@ -515,6 +520,7 @@ def _train(args, comm, say, PETSc):
                   "cg_batch": args.cg_batch, "cg_warm_start": args.cg_warm_start,
                   "cg_backtrack": args.cg_backtrack, "cg_stop": args.cg_stop,
                   "hss_shift_aware": args.hss_shift_aware,
+                  "hss_projections": args.hss_projections,
                   "memory_limit": None if args.memory_limit is None
                   else args.memory_limit * 2.0 ** 30}
         return comm.run(Trainer, problem, nm, lr=lr,

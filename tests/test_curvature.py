@@ -346,7 +346,8 @@ def test_cli_lr_grid_trains_with_the_best_trial(tmp_path):
     (["--lr-grid", "0,1e-3"], "'lr-grid' parameter"),
     (["--validation", "1.0"], "'validation' parameter"),
     (["--rebuild-lost-its", "-1"], "'rebuild-lost-its' parameter"),
-    (["--curvature-samples", "0"], "'curvature-samples' parameter")])
+    (["--curvature-samples", "0"], "'curvature-samples' parameter"),
+    (["--hss-projections", "0"], "'hss-projections' parameter")])
 def test_cli_refuses_bad_training_options(args, msg):
     rc, out = _cli(["--data", "digits", "--n", "100", "--steps", "1"] + args)
     assert rc == 1 and msg in out and "Traceback" not in out

@@ -50,7 +50,7 @@ def test_entry_factor_sizes_are_those_of_the_arrays(loss):
     assert np.array_equal(goff, g._goff) and size == g._Gbuf.size
 
 
-def _step_peak(precond, m, s, leaf):
+def _step_peak(precond, m, s, leaf, **kw):
     rng = np.random.default_rng(0)
     X = rng.random((120, 300))
     model = MLP([300, 60, 20, 60, 300], activation="sigmoid", seed=0)
@@ -59,7 +59,7 @@ def _step_peak(precond, m, s, leaf):
         pb = ShardedProblem(model, X, X.copy())
         nk = NewtonKrylov(pb, precond=precond, curvature_samples=m, hss_samples=s,
                           pc_options={"pc_hss_leaf_size": str(leaf)}, cg_max_it=5,
-                          prefix=f"mem_{precond}_{m}_{s}_{leaf}_")
+                          prefix=f"mem_{precond}_{m}_{s}_{leaf}_{len(kw)}_", **kw)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -78,6 +78,13 @@ def test_estimate_is_close_to_the_measured_peak(precond, m, s, leaf):
     peak, est = _step_peak(precond, m, s, leaf)
     # the sizes are exact; the transients of the phases are modelled (0.84-1.21 of
     # the traced peak on every configuration of bench/bench_memory.py)
+    assert 0.6 * peak <= est.peak <= 1.6 * peak, (peak, est.phases)
+
+
+@pytest.mark.parametrize("s", [0, 48])
+def test_estimate_of_h_from_the_projected_cg_batch(s):
+    peak, est = _step_peak("hss", None, s, 64, cg_batch=100, hss_projections=4)
+    assert "curvature pairs" in est.parts and est.parts["curvature pairs"] == 0
     assert 0.6 * peak <= est.peak <= 1.6 * peak, (peak, est.phases)
 
 

@@ -109,15 +109,18 @@ class ShardedProblem:
         lo = self.shard_start
         return idx[(idx >= lo) & (idx < lo + self.n_local)] - lo
 
-    def gauss_newton(self, theta, damping=0.0, samples=None, seed=0, batch=None):
+    def gauss_newton(self, theta, damping=0.0, samples=None, seed=0, batch=None,
+                     projections=None):
         """Gauss-Newton matrix at ``theta`` over all samples, or over a curvature
         mini-batch of ``samples`` of them (drawn from one stream keyed by ``seed``:
         the same mini-batch on any number of ranks), or over the Newton mini-batch
         ``batch`` = (size, step) of :meth:`batch_indices`; entries, diagonal and
-        products then all come from that mini-batch."""
+        products then all come from that mini-batch. ``projections``: each
+        sample's curvature by that many projections keyed by its global index
+        (:class:`~hsspetsc.mlp.GaussNewton`)."""
         m = batch[0] if batch is not None else samples
         self.passes += 1.0 if m is None else min(m / self.n_total, 1.0)
-        return DistributedGN(self, theta, damping, samples, seed, batch)
+        return DistributedGN(self, theta, damping, samples, seed, batch, projections)
 
 
 class DistributedGN(Source):
@@ -126,8 +129,10 @@ class DistributedGN(Source):
     diagonal and products are collective: every rank must call them in step). A
     rank whose share of the mini-batch is empty contributes zeros."""
 
-    def __init__(self, problem, theta, damping=0.0, samples=None, seed=0, batch=None):
+    def __init__(self, problem, theta, damping=0.0, samples=None, seed=0, batch=None,
+                 projections=None):
         self.problem = problem
+        self.projections = projections
         self.n = problem.model.n_params
         self.damping = float(damping)
         if batch is not None and batch[0] < problem.n_total:
@@ -144,11 +149,14 @@ class DistributedGN(Source):
         def local_gn():
             if local_idx is None:
                 X, Y = problem.X, problem.Y
+                ids = np.arange(problem.n_local)
             elif local_idx.size:
                 X, Y = problem.X[local_idx], problem.Y[local_idx]
+                ids = local_idx
             else:
                 return None
-            return GaussNewton(problem.model, X, Y, params=theta)
+            return GaussNewton(problem.model, X, Y, params=theta, projections=projections,
+                               sample_ids=problem.shard_start + ids)
         self.local = comm.run(local_gn)
         m = 0 if self.local is None else self.local.n_samples
         self._w = m / m_total             # this rank's share of the mean

@@ -174,6 +174,21 @@ def gauss_newton_bytes(widths, loss, m, copies=True):
     return F8 * forward, F8 * factors, F8 * pairs, F8 * build_tmp, F8 * pair_tmp
 
 
+def projected_gauss_newton_bytes(widths, loss, m, r, copies=True):
+    """:func:`gauss_newton_bytes` of a ``GaussNewton(projections=r)`` over ``m``
+    samples: the projections R (m d r), the sensitivities s (m r sum out_l, kept
+    per layer and flat), the activations x (twice), no pairs; building them holds
+    the samples' forward values once more and one layer's back-propagated block."""
+    w = [int(x) for x in widths]
+    L, d = len(w) - 1, w[-1]
+    n_par = sum((w[i] + 1) * w[i + 1] for i in range(L))
+    forward = m * ((w[0] + d if copies else 0) + 2 * sum(w[1:]))
+    factors = m * d * r + 2 * m * r * sum(w[1:]) + 2 * m * sum(x + 1 for x in w[:L]) \
+        + 4 * n_par
+    build_tmp = 2 * m * sum(w[1:]) + 2 * m * r * max(w[1:])
+    return F8 * forward, F8 * factors, 0.0, F8 * build_tmp, 0.0
+
+
 def _share(m, ranks):
     """A bound on one rank's share of m samples drawn over ``ranks`` shards (the
     mean plus four standard deviations)."""
@@ -186,9 +201,11 @@ def _share(m, ranks):
 def estimate_newton(widths, loss, n_total, *, precond="hss", curvature_samples=256,
                     hss_samples=128, leaf_size=128, max_rank=None, ranks=1,
                     distributed=False, distributed_required=False, batch_size=None,
-                    cg_batch=None, kept_iterates=0, data_bytes=None):
+                    cg_batch=None, kept_iterates=0, data_bytes=None, projections=None):
     """The peak memory of one rank during a Newton step of an MLP with ``widths``
-    (see the module docstring), as a :class:`MemoryEstimate` (bytes)."""
+    (see the module docstring), as a :class:`MemoryEstimate` (bytes). With
+    ``projections`` (HSS only) H~'s curvature is the CG batch's, projected
+    (``curvature_samples`` is then not used)."""
     w = [int(x) for x in widths]
     N = sum((w[i] + 1) * w[i + 1] for i in range(len(w) - 1))
     n_loc = _share(n_total, ranks) if ranks > 1 else n_total
@@ -209,9 +226,15 @@ def estimate_newton(widths, loss, n_total, *, precond="hss", curvature_samples=2
     phases = {"gradient": base + 1.5 * gauss_newton_bytes(w, loss, g_n, g_n < n_loc)[0]}
     if precond == "none":
         return MemoryEstimate(phases, parts)
-    m = n_total if curvature_samples is None else min(int(curvature_samples), n_total)
-    m_loc = _share(m, ranks)
-    fwd, fac, pairs, fac_tmp, tmp = gauss_newton_bytes(w, loss, m_loc)
+    if projections is not None and precond == "hss":
+        m_loc = cg_n
+        fwd, fac, pairs, fac_tmp, tmp = projected_gauss_newton_bytes(
+            w, loss, m_loc, int(projections), copies=cg_n < n_loc)
+    else:
+        m = n_total if curvature_samples is None else min(int(curvature_samples),
+                                                          n_total)
+        m_loc = _share(m, ranks)
+        fwd, fac, pairs, fac_tmp, tmp = gauss_newton_bytes(w, loss, m_loc)
     if precond in ("hf", "kfac"):
         parts["curvature factors"] = fwd + fac
         phases["curvature factors"] = base + fwd + fac + fac_tmp
@@ -329,6 +352,9 @@ def plan_newton(widths, loss, n_total, *, precond, name=None, curvature_samples=
         hss_samples = leaf_size = None
         if precond == "none":
             curvature_samples = None
+    elif kw.get("projections") is not None:    # H~ from the CG batch, projected
+        del ladders["curvature_samples"]
+        curvature_samples = None
     opts = {"curvature_samples": curvature_samples, "hss_samples": hss_samples,
             "leaf_size": leaf_size}
     auto = tuple(k for k in ladders if opts[k] == AUTO)

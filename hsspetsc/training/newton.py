@@ -213,6 +213,16 @@ def plan_memory(problem, name, precond, curvature_samples, hss_samples, leaf_siz
                        data_bytes=data, **kw)
 
 
+def options_for(kw, precond):
+    """One set of Newton options for a comparison of methods, as ``precond`` takes
+    it: ``hss_projections`` is newton-hss's alone (then its curvature is the CG
+    batch's, and ``curvature_samples`` serves the other preconditioners only)."""
+    kw = dict(kw)
+    if kw.get("hss_projections") is not None:
+        kw.pop("curvature_samples" if precond == "hss" else "hss_projections", None)
+    return kw
+
+
 PRECONDITIONERS = {"hss": "newton-hss", "none": "newton-cg", "hf": "newton-hf",
                    "kfac": "newton-kfac"}
 
@@ -312,6 +322,13 @@ class NewtonKrylov:
     hss_shift_aware : float in (0, 100] or None (default None: tol relative to |H~|)
         HSS only: compress H~ for the damping lambda of the step it is built at,
         tol = this share c of lambda (|H - H~|_2 <= c lambda; ``compress(shift=)``).
+    hss_projections : int >= 1 or None (default None: H~ from ``curvature_samples``)
+        HSS only: H~'s curvature is that of the CG batch of the step it is built
+        at, each sample's output curvature estimated by this many Gaussian
+        projections (``GaussNewton(projections=)``, keyed by the global sample
+        index): an unbiased estimate of CG's own operator whose entries cost
+        O(batch x projections) and need no per-pair buffer. ``curvature_samples``
+        is then not used.
     """
 
     def __init__(self, problem, precond="hss", lam=1.0, rebuild=20, cg_max_it=100,
@@ -320,12 +337,24 @@ class NewtonKrylov:
                  rebuild_lost_its=80, progress=None, progress_every=10.0, pc_layout="auto",
                  batch_size=None, batch_growth=1.0, cg_batch=None, cg_warm_start=0.0,
                  cg_backtrack=False, hss_shift_aware=None, memory_limit=None,
-                 cg_stop="forcing"):
+                 cg_stop="forcing", hss_projections=None):
         where = "NewtonKrylov"
         if precond not in PRECONDITIONERS:
             raise ValueError(f"The 'precond' parameter must be one of "
                              f"{', '.join(map(repr, PRECONDITIONERS))}. Got {precond!r} "
                              f"instead.")
+        self.hss_projections = None
+        if hss_projections is not None:
+            self.hss_projections = check_int(hss_projections, "hss_projections", where,
+                                             lo=1)
+            if precond != "hss":
+                raise ValueError(f"{where}: hss_projections applies to precond='hss' "
+                                 f"only. Got precond={precond!r}.")
+            if curvature_samples not in (AUTO, None):
+                raise ValueError(f"{where}: hss_projections takes H~'s curvature from "
+                                 f"the CG batch; do not give curvature_samples with it "
+                                 f"(got {curvature_samples!r}).")
+            curvature_samples = None
         self.problem = problem
         self.precond = precond
         self.lam = check_float(lam, "lam", where, lo=0.0, lo_open=True)
@@ -424,7 +453,7 @@ class NewtonKrylov:
             problem, self.name, precond, curvature_samples, hss_samples, leaf_size,
             memory_limit, distributed=distributed, max_rank=max_rank,
             distributed_required=pc_layout == "distributed", batch_size=self.batch_size,
-            cg_batch=self.cg_batch,
+            cg_batch=self.cg_batch, projections=self.hss_projections,
             kept_iterates=(sum(1 for i in BACKTRACK_ITERATIONS if i <= self.cg_max_it)
                            if self.cg_backtrack else 0)
             + (4 if cg_stop == "martens" else 0))         # Martens' test: x, Ax, p, Ap
@@ -631,7 +660,10 @@ class NewtonKrylov:
 
     def _curvature(self, theta, it):
         """The preconditioner's Gauss-Newton matrix at step ``it`` (its mini-batch
-        is keyed by the step)."""
+        is keyed by the step; with projections, the CG batch of that step)."""
+        if self.hss_projections is not None:
+            return DistributedGN(self.problem, theta, 0.0, batch=self.cg_batch_of_step(it),
+                                 projections=self.hss_projections)
         return DistributedGN(self.problem, theta, 0.0, self.curvature_samples, it)
 
     def _hss_action(self):
@@ -666,9 +698,13 @@ class NewtonKrylov:
             self.hss_origin = (np.array(theta, dtype=np.float64), self.it)
             self.force_rebuild = False
         curvature = gn
-        if self.precond != "none" and self.curvature_samples is not None and not (
-                self.precond == "hss" and action == "keep" and (
-                    self.ctx.hss is not None or self.ctx.rebuild_from is not None)):
+        reuse = self.precond == "hss" and action == "keep" and (
+            self.ctx.hss is not None or self.ctx.rebuild_from is not None)
+        if self.hss_projections is not None and not reuse:
+            # H~ from the CG batch of the step it was built at, projected
+            curvature = pb.gauss_newton(theta, batch=self.cg_batch_of_step(
+                self.hss_origin[1]), projections=self.hss_projections)
+        elif self.precond != "none" and self.curvature_samples is not None and not reuse:
             # HF and KFAC: a fresh mini-batch every step; HSS: the mini-batch H~ was
             # built from, until the next build (its skeletons fit those samples)
             seed = self.hss_origin[1] if self.precond == "hss" else self.it

@@ -99,10 +99,11 @@ class Trainer:
         if optimizer in QUASI_NEWTON:
             self.nk = LBFGS(problem)
         elif optimizer in SECOND_ORDER:
-            from .newton import NewtonKrylov
+            from .newton import NewtonKrylov, options_for
             kw = dict(newton or {})
             kw["precond"] = {"newton-hss": "hss", "newton-cg": "none", "newton-hf": "hf",
                              "newton-kfac": "kfac"}[optimizer]
+            kw = options_for(kw, kw["precond"])
             kw.setdefault("prefix", prefix or (optimizer.replace("-", "_") + "_"))
             kw.setdefault("batch_size", batch_size)     # in all: one stream, any ranks
             self.nk = NewtonKrylov(problem, **kw)

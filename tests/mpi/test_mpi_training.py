@@ -20,6 +20,8 @@ def _run(opt, comm, steps=3, hss_samples=0, curvature=None, rule=False, batch=No
     model = MLP([64, 6, 64], activation="tanh", seed=0)
     pb = ShardedProblem(model, X, X, comm=comm)
     newton = {"curvature_samples": curvature, "rebuild": 2, "hss_samples": hss_samples}
+    if isinstance(curvature, str):      # "pR": H~ from the CG batch, R projections
+        newton.update(curvature_samples=None, hss_projections=int(curvature[1:]))
     if rule:        # compressions decided by the lost-iterations rule alone
         newton.update(rebuild=50, rebuild_lost_its=1)
         steps = 6
@@ -52,7 +54,10 @@ def _run(opt, comm, steps=3, hss_samples=0, curvature=None, rule=False, batch=No
     # mini-batch gradients, CG sub-batch, warm start and backtracking, with either
     # CG stop (Martens' progress test decides alike on every rank)
     ("newton-cg", 0, None, False, 90, "forcing"), ("newton-hss", 100, 50, False, 90, "forcing"),
-    ("newton-cg", 0, None, False, 90, "martens"), ("newton-hss", 100, 50, False, 90, "martens")])
+    ("newton-cg", 0, None, False, 90, "martens"), ("newton-hss", 100, 50, False, 90, "martens"),
+    # H~ from the CG batch's projected curvature, keyed by the global sample index
+    ("newton-hss", 0, "p2", False, 90, "forcing"), ("newton-hss", 100, "p3", False, 90,
+                                                    "forcing")])
 def test_parallel_matches_serial_and_ranks_agree(opt, hss_samples, curvature, rule, batch,
                                                  stop):
     # hss_samples > 0: the preconditioner from distributed products (compress_sketch)
