@@ -20,6 +20,12 @@ error of an HSS compression is left out and only the choice of curvature is meas
   products of H_cg (Frangella, Tropp & Udell 2023), the best rank-k curvature one can
   sketch from products of CG's own operator.
 
+With ``--hss R1,R2,..`` it measures instead what newton-hss ``--hss-projections R``
+builds: H~ compressed (``compress_sketch``, ``--hss-samples`` products, accurate to
+``--hss-tol`` x lambda: shift-aware) from ``GaussNewton(projections=R)`` of the CG
+batch, factored with lambda and applied by its solve, beside the exact Woodbury
+preconditioner of two projections (the same kind of curvature without HSS's error).
+
 The net is a smaller deep autoencoder (784-100-50-25-50-100-784, logistic, MSE), first
 trained by Adam off the mean-image plateau. The count of each is compared with plain
 CG in the same run (ratio = its iterations / plain CG's). Writes
@@ -36,6 +42,7 @@ import scipy.linalg as sl
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+from hsspetsc import compress_sketch  # noqa: E402
 from hsspetsc.mlp.data import load  # noqa: E402
 from hsspetsc.mlp.gauss_newton import GaussNewton  # noqa: E402
 from hsspetsc.mlp.model import MLP, act_deriv  # noqa: E402
@@ -124,8 +131,17 @@ def main():
     ap.add_argument("--lams", default="1e-3,1e-4")
     ap.add_argument("--rtol", type=float, default=1e-2)
     ap.add_argument("--cap", type=int, default=2000)
-    ap.add_argument("--out", default=os.path.join(HERE, "bench_pc_curvature.json"))
+    ap.add_argument("--hss", default=None, metavar="R1,R2",
+                    help="instead: H~ of R projections per CG-batch image, compressed")
+    ap.add_argument("--hss-samples", type=int, default=256)
+    ap.add_argument("--hss-tol", type=float, default=1.0)
+    ap.add_argument("--out", default=None,
+                    help="JSON (default bench_pc_curvature.json, with --hss "
+                         "bench_pc_curvature_hss.json)")
     a = ap.parse_args()
+    if a.out is None:
+        a.out = os.path.join(HERE, "bench_pc_curvature" + ("_hss" if a.hss else "")
+                             + ".json")
     X, _ = load("fashion-mnist", n=a.n)
     d = X.shape[1]
     model = MLP(WIDTHS, activation="sigmoid", output="sigmoid", loss="mse", seed=0)
@@ -155,6 +171,8 @@ def main():
             model, theta, X[cg_idx], r_cg + 1, 0)),
         (f"Nystrom of H_cg, {a.rank} products", lambda: nystrom(H, a.rank, 0)),
     ]
+    if a.hss:
+        cands = [cands[4]]          # the exact two-projection preconditioner
     base = {}
     for lam in lams:
         t = time.perf_counter()
@@ -174,6 +192,32 @@ def main():
             print(f"  {name:40s} lam {lam:g}: {its:5d} iterations, ratio "
                   f"{its / base[lam]:.2f} (built in {built:.1f} s)", flush=True)
         del V
+    for r in ([int(v) for v in a.hss.split(",")] if a.hss else []):
+        t = time.perf_counter()
+        src = GaussNewton(model, X[cg_idx], X[cg_idx], theta, projections=r)
+        src.damping = 1e-10 * float(np.mean(src.diagonal()))
+        setup = time.perf_counter() - t
+        for lam in lams:
+            t = time.perf_counter()
+            Ht = compress_sketch(src, samples=a.hss_samples, leaf_size=128,
+                                 tol=a.hss_tol, shift=lam, order=src.neuron_order(),
+                                 verbose=False)
+            F = Ht.factorize(shift=lam)
+            built = setup + time.perf_counter() - t
+            t = time.perf_counter()
+            its = pcg(H, lam, b, F.solve, a.rtol, a.cap)
+            name = f"HSS of {r} projections of the CG batch"
+            st = Ht.stats()
+            rows.append({"curvature": name, "columns": r * a.cg_batch, "lam": lam,
+                         "iterations": its, "plain": base[lam], "ratio": its / base[lam],
+                         "build_s": built, "cg_s": time.perf_counter() - t,
+                         "rank_max": int(st["rank_max"]),
+                         "data_bytes": int(st["data_bytes"]),
+                         "hss_samples": a.hss_samples, "hss_tol": a.hss_tol})
+            print(f"  {name:40s} lam {lam:g}: {its:5d} iterations, ratio "
+                  f"{its / base[lam]:.2f} (built in {built:.1f} s, largest rank "
+                  f"{st['rank_max']}, {st['data_bytes'] / 1e6:.0f} MB)", flush=True)
+            del Ht, F
     out = {"command": "OMP_NUM_THREADS=2 .venv/bin/python bench/bench_pc_curvature.py "
                       + " ".join(sys.argv[1:]),
            "net": WIDTHS, "N": model.n_params, "n": a.n, "cg_batch": a.cg_batch,
