@@ -64,6 +64,7 @@ bench: $(BUILD)
 	OMP_NUM_THREADS=2 $(PY) bench/bench_factor.py
 	OMP_NUM_THREADS=2 $(PY) bench/bench_pcg.py
 	OMP_NUM_THREADS=2 $(PY) bench/bench_pc_curvature.py
+	OMP_NUM_THREADS=2 $(PY) bench/bench_pc_curvature.py --hss 2,4 --hss-samples 512
 	OMP_NUM_THREADS=2 $(PY) bench/bench_gn_products.py
 	OMP_NUM_THREADS=2 $(PY) bench/bench_gn_compare.py
 	OMP_NUM_THREADS=2 $(PY) bench/gn_structure.py a
