@@ -87,7 +87,7 @@ def test_projected_blocks_same_bits_on_any_thread_count():
     assert np.array_equal(one, two)
     # the GEMM path against the per-entry dot loops (rows read one at a time)
     rows = np.vstack([evaluate_block(G.evaluator(), I[t:t + 1], K, 1) for t in range(20)])
-    assert_close(one[:20], rows, rtol=1e-13)
+    assert_close(one[:20], rows, rtol=1e-11)
 
 
 def test_projected_gauss_newton_compresses_to_tol():

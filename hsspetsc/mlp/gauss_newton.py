@@ -166,16 +166,20 @@ class GaussNewton(Source):
             else:
                 C = np.matmul(W.T, C) * sig[:, :, None]        # W^T C_i per sample
             S[l - 1] = np.einsum("ipk,ikj->ipj", C, Lfac) if self.ce else C.copy()
-        xs = [np.hstack([acts[l], np.ones((m, 1))]) for l in range(L)]
-        # Xt[l] = (in_l + 1, m); Gam[l, l'] = <s^l_p, s^l'_p'> per sample, (out, out', m)
+        self._store_factors(S, [np.hstack([acts[l], np.ones((m, 1))]) for l in range(L)])
+
+    def _store_factors(self, S, xs):
+        """Keep the sensitivities S (kept for KFAC and the pairs) and the activations
+        xs = [x, 1] per layer, flat Xt[l] = (in_l + 1, m) for the evaluators, the
+        parameter index maps, and the exact diagonal over the entry samples."""
+        model, m, L = self.model, self._m, self.model.n_layers
         self._xoff = exclusive_cumsum([x.size for x in xs])
         self._Xbuf = np.ascontiguousarray(np.concatenate([x.T.ravel() for x in xs]))
-        self._S = S                          # kept for KFAC and the pairs
+        self._S = S
         self._xs = xs
         self._outs = np.array(model.widths[1:], np.int64)
-        self._d = d
+        self._d = model.widths[-1]
         self._index_parameters()
-        # exact diagonal over the entry samples
         diag = np.empty(self.n)
         for l, (w0, b0, e0) in enumerate(model.layer_slices):
             if self.diag_last and l == L - 1:
@@ -209,25 +213,11 @@ class GaussNewton(Source):
             sig = act_deriv(model.activations[l - 1], zs[l - 1], acts[l])
             C = np.matmul(W.T, C) * sig[:, :, None]    # (m, in_l, r)
             S[l - 1] = C
-        xs = [np.hstack([acts[l], np.ones((m, 1))]) for l in range(L)]
-        self._xoff = exclusive_cumsum([x.size for x in xs])
-        self._Xbuf = np.ascontiguousarray(np.concatenate([x.T.ravel() for x in xs]))
         # per layer (out_l, m r): the row of unit p is its (sample, projection) pairs
         self._soff = exclusive_cumsum([s_.size for s_ in S])
         self._Sbuf = np.ascontiguousarray(np.concatenate(
             [s_.transpose(1, 0, 2).ravel() for s_ in S]))
-        self._S, self._xs = S, xs
-        self._outs = np.array(model.widths[1:], np.int64)
-        self._d = model.widths[-1]
-        self._index_parameters()
-        diag = np.empty(self.n)
-        for l, (w0, b0, e0) in enumerate(model.layer_slices):
-            ns = np.einsum("ipc,ipc->ip", S[l], S[l])
-            blk = ns.T @ (xs[l] ** 2) / m
-            i_ = model.widths[l]
-            diag[w0:b0] = blk[:, :i_].ravel()
-            diag[b0:e0] = blk[:, i_]
-        self._diag = diag
+        self._store_factors(S, [np.hstack([acts[l], np.ones((m, 1))]) for l in range(L)])
 
     def _index_parameters(self):
         """parameter index -> (layer, output unit p, input q; q = in_l: the bias)."""
